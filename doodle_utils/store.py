@@ -1,0 +1,588 @@
+"""Packed store: Quick, Draw! drawings converted once into memory-mapped arrays.
+
+Layout of a store folder (all arrays ``.npy``, opened with ``mmap_mode="r"``)::
+
+    manifest.json    version, kind, counts, vocabularies, sources, per-array bytes + sha256
+    xy.npy           (P, 2) uint8 coordinates (kind "simplified") or float32 (kind "raw")
+    t.npy            (P,) int32 ms since the drawing's first point (kind "raw" only)
+    stroke_len.npy   (S,) uint16 points per stroke
+    point_off.npy    (D+1,) int64: drawing d's points are xy[point_off[d]:point_off[d+1]]
+    stroke_off.npy   (D+1,) int64: drawing d's strokes are stroke_len[stroke_off[d]:stroke_off[d+1]]
+    key_id.npy, word.npy (int16 index into manifest "words", -1 unlabelled),
+    country.npy (uint16 index into "countries"), recognized.npy (int8, -1 unknown),
+    timestamp.npy (int64 microseconds since 1970, INT64_MIN unknown), valid.npy (bool split)
+
+Drawing ``i`` and any batch of indices are read in O(1) per drawing from the offsets.
+
+Packing (:func:`pack`) streams every source file in bounded chunks in parallel worker
+processes, each writing a part folder that is finished by an atomic ``done.json``; a re-run
+skips finished parts whose source is unchanged (resumable per file). The merge then copies
+parts into the final arrays chunk by chunk, checks key_ids for duplicates across files with
+hash buckets (memory bounded by the bucket, not the input), draws a stratified validation
+split, hashes every array and writes ``manifest.json`` last. A store without a manifest, or
+whose files disagree with it in size, shape or checksum, fails to open with a clear error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import _parse, data
+from ._files import sha256_file, write_text_atomic
+
+STORE_VERSION = 1
+MISSING_TS = np.iinfo(np.int64).min
+MERGE_ROWS = 1 << 20  # drawings per merge chunk
+QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
+
+_PART_FIELDS = {  # per-part raw binary files and their dtypes
+    "stroke_len": np.uint16, "npoints": np.int64, "nstrokes": np.int64, "key_id": np.int64,
+    "word": np.int32, "country": np.int32, "recognized": np.int8, "timestamp": np.int64,
+}
+
+
+class StoreError(RuntimeError):
+    """A store that is missing, incomplete, truncated or corrupted."""
+
+
+# --------------------------------------------------------------------------- packing: parts
+
+@dataclass(frozen=True)
+class _Job:
+    src: str
+    part_dir: str
+    kind: str
+    raw_src: bool
+    lenient: bool
+    words: tuple[str, ...] | None
+    test: bool
+
+
+def _source_id(src: Path) -> dict:
+    st = src.stat()
+    return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _part_done(part_dir: Path, src: Path) -> dict | None:
+    done = part_dir / "done.json"
+    if not done.exists():
+        return None
+    info = json.loads(done.read_text())
+    sid = _source_id(src)
+    return info if all(info.get(k) == v for k, v in sid.items()) else None
+
+
+def _pack_part(job: _Job) -> dict:
+    """Convert one source file into a part folder; returns its done.json content."""
+    src, part_dir = Path(job.src), Path(job.part_dir)
+    if part_dir.exists():
+        shutil.rmtree(part_dir)
+    part_dir.mkdir(parents=True)
+    report = data.SkipReport()
+    vocab: dict[str, dict[str, int]] = {"word": {}, "country": {}}
+    files = {k: open(part_dir / f"{k}.bin", "wb") for k in (*_PART_FIELDS, "xy", "t")}
+    rows = points = strokes = 0
+    t0 = time.perf_counter()
+    reader_kw = dict(lenient=job.lenient, report=report, words=job.words)
+    if src.suffix == ".csv":
+        reader_kw["raw"] = job.raw_src
+        if job.test:
+            reader_kw["check_word_matches_file"] = False
+    else:
+        reader_kw["raw"] = job.raw_src
+    try:
+        for chunk in data.iter_file(src, **reader_kw):
+            d = chunk.drawings
+            if job.kind == "simplified" and d.raw:
+                from .simplify import simplify_packed
+                xy, so, do = simplify_packed(d.xy.astype(np.float64), d.stroke_offsets, d.drawing_offsets)
+                d = data.Drawings(xy, None, so, do)
+            lens = np.diff(d.stroke_offsets)
+            if len(lens) and lens.max() > np.iinfo(np.uint16).max:
+                raise data.DataError(src, None, None, "stroke_too_long", f"a stroke has {lens.max()} points")
+            m = chunk.meta
+            cols = {
+                "stroke_len": lens.astype(np.uint16),
+                "npoints": d.point_counts(),
+                "nstrokes": d.stroke_counts(),
+                "key_id": m["key_id"].to_numpy(np.int64),
+                "word": _codes(m["word"], vocab["word"]) if "word" in m else np.full(len(m), -1, np.int32),
+                "country": _codes(m["countrycode"].fillna(""), vocab["country"]),
+                "recognized": m["recognized"].to_numpy().astype(np.int8) if "recognized" in m
+                else np.full(len(m), -1, np.int8),
+                "timestamp": data.parse_timestamps(m["timestamp"].to_numpy()) if "timestamp" in m
+                else np.full(len(m), MISSING_TS, np.int64),
+            }
+            for k, v in cols.items():
+                files[k].write(np.ascontiguousarray(v, _PART_FIELDS[k]).tobytes())
+            files["xy"].write(np.ascontiguousarray(d.xy).tobytes())
+            if job.kind == "raw":
+                files["t"].write(np.ascontiguousarray(d.t, np.int32).tobytes())
+            rows += len(m)
+            points += len(d.xy)
+            strokes += len(lens)
+    finally:
+        for f in files.values():
+            f.close()
+    info = {**_source_id(src), "rows": rows, "points": points, "strokes": strokes,
+            "skipped": dict(report.counts), "skip_examples": report.examples,
+            "words": list(vocab["word"]), "countries": list(vocab["country"]),
+            "seconds": round(time.perf_counter() - t0, 3)}
+    write_text_atomic(part_dir / "done.json", json.dumps(info))
+    return info
+
+
+def _codes(values: pd.Series, vocab: dict[str, int]) -> np.ndarray:
+    codes, uniques = pd.factorize(values, sort=False)
+    local = np.array([vocab.setdefault(u, len(vocab)) for u in uniques], np.int32)
+    return local[codes] if len(local) else np.zeros(len(values), np.int32)
+
+
+# --------------------------------------------------------------------------- packing: merge
+
+def _part_array(part_dir: Path, name: str, dtype, count: int | None = None, width: int = 1) -> np.ndarray:
+    path = part_dir / f"{name}.bin"
+    if path.stat().st_size == 0:
+        return np.zeros((0, width) if width > 1 else 0, dtype)
+    arr = np.memmap(path, dtype=dtype, mode="r")
+    return arr.reshape(-1, width) if width > 1 else arr
+
+
+def _find_duplicates(parts: list[tuple[Path, dict]], bucket_rows: int = 8 << 20) -> dict[int, list[tuple[int, int]]]:
+    """Key_ids present more than once across parts, with (part, row) of every occurrence.
+
+    Key_ids are split into hash buckets so that one bucket, not the whole input, is held in
+    memory; each bucket is one pass over the key_id files.
+    """
+    total = sum(info["rows"] for _, info in parts)
+    n_buckets = max(1, -(-total // bucket_rows))
+    dups: dict[int, list[tuple[int, int]]] = {}
+    for b in range(n_buckets):
+        keys, where_p, where_r = [], [], []
+        for pi, (pdir, info) in enumerate(parts):
+            k = _part_array(pdir, "key_id", np.int64)
+            sel = np.flatnonzero(k % n_buckets == b) if n_buckets > 1 else np.arange(len(k))
+            keys.append(np.asarray(k[sel]))
+            where_p.append(np.full(len(sel), pi, np.int64))
+            where_r.append(sel)
+        keys_a = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        order = np.argsort(keys_a, kind="stable")
+        ks = keys_a[order]
+        rep = np.flatnonzero(ks[1:] == ks[:-1])
+        if len(rep):
+            wp, wr = np.concatenate(where_p)[order], np.concatenate(where_r)[order]
+            for i in np.unique(np.concatenate([rep, rep + 1])):
+                dups.setdefault(int(ks[i]), []).append((int(wp[i]), int(wr[i])))
+    return dups
+
+
+def _stratified_valid(counts: np.ndarray, frac: float, min_per_class: int, rng: np.random.Generator
+                      ) -> list[np.ndarray]:
+    """Per class, the sorted ranks (order of appearance) that go to validation."""
+    out = []
+    for n in counts:
+        v = int(round(frac * n))
+        v = max(v, min(min_per_class, n - 1)) if n > 1 else 0
+        out.append(np.sort(rng.choice(n, size=v, replace=False)) if v else np.zeros(0, np.int64))
+    return out
+
+
+def _open_out(store: Path, name: str, dtype, shape) -> np.memmap:
+    return np.lib.format.open_memmap(store / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+
+def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequence[str] | None,
+           lenient: bool, valid_frac: float, valid_min: int, seed: int, labelled: bool) -> dict:
+    # vocabularies: the given class list, else the union of the parts' words, sorted
+    vocab_words = list(words) if words is not None else sorted({w for _, i in parts for w in i["words"]})
+    vocab_countries = sorted({c for _, i in parts for c in i["countries"]})
+    wmap = {w: i for i, w in enumerate(vocab_words)}
+    cmap = {c: i for i, c in enumerate(vocab_countries)}
+
+    dups = _find_duplicates(parts)
+    drop: dict[int, set[int]] = {}
+    dup_report = data.SkipReport()
+    for key, occ in sorted(dups.items()):
+        first, *rest = sorted(occ)
+        for pi, ri in rest:
+            err = data.DataError(parts[pi][1]["source"], None, key, "duplicate_key_id",
+                                 f"also in {parts[first[0]][1]['source']}")
+            if not lenient:
+                raise err
+            dup_report.add(err)
+            drop.setdefault(pi, set()).add(ri)
+
+    # per-part keep masks and totals
+    keeps, D, S, P = [], 0, 0, 0
+    for pi, (pdir, info) in enumerate(parts):
+        keep = np.ones(info["rows"], bool)
+        if pi in drop:
+            keep[list(drop[pi])] = False
+        npts = _part_array(pdir, "npoints", np.int64)
+        nstr = _part_array(pdir, "nstrokes", np.int64)
+        keeps.append(keep)
+        D += int(keep.sum())
+        S += int(nstr[keep].sum())
+        P += int(npts[keep].sum())
+
+    # class counts for the split (labelled stores only)
+    rng = np.random.default_rng(seed)
+    class_counts = np.zeros(len(vocab_words), np.int64)
+    if labelled:
+        for (pdir, info), keep in zip(parts, keeps):
+            local = np.array([wmap[w] for w in info["words"]], np.int64)
+            w = _part_array(pdir, "word", np.int32)[keep]
+            if len(local):
+                class_counts += np.bincount(local[w], minlength=len(vocab_words))
+    valid_ranks = _stratified_valid(class_counts, valid_frac, valid_min, rng) if labelled else None
+    seen = np.zeros(len(vocab_words), np.int64)
+
+    xy_dtype = np.uint8 if kind == "simplified" else np.float32
+    out = {
+        "xy": _open_out(store, "xy", xy_dtype, (P, 2)),
+        "stroke_len": _open_out(store, "stroke_len", np.uint16, (S,)),
+        "point_off": _open_out(store, "point_off", np.int64, (D + 1,)),
+        "stroke_off": _open_out(store, "stroke_off", np.int64, (D + 1,)),
+        "key_id": _open_out(store, "key_id", np.int64, (D,)),
+        "word": _open_out(store, "word", np.int16, (D,)),
+        "country": _open_out(store, "country", np.uint16, (D,)),
+        "recognized": _open_out(store, "recognized", np.int8, (D,)),
+        "timestamp": _open_out(store, "timestamp", np.int64, (D,)),
+        "valid": _open_out(store, "valid", np.bool_, (D,)),
+    }
+    if kind == "raw":
+        out["t"] = _open_out(store, "t", np.int32, (P,))
+    out["point_off"][0] = 0
+    out["stroke_off"][0] = 0
+    d0 = s0 = p0 = 0
+    for (pdir, info), keep in zip(parts, keeps):
+        n = info["rows"]
+        npts = _part_array(pdir, "npoints", np.int64)
+        nstr = _part_array(pdir, "nstrokes", np.int64)
+        pt_end = np.cumsum(npts)
+        st_end = np.cumsum(nstr)
+        xy = _part_array(pdir, "xy", xy_dtype, width=2)
+        t = _part_array(pdir, "t", np.int32) if kind == "raw" else None
+        slen = _part_array(pdir, "stroke_len", np.uint16)
+        wl = np.array([wmap.get(w, -1) for w in info["words"]], np.int16)
+        cl = np.array([cmap[c] for c in info["countries"]], np.uint16)
+        if words is not None and labelled and (wl < 0).any():
+            bad = [w for w in info["words"] if w not in wmap]
+            raise data.DataError(info["source"], None, None, "unknown_word", f"words {bad} not in the class list")
+        for a in range(0, n, MERGE_ROWS):
+            b = min(n, a + MERGE_ROWS)
+            k = keep[a:b]
+            m = int(k.sum())
+            sel = np.flatnonzero(k) + a
+            # points and strokes of the kept rows, copied as contiguous runs
+            ps = np.where(sel > 0, pt_end[sel - 1], 0)
+            pc = npts[sel]
+            ss = np.where(sel > 0, st_end[sel - 1], 0)
+            sc = nstr[sel]
+            np_, ns_ = int(pc.sum()), int(sc.sum())
+            _parse.gather_points(np.asarray(xy), ps, pc, out["xy"][p0:p0 + np_])
+            if t is not None:
+                _parse.gather_points(np.asarray(t), ps, pc, out["t"][p0:p0 + np_])
+            _parse.gather_points(np.asarray(slen), ss, sc, out["stroke_len"][s0:s0 + ns_])
+            out["point_off"][d0 + 1:d0 + m + 1] = p0 + np.cumsum(pc)
+            out["stroke_off"][d0 + 1:d0 + m + 1] = s0 + np.cumsum(sc)
+            out["key_id"][d0:d0 + m] = _part_array(pdir, "key_id", np.int64)[sel]
+            w = _part_array(pdir, "word", np.int32)[sel]
+            gw = wl[w] if len(wl) else np.full(m, -1, np.int16)
+            out["word"][d0:d0 + m] = gw
+            c = _part_array(pdir, "country", np.int32)[sel]
+            out["country"][d0:d0 + m] = cl[c] if len(cl) else 0
+            out["recognized"][d0:d0 + m] = _part_array(pdir, "recognized", np.int8)[sel]
+            out["timestamp"][d0:d0 + m] = _part_array(pdir, "timestamp", np.int64)[sel]
+            vmask = np.zeros(m, bool)
+            if labelled:
+                for cls in np.unique(gw):
+                    rows = np.flatnonzero(gw == cls)
+                    ranks = seen[cls] + np.arange(len(rows))
+                    vmask[rows] = np.isin(ranks, valid_ranks[cls])
+                    seen[cls] += len(rows)
+            out["valid"][d0:d0 + m] = vmask
+            d0, s0, p0 = d0 + m, s0 + ns_, p0 + np_
+    for arr in out.values():
+        arr.flush()
+    del out
+    arrays = {}
+    for name in sorted(p.stem for p in store.glob("*.npy")):
+        path = store / f"{name}.npy"
+        arrays[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    skipped: dict[str, int] = {}
+    for _, info in parts:
+        for r, n in info["skipped"].items():
+            skipped[r] = skipped.get(r, 0) + n
+    for r, n in dup_report.counts.items():
+        skipped[r] = skipped.get(r, 0) + n
+    return {
+        "version": STORE_VERSION, "kind": kind, "drawings": D, "strokes": S, "points": P,
+        "labelled": labelled, "words": vocab_words, "countries": vocab_countries,
+        "class_counts": class_counts.tolist() if labelled else None,
+        "valid": {"frac": valid_frac, "min_per_class": valid_min, "seed": seed,
+                  "count": int(sum(len(v) for v in valid_ranks)) if labelled else 0},
+        "skipped": skipped,
+        "sources": [{k: info[k] for k in ("source", "size", "mtime_ns", "rows", "skipped", "seconds")}
+                    for _, info in parts],
+        "arrays": arrays,
+    }
+
+
+def find_sources(src: Path) -> tuple[list[Path], Path | None]:
+    """Per-class training files and the test file (if any) of a source folder.
+
+    Kaggle's layout: ``train_simplified/*.csv`` (or ``train_raw/*``) and
+    ``test_simplified.csv``; otherwise every ``*.csv`` / ``*.ndjson`` directly in ``src``.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: not a folder")
+    for sub in ("train_simplified", "train_raw"):
+        if (src / sub).is_dir():
+            train = sorted([*(src / sub).glob("*.csv"), *(src / sub).glob("*.ndjson")])
+            break
+    else:
+        train = sorted(p for p in [*src.glob("*.csv"), *src.glob("*.ndjson")]
+                       if not p.name.startswith(("test_", "sample_submission")))
+    test = next((p for p in (src / "test_simplified.csv", src / "test_raw.csv") if p.exists()), None)
+    if not train and test is None:
+        raise FileNotFoundError(f"{src}: no .csv or .ndjson drawing files found")
+    return train, test
+
+
+def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "simplified",
+         raw_src: bool | None = None, workers: int | None = None, valid_frac: float = 0.02,
+         valid_min: int = 1, seed: int = 0, lenient: bool = False, words: Sequence[str] | None = None,
+         test: bool = False, keep_parts: bool = False,
+         progress: Callable[[str], None] | None = print) -> dict:
+    """Pack source files into a store folder; returns the manifest.
+
+    Args:
+        sources: per-class CSV/ndjson files (or a single test file with ``test=True``).
+        store_dir: output folder; its ``.parts`` subfolder makes the conversion resumable.
+        kind: "simplified" (uint8 coordinates; raw sources are simplified on the way) or
+            "raw" (float32 coordinates and int32 times; needs raw sources).
+        raw_src: whether sources carry times; None: ndjson detects it, CSV assumes simplified
+            unless the file name contains "raw".
+        workers: parallel processes (default: CPU count).
+        valid_frac, valid_min, seed: the stratified validation split (per class).
+        lenient: skip malformed rows and duplicate key_ids, counted in the manifest.
+        words: the class list (rows with other words are malformed); default: words found.
+        test: sources are unlabelled test files.
+        keep_parts: keep the intermediate part folders after a successful merge.
+        progress: called with one line per finished file (None: silent).
+    """
+    if kind not in ("simplified", "raw"):
+        raise ValueError(f"kind must be 'simplified' or 'raw', not {kind!r}")
+    store = Path(store_dir)
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "manifest.json").unlink(missing_ok=True)  # the store is invalid until the merge ends
+    parts_root = store / ".parts"
+    sources = [Path(s) for s in sources]
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("source file names must be unique")
+    jobs, parts_info = [], {}
+    for s in sources:
+        pdir = parts_root / s.name
+        done = _part_done(pdir, s)
+        if done is not None:
+            parts_info[s.name] = done
+            if progress:
+                progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
+            continue
+        rs = raw_src if raw_src is not None else (None if s.suffix != ".csv" else "raw" in s.name)
+        if kind == "raw" and rs is False:
+            raise ValueError(f"{s}: kind 'raw' needs raw sources with timings")
+        jobs.append(_Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    t0 = time.perf_counter()
+    if workers == 1:
+        results = ((j, _pack_part(j)) for j in jobs)
+        for j, info in results:
+            parts_info[Path(j.src).name] = info
+            _report_part(progress, info, len(parts_info), len(sources))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+            futs = {ex.submit(_pack_part, j): j for j in jobs}
+            for fut in as_completed(futs):
+                info = fut.result()
+                parts_info[Path(futs[fut].src).name] = info
+                _report_part(progress, info, len(parts_info), len(sources))
+    convert_s = time.perf_counter() - t0
+    parts = [(parts_root / s.name, parts_info[s.name]) for s in sources]
+    manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
+    manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
+    write_text_atomic(store / "manifest.json", json.dumps(manifest, indent=1))
+    if not keep_parts:
+        shutil.rmtree(parts_root, ignore_errors=True)
+    if progress:
+        skipped = sum(manifest["skipped"].values())
+        progress(f"  store {store}: {manifest['drawings']} drawings, {len(manifest['words'])} classes"
+                 + (f", skipped {skipped} rows {manifest['skipped']}" if skipped else ""))
+    return manifest
+
+
+def _report_part(progress, info: dict, k: int, n: int) -> None:
+    if progress:
+        skipped = sum(info["skipped"].values())
+        progress(f"  [{k}/{n}] {Path(info['source']).name}: {info['rows']} drawings in {info['seconds']}s"
+                 + (f", skipped {skipped} {info['skipped']}" if skipped else ""))
+
+
+def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict[str, dict]:
+    """Pack a competition folder: training files into ``out/train``, the test file into ``out/test``."""
+    train, test = find_sources(Path(src_dir))
+    out = Path(out_dir)
+    result = {}
+    if train:
+        result["train"] = pack(train, out / "train", **kwargs)
+    if test is not None:
+        kw = {k: v for k, v in kwargs.items() if k not in ("valid_frac", "valid_min", "words")}
+        result["test"] = pack([test], out / "test", test=True, **kw)
+    return result
+
+
+# --------------------------------------------------------------------------- reading
+
+class Store:
+    """A packed store opened read-only with memory maps.
+
+    Args:
+        path: the store folder.
+        verify: "quick" (default): sizes, shapes and offsets of every array, and checksums of
+            arrays up to 64 MiB; "full": every checksum; "none": sizes and shapes only.
+    """
+
+    def __init__(self, path: str | os.PathLike, verify: str = "quick"):
+        self.path = Path(path)
+        mpath = self.path / "manifest.json"
+        if not mpath.exists():
+            hint = " (packing did not finish; run `doodle pack` again to resume)" if (self.path / ".parts").exists() else ""
+            raise StoreError(f"{self.path}: no manifest.json, not a packed store{hint}")
+        try:
+            self.manifest = json.loads(mpath.read_text())
+        except ValueError as e:
+            raise StoreError(f"{mpath}: unreadable manifest ({e})") from e
+        if self.manifest.get("version") != STORE_VERSION:
+            raise StoreError(f"{mpath}: store version {self.manifest.get('version')}, this code reads {STORE_VERSION}")
+        self.kind: str = self.manifest["kind"]
+        self.words: list[str] = self.manifest["words"]
+        self.countries: list[str] = self.manifest["countries"]
+        self._arrays: dict[str, np.ndarray] = {}
+        for name, want in self.manifest["arrays"].items():
+            p = self.path / f"{name}.npy"
+            if not p.exists():
+                raise StoreError(f"{p}: missing array file")
+            size = p.stat().st_size
+            if size != want["bytes"]:
+                raise StoreError(f"{p}: {size} bytes, manifest says {want['bytes']} (truncated or overwritten)")
+            if verify == "full" or (verify == "quick" and size <= QUICK_CHECKSUM_BYTES):
+                if sha256_file(p) != want["sha256"]:
+                    raise StoreError(f"{p}: checksum mismatch (corrupted)")
+            try:
+                self._arrays[name] = np.load(p, mmap_mode="r")
+            except ValueError as e:
+                raise StoreError(f"{p}: unreadable array ({e})") from e
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        m, a = self.manifest, self._arrays
+        D, S, P = m["drawings"], m["strokes"], m["points"]
+        expect = {"xy": (P, 2), "stroke_len": (S,), "point_off": (D + 1,), "stroke_off": (D + 1,),
+                  "key_id": (D,), "word": (D,), "country": (D,), "recognized": (D,),
+                  "timestamp": (D,), "valid": (D,)}
+        if self.kind == "raw":
+            expect["t"] = (P,)
+        for name, shape in expect.items():
+            if name not in a:
+                raise StoreError(f"{self.path}: array {name!r} missing from the manifest")
+            if a[name].shape != shape:
+                raise StoreError(f"{self.path / name}.npy: shape {a[name].shape}, expected {shape}")
+        po, so = a["point_off"], a["stroke_off"]
+        if po[0] != 0 or po[-1] != P or so[0] != 0 or so[-1] != S:
+            raise StoreError(f"{self.path}: offsets do not span the point/stroke arrays (corrupted)")
+
+    def __len__(self) -> int:
+        return int(self.manifest["drawings"])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("_arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    @property
+    def raw(self) -> bool:
+        return self.kind == "raw"
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return np.flatnonzero(~np.asarray(self._arrays["valid"]))
+
+    @property
+    def valid_idx(self) -> np.ndarray:
+        return np.flatnonzero(np.asarray(self._arrays["valid"]))
+
+    def drawings(self, idx: Iterable[int] | np.ndarray | slice) -> data.Drawings:
+        """The drawings at ``idx`` as one packed batch (O(1) per drawing)."""
+        if isinstance(idx, slice):
+            idx = np.arange(len(self))[idx]
+        idx = np.asarray(idx, np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"drawing index out of range 0..{len(self) - 1}")
+        a = self._arrays
+        po, so = a["point_off"], a["stroke_off"]
+        ps, pc = po[idx], po[idx + 1] - po[idx]
+        ss, sc = so[idx], so[idx + 1] - so[idx]
+        lens = np.empty(int(sc.sum()), np.uint16)
+        _parse.gather_points(a["stroke_len"].view(np.ndarray), ss, sc, lens)
+        stroke_offsets = np.zeros(len(lens) + 1, np.int64)
+        np.cumsum(lens, out=stroke_offsets[1:])
+        drawing_offsets = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(sc, out=drawing_offsets[1:])
+        xy = np.empty((int(pc.sum()), 2), a["xy"].dtype)
+        _parse.gather_points(a["xy"].view(np.ndarray), ps, pc, xy)
+        t = None
+        if "t" in a:
+            t = np.empty(len(xy), np.int32)
+            _parse.gather_points(a["t"].view(np.ndarray), ps, pc, t)
+        return data.Drawings(xy, t, stroke_offsets, drawing_offsets)
+
+    def drawing(self, i: int) -> list[np.ndarray]:
+        """Drawing ``i`` as a list of stroke arrays."""
+        return self.drawings([i]).strokes(0)
+
+    def labels(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Class indices (into ``words``), -1 where unlabelled."""
+        w = self._arrays["word"]
+        return np.asarray(w if idx is None else w[np.asarray(idx)])
+
+    def meta(self, idx: np.ndarray | None = None) -> pd.DataFrame:
+        """Metadata rows as a DataFrame (key_id, word, countrycode, recognized, timestamp)."""
+        a = self._arrays
+        sel = slice(None) if idx is None else np.asarray(idx, np.int64)
+        word = np.asarray(a["word"][sel])
+        words = np.array(self.words + [None], dtype=object)
+        rec = np.asarray(a["recognized"][sel])
+        ts = np.asarray(a["timestamp"][sel])
+        return pd.DataFrame({
+            "key_id": np.asarray(a["key_id"][sel]),
+            "word": words[word],
+            "countrycode": np.array(self.countries, dtype=object)[np.asarray(a["country"][sel])]
+            if self.countries else "",
+            "recognized": pd.array(np.where(rec < 0, None, rec == 1), dtype="boolean"),
+            "timestamp": pd.to_datetime(np.where(ts == MISSING_TS, np.iinfo(np.int64).min, ts * 1000),
+                                        utc=True),
+        })
