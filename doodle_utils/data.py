@@ -410,24 +410,39 @@ def iter_csv(path: str | os.PathLike, *, raw: bool = False, lenient: bool = Fals
     checker = _RowChecker(path, lenient, report, set(words) if words is not None else None,
                           path.stem if check_word_matches_file else None)
     skipped_lines: list[int] = []
+    pending: list[DataError] = []
 
     def on_invalid(row) -> str:
+        # exceptions raised here are swallowed by pyarrow: stash ours and let it stop
         line = row.number
+        err = DataError(path, line, None, "bad_row", f"{row.actual_columns} fields, expected {row.expected_columns}")
+        if not lenient:
+            pending.append(err)
+            return "error"
         if line is not None:
             skipped_lines.append(line)
-        checker.fail(line, None, "bad_row",
-                     f"{row.actual_columns} fields, expected {row.expected_columns}")
+        report.add(err)
         return "skip"
 
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-        parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in header},
-                                             strings_can_be_null=False),
-    )
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in header},
+                                                 strings_can_be_null=False),
+        )
+        batches = iter(reader)
+    except pa.ArrowInvalid as e:
+        raise (pending[0] if pending else DataError(path, None, None, "bad_csv", str(e))) from None
     next_line = 2  # line 1 is the header
-    for batch in reader:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as e:
+            raise (pending[0] if pending else DataError(path, None, None, "bad_csv", str(e))) from None
         n = batch.num_rows
         if n == 0:
             continue
@@ -582,12 +597,20 @@ def write_csv(path: str | os.PathLike, meta: pd.DataFrame, drawings: Drawings, *
 
 def write_ndjson(path: str | os.PathLike, meta: pd.DataFrame, drawings: Drawings) -> None:
     """Write Google's ndjson layout atomically (``key_id`` as a string, like Google's files)."""
-    if len(meta) != len(drawings):
-        raise ValueError(f"{path}: {len(meta)} metadata rows but {len(drawings)} drawings")
-    strings = drawings.to_json()
+    write_ndjson_chunks(path, [(meta, drawings)])
+
+
+def write_ndjson_chunks(path: str | os.PathLike, chunks: Iterable[tuple[pd.DataFrame, Drawings]]) -> int:
+    """Write (metadata, drawings) chunks as one ndjson file, atomically; returns the row count."""
+    n = 0
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        for row, d in zip(meta.itertuples(index=False), strings):
-            head = json.dumps({"word": row.word, "countrycode": row.countrycode,
-                               "timestamp": row.timestamp, "recognized": bool(row.recognized),
-                               "key_id": str(row.key_id)}, separators=(",", ":"))
-            f.write(head[:-1] + ',"drawing":' + d + "}\n")
+        for meta, drawings in chunks:
+            if len(meta) != len(drawings):
+                raise ValueError(f"{path}: {len(meta)} metadata rows but {len(drawings)} drawings")
+            for row, d in zip(meta.itertuples(index=False), drawings.to_json()):
+                head = json.dumps({"word": row.word, "countrycode": row.countrycode,
+                                   "timestamp": row.timestamp, "recognized": bool(row.recognized),
+                                   "key_id": str(row.key_id)}, separators=(",", ":"))
+                f.write(head[:-1] + ',"drawing":' + d + "}\n")
+            n += len(meta)
+    return n
