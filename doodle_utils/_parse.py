@@ -56,9 +56,9 @@ def _skip_ws(buf, i, end):
     return i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _parse_number(buf, i, end, pow10):
-    """Parse a JSON number at ``buf[i]``. Returns (value, next_index, status)."""
+    """Parse a JSON number at ``buf[i]``. Returns (value, next_index, status, is_integer)."""
     neg = False
     if i < end and buf[i] == 45:  # '-'
         neg = True
@@ -66,17 +66,25 @@ def _parse_number(buf, i, end, pow10):
     if i < end and (buf[i] == 78 or buf[i] == 73):  # 'N'aN / 'I'nfinity (Python's json emits them)
         while i < end and ((buf[i] >= 65 and buf[i] <= 90) or (buf[i] >= 97 and buf[i] <= 122)):
             i += 1
-        return np.nan, i, NON_FINITE
-    mant = 0.0
+        return np.nan, i, NON_FINITE, False
+    # integer part: exact in int64 for up to 18 digits, the common case
+    ival = 0
     ndig = 0
     while i < end and buf[i] >= 48 and buf[i] <= 57:
-        mant = mant * 10.0 + (buf[i] - 48)
+        if ndig < 18:
+            ival = ival * 10 + (buf[i] - 48)
         ndig += 1
         i += 1
     if ndig == 0:
-        return 0.0, i, BAD_JSON
+        return 0.0, i, BAD_JSON, False
+    if ndig > 18:
+        return 0.0, i, OUT_OF_RANGE, False
+    if i >= end or (buf[i] != 46 and buf[i] != 101 and buf[i] != 69):
+        v = float(ival)
+        return (-v if neg else v), i, OK, True
+    mant = float(ival)
     exp10 = 0
-    if i < end and buf[i] == 46:  # '.'
+    if buf[i] == 46:  # '.'
         i += 1
         nfrac = 0
         while i < end and buf[i] >= 48 and buf[i] <= 57:
@@ -85,7 +93,7 @@ def _parse_number(buf, i, end, pow10):
             nfrac += 1
             i += 1
         if nfrac == 0:
-            return 0.0, i, BAD_JSON
+            return 0.0, i, BAD_JSON, False
     if i < end and (buf[i] == 101 or buf[i] == 69):  # 'e' / 'E'
         i += 1
         eneg = False
@@ -101,7 +109,7 @@ def _parse_number(buf, i, end, pow10):
             if e > 400:
                 e = 400
         if nexp == 0:
-            return 0.0, i, BAD_JSON
+            return 0.0, i, BAD_JSON, False
         exp10 += -e if eneg else e
     val = mant
     if exp10 < 0:
@@ -114,19 +122,20 @@ def _parse_number(buf, i, end, pow10):
     if neg:
         val = -val
     if not np.isfinite(val):
-        return val, i, NON_FINITE
-    return val, i, OK
+        return val, i, NON_FINITE, False
+    return val, i, OK, val == np.floor(val)
 
 
 @numba.njit(cache=True)
-def parse_drawings(buf, offsets, dims, xs, ys, ts, stroke_len, row_strokes, status):
+def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
     """Parse rows ``buf[offsets[r]:offsets[r+1]]`` into flat x/y/t and stroke lengths.
 
     Args:
         buf: uint8 bytes of all rows.
         offsets: int64 (R+1,) row boundaries in ``buf``.
         dims: 2 (simplified: ints 0..255) or 3 (raw: x, y, t).
-        xs, ys, ts: float64 outputs, each at least as long as the total number of points.
+        xy: float64 (N, 2) output and ts float64 (N,) output (raw only), N at least the
+            total number of points.
         stroke_len: int64 output, at least as long as the total number of strokes.
         row_strokes: int64 (R,) output, strokes per row (0 for bad rows).
         status: int8 (R,) output, OK or a reason code; bad rows write no points.
@@ -170,7 +179,7 @@ def parse_drawings(buf, offsets, dims, xs, ys, ts, stroke_len, row_strokes, stat
                         i += 1
                     else:
                         while True:
-                            val, i, st = _parse_number(buf, i, end, pow10)
+                            val, i, st, is_int = _parse_number(buf, i, end, pow10)
                             if st != OK:
                                 err = st
                                 break
@@ -178,7 +187,7 @@ def parse_drawings(buf, offsets, dims, xs, ys, ts, stroke_len, row_strokes, stat
                                 # extra list: keep parsing for syntax, report dims below
                                 pass
                             elif dims == DIMS_SIMPLIFIED:
-                                if val != np.floor(val):
+                                if not is_int:
                                     err = NON_INTEGER
                                     break
                                 if val < 0.0 or val > 255.0:
@@ -193,10 +202,8 @@ def parse_drawings(buf, offsets, dims, xs, ys, ts, stroke_len, row_strokes, stat
                                     err = OUT_OF_RANGE
                                     break
                             q = p + count
-                            if nlists == 0:
-                                xs[q] = val
-                            elif nlists == 1:
-                                ys[q] = val
+                            if nlists < 2:
+                                xy[q, nlists] = val
                             elif nlists == 2 and dims == DIMS_RAW:
                                 ts[q] = val
                             count += 1

@@ -219,6 +219,7 @@ class Chunk:
     meta: pd.DataFrame
     drawings: Drawings
     lines: np.ndarray
+    timestamp_us: np.ndarray | None = None  # parsed ``timestamp``, int64 microseconds since 1970
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -237,25 +238,20 @@ def parse_drawing_column(data: np.ndarray, offsets: np.ndarray, dims: int
     n_rows = len(offsets) - 1
     nbytes = int(offsets[-1] - offsets[0]) if n_rows else 0
     cap = nbytes // 2 + 1
-    xs = np.empty(cap, np.float64)
-    ys = np.empty(cap, np.float64)
+    xy = np.empty((cap, 2), np.float64)
     ts = np.empty(cap if dims == _parse.DIMS_RAW else 1, np.float64)
     stroke_len = np.empty(nbytes // 4 + 1, np.int64)
     row_strokes = np.empty(n_rows, np.int64)
     status = np.empty(n_rows, np.int8)
-    p, s = _parse.parse_drawings(data, offsets, dims, xs, ys, ts, stroke_len, row_strokes, status)
+    p, s = _parse.parse_drawings(data, offsets, dims, xy, ts, stroke_len, row_strokes, status)
     stroke_offsets = np.zeros(s + 1, np.int64)
     np.cumsum(stroke_len[:s], out=stroke_offsets[1:])
     good = row_strokes[status == 0]
     drawing_offsets = np.zeros(len(good) + 1, np.int64)
     np.cumsum(good, out=drawing_offsets[1:])
-    if dims == _parse.DIMS_RAW:
-        xy = np.column_stack([xs[:p], ys[:p]]).astype(np.float32)
-        t = ts[:p].astype(np.int32)
-    else:
-        xy = np.column_stack([xs[:p], ys[:p]]).astype(np.uint8)
-        t = None
-    return Drawings(xy, t, stroke_offsets, drawing_offsets), status
+    raw = dims == _parse.DIMS_RAW
+    t = ts[:p].astype(np.int32) if raw else None
+    return Drawings(xy[:p].astype(np.float32 if raw else np.uint8), t, stroke_offsets, drawing_offsets), status
 
 
 def parse_drawing_strings(strings: Sequence[str] | Sequence[bytes], dims: int = _parse.DIMS_SIMPLIFIED
@@ -295,11 +291,13 @@ class _RowChecker:
         self.report.add(err)
 
     def check(self, meta: pd.DataFrame, status: np.ndarray, lines: np.ndarray,
-              key_raw: Sequence[object], errors: dict[int, tuple[str, str]]) -> np.ndarray:
+              key_raw: Sequence[object], errors: dict[int, tuple[str, str]],
+              word_ok: np.ndarray | None = None) -> np.ndarray:
         """Return a boolean mask of good rows; raise (strict) or record (lenient) the rest.
 
         ``status`` holds drawing-parser codes; ``errors`` maps a row to an earlier
-        (reason, detail) found by the caller (bad key_id, bad recognized, ...).
+        (reason, detail) found by the caller (bad key_id, bad recognized, ...); ``word_ok``
+        is the caller's word check, computed here when None.
         """
         n = len(meta)
         bad: dict[int, tuple[str, str]] = dict(errors)
@@ -307,27 +305,35 @@ class _RowChecker:
             bad.setdefault(int(r), (_parse.PARSE_REASONS[int(status[r])], "in the drawing"))
         if "word" in meta and (self.words is not None or self.expected_word is not None):
             words = meta["word"].to_numpy()
-            ok = np.ones(n, bool)
-            if self.expected_word is not None:
-                ok &= words == self.expected_word
-            if self.words is not None:
-                ok &= np.fromiter((w in self.words for w in words), bool, n)
-            for r in np.flatnonzero(~ok):
+            if word_ok is None:
+                word_ok = np.ones(n, bool)
+                if self.expected_word is not None:
+                    word_ok &= words == self.expected_word
+                if self.words is not None:
+                    word_ok &= np.fromiter((w in self.words for w in words), bool, n)
+            for r in np.flatnonzero(~word_ok):
                 want = f"the file is for {self.expected_word!r}" if self.expected_word else "not a known class"
                 bad.setdefault(int(r), ("unknown_word", f"word {words[r]!r}: {want}"))
         keys = meta["key_id"].to_numpy()
-        for r in range(n):
-            if r in bad:
-                continue
-            k = int(keys[r])
-            if k in self.seen:
-                bad[r] = ("duplicate_key_id", "already seen earlier in this file")
-            else:
-                self.seen.add(k)
+        rows = np.ones(n, bool)
+        rows[list(bad)] = False
+        klist = keys[rows].tolist()
+        kset = set(klist)
+        if len(kset) == len(klist) and self.seen.isdisjoint(kset):
+            self.seen |= kset  # the common case: no duplicate, checked with set operations
+        else:
+            for r in np.flatnonzero(rows):
+                k = int(keys[r])
+                if k in self.seen:
+                    bad[int(r)] = ("duplicate_key_id", "already seen earlier in this file")
+                else:
+                    self.seen.add(k)
         good = np.ones(n, bool)
         for r in sorted(bad):
             good[r] = False
-            self.fail(int(lines[r]) if lines[r] >= 0 else None, key_raw[r], *bad[r])
+            kr = key_raw[r]
+            kr = kr.as_py() if isinstance(kr, pa.Scalar) else kr
+            self.fail(int(lines[r]) if lines[r] >= 0 else None, kr, *bad[r])
         return good
 
 
@@ -449,25 +455,62 @@ def iter_csv(path: str | os.PathLike, *, raw: bool = False, lenient: bool = Fals
         lines = _line_numbers(next_line, n, skipped_lines)
         next_line = int(lines[-1]) + 1
         cols = {name: batch.column(name) for name in batch.schema.names}
-        key_raw = cols["key_id"].to_pylist()
-        key_id, errors = _parse_key_ids(key_raw)
+        errors: dict[int, tuple[str, str]] = {}
+        key_id = _arrow_key_ids(cols["key_id"], errors)
         meta = {"key_id": key_id,
                 "countrycode": cols["countrycode"].to_numpy(zero_copy_only=False).astype(object)}
+        ts_us = None
+        word_ok = None
         if "word" in cols:
-            meta["word"] = cols["word"].to_numpy(zero_copy_only=False).astype(object)
-            meta["recognized"] = _parse_recognized(cols["recognized"].to_pylist(), errors)
+            word = cols["word"]
+            meta["word"] = word.to_numpy(zero_copy_only=False).astype(object)
+            meta["recognized"] = _arrow_recognized(cols["recognized"], errors)
             meta["timestamp"] = cols["timestamp"].to_numpy(zero_copy_only=False).astype(object)
-            _check_timestamps(meta["timestamp"], errors)
+            ts_us = _arrow_timestamps(cols["timestamp"], errors)
+            ok = pa.array(np.ones(n, bool))
+            if checker.expected_word is not None:
+                ok = pc.and_(ok, pc.equal(word, checker.expected_word))
+            if checker.words is not None:
+                ok = pc.and_(ok, pc.is_in(word, value_set=pa.array(sorted(checker.words), pa.large_string())))
+            word_ok = ok.to_numpy(zero_copy_only=False)
         meta = pd.DataFrame(meta)
         data, offsets = _string_buffers(cols["drawing"])
         drawings, status = parse_drawing_column(data, offsets, _dims_for(raw))
-        good = checker.check(meta, status, lines, key_raw, errors)
-        yield _keep(meta, drawings, status, good, lines)
+        good = checker.check(meta, status, lines, cols["key_id"], errors, word_ok)
+        yield _keep(meta, drawings, status, good, lines, ts_us)
+
+
+def _arrow_key_ids(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.ndarray:
+    ok = pc.and_(pc.utf8_is_digit(col), pc.less_equal(pc.utf8_length(col), _INT64_DIGITS))
+    okn = ok.to_numpy(zero_copy_only=False)
+    for r in np.flatnonzero(~okn):
+        errors.setdefault(int(r), ("bad_key_id", f"key_id {col[r].as_py()!r} is not a non-negative integer"))
+    return pc.cast(pc.if_else(ok, col, "0"), pa.int64()).to_numpy()
+
+
+def _arrow_recognized(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.ndarray:
+    t = pc.is_in(col, value_set=pa.array(sorted(_TRUE), pa.large_string())).to_numpy(zero_copy_only=False)
+    f = pc.is_in(col, value_set=pa.array(sorted(_FALSE), pa.large_string())).to_numpy(zero_copy_only=False)
+    for r in np.flatnonzero(~(t | f)):
+        errors.setdefault(int(r), ("bad_recognized", f"recognized {col[r].as_py()!r} is not true/false"))
+    return t
+
+
+def _arrow_timestamps(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.ndarray:
+    try:
+        stripped = pc.replace_substring_regex(col, pattern=" UTC$", replacement="")
+        return pc.cast(stripped, pa.timestamp("us")).to_numpy(zero_copy_only=False).astype(np.int64)
+    except pa.ArrowInvalid:  # some value is bad: find which, the slow way
+        values = col.to_pylist()
+        _check_timestamps(values, errors)
+        return parse_timestamps(values)
 
 
 def _line_numbers(start: int, n: int, skipped: list[int]) -> np.ndarray:
     """Line numbers of the next ``n`` kept rows from ``start``, stepping over skipped lines."""
     skip = {s for s in skipped if s >= start}
+    if not skip:
+        return np.arange(start, start + n, dtype=np.int64)
     out = np.empty(n, np.int64)
     line = start
     for i in range(n):
@@ -479,13 +522,14 @@ def _line_numbers(start: int, n: int, skipped: list[int]) -> np.ndarray:
 
 
 def _keep(meta: pd.DataFrame, drawings: Drawings, status: np.ndarray, good: np.ndarray,
-          lines: np.ndarray) -> Chunk:
+          lines: np.ndarray, timestamp_us: np.ndarray | None = None) -> Chunk:
     """Drop rejected rows; ``drawings`` already lacks the rows the parser rejected."""
-    parsed = status == 0
     if not good.all():
-        drawings = drawings.take(good[parsed])
-    meta = meta[good].reset_index(drop=True)
-    return Chunk(meta[[c for c in META_COLUMNS if c in meta]], drawings, lines[good])
+        drawings = drawings.take(good[status == 0])
+        meta = meta[good].reset_index(drop=True)
+        lines = lines[good]
+        timestamp_us = timestamp_us[good] if timestamp_us is not None else None
+    return Chunk(meta[[c for c in META_COLUMNS if c in meta]], drawings, lines, timestamp_us)
 
 
 def iter_ndjson(path: str | os.PathLike, *, raw: bool | None = None, lenient: bool = False,
@@ -554,14 +598,16 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
     for r, e in kerr.items():
         errors.setdefault(r, e)
     recognized = _parse_recognized(cols["recognized"], errors)
-    _check_timestamps(cols["timestamp"], errors)
+    ts_us = parse_timestamps(cols["timestamp"])
+    for r in np.flatnonzero(ts_us == np.iinfo(np.int64).min):
+        errors.setdefault(int(r), ("bad_timestamp", f"timestamp {cols['timestamp'][r]!r} is not a date-time"))
     meta = pd.DataFrame({"key_id": key_id, "word": cols["word"],
                          "countrycode": [c if c is not None else "" for c in cols["countrycode"]],
                          "recognized": recognized, "timestamp": cols["timestamp"]})
     # rows rejected above were given b"" and so fail the parser too; their own reason wins
     drawings, status = parse_drawing_strings(drawing_strs, _dims_for(raw))
     good = checker.check(meta, status, lines, key_raw, errors)
-    return _keep(meta, drawings, status, good, lines)
+    return _keep(meta, drawings, status, good, lines, ts_us)
 
 
 def iter_file(path: str | os.PathLike, **kwargs) -> Iterator[Chunk]:

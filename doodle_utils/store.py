@@ -30,6 +30,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -45,10 +46,10 @@ MISSING_TS = np.iinfo(np.int64).min
 MERGE_ROWS = 1 << 20  # drawings per merge chunk
 QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
 
-_PART_FIELDS = {  # per-part raw binary files and their dtypes
-    "stroke_len": np.uint16, "npoints": np.int64, "nstrokes": np.int64, "key_id": np.int64,
-    "word": np.int32, "country": np.int32, "recognized": np.int8, "timestamp": np.int64,
-}
+# a part folder holds xy.bin, t.bin (raw), stroke_len.bin (uint16) and rows.bin, one record a drawing
+ROW_DTYPE = np.dtype([("npoints", np.int64), ("nstrokes", np.int64), ("key_id", np.int64),
+                      ("timestamp", np.int64), ("word", np.int32), ("country", np.int32),
+                      ("recognized", np.int8)])
 
 
 class StoreError(RuntimeError):
@@ -90,16 +91,12 @@ def _pack_part(job: _Job) -> dict:
     part_dir.mkdir(parents=True)
     report = data.SkipReport()
     vocab: dict[str, dict[str, int]] = {"word": {}, "country": {}}
-    files = {k: open(part_dir / f"{k}.bin", "wb") for k in (*_PART_FIELDS, "xy", "t")}
+    files = {k: open(part_dir / f"{k}.bin", "wb") for k in ("xy", "t", "stroke_len", "rows")}
     rows = points = strokes = 0
     t0 = time.perf_counter()
-    reader_kw = dict(lenient=job.lenient, report=report, words=job.words)
-    if src.suffix == ".csv":
-        reader_kw["raw"] = job.raw_src
-        if job.test:
-            reader_kw["check_word_matches_file"] = False
-    else:
-        reader_kw["raw"] = job.raw_src
+    reader_kw = dict(raw=job.raw_src, lenient=job.lenient, report=report, words=job.words)
+    if job.test and src.suffix == ".csv":
+        reader_kw["check_word_matches_file"] = False
     try:
         for chunk in data.iter_file(src, **reader_kw):
             d = chunk.drawings
@@ -111,20 +108,16 @@ def _pack_part(job: _Job) -> dict:
             if len(lens) and lens.max() > np.iinfo(np.uint16).max:
                 raise data.DataError(src, None, None, "stroke_too_long", f"a stroke has {lens.max()} points")
             m = chunk.meta
-            cols = {
-                "stroke_len": lens.astype(np.uint16),
-                "npoints": d.point_counts(),
-                "nstrokes": d.stroke_counts(),
-                "key_id": m["key_id"].to_numpy(np.int64),
-                "word": _codes(m["word"], vocab["word"]) if "word" in m else np.full(len(m), -1, np.int32),
-                "country": _codes(m["countrycode"].fillna(""), vocab["country"]),
-                "recognized": m["recognized"].to_numpy().astype(np.int8) if "recognized" in m
-                else np.full(len(m), -1, np.int8),
-                "timestamp": data.parse_timestamps(m["timestamp"].to_numpy()) if "timestamp" in m
-                else np.full(len(m), MISSING_TS, np.int64),
-            }
-            for k, v in cols.items():
-                files[k].write(np.ascontiguousarray(v, _PART_FIELDS[k]).tobytes())
+            rec = np.empty(len(m), ROW_DTYPE)
+            rec["npoints"] = d.point_counts()
+            rec["nstrokes"] = d.stroke_counts()
+            rec["key_id"] = m["key_id"].to_numpy(np.int64)
+            rec["timestamp"] = chunk.timestamp_us if chunk.timestamp_us is not None else MISSING_TS
+            rec["word"] = _codes(m["word"], vocab["word"]) if "word" in m else -1
+            rec["country"] = _codes(m["countrycode"].fillna(""), vocab["country"])
+            rec["recognized"] = m["recognized"].to_numpy().astype(np.int8) if "recognized" in m else -1
+            files["rows"].write(rec.tobytes())
+            files["stroke_len"].write(lens.astype(np.uint16).tobytes())
             files["xy"].write(np.ascontiguousarray(d.xy).tobytes())
             if job.kind == "raw":
                 files["t"].write(np.ascontiguousarray(d.t, np.int32).tobytes())
@@ -150,7 +143,15 @@ def _codes(values: pd.Series, vocab: dict[str, int]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- packing: merge
 
-def _part_array(part_dir: Path, name: str, dtype, count: int | None = None, width: int = 1) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _part_rows(part_dir: Path) -> np.ndarray:
+    return _part_array(part_dir, "rows", ROW_DTYPE)
+
+
+def _part_array(part_dir: Path, name: str, dtype=None, width: int = 1) -> np.ndarray:
+    """A part's array: ``xy``, ``t``, ``stroke_len``, or a field of ``rows.bin`` by name."""
+    if name in ROW_DTYPE.names:
+        return _part_rows(part_dir)[name]
     path = part_dir / f"{name}.bin"
     if path.stat().st_size == 0:
         return np.zeros((0, width) if width > 1 else 0, dtype)
@@ -422,7 +423,10 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
                 _report_part(progress, info, len(parts_info), len(sources))
     convert_s = time.perf_counter() - t0
     parts = [(parts_root / s.name, parts_info[s.name]) for s in sources]
-    manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
+    try:
+        manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
+    finally:
+        _part_rows.cache_clear()  # part files may be rewritten by the next pack
     manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
     write_text_atomic(store / "manifest.json", json.dumps(manifest, indent=1))
     if not keep_parts:

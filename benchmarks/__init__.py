@@ -1,0 +1,1 @@
+"""Benchmarks of the suite; ``python -m benchmarks [NAME ...]`` runs them (all by default)."""

@@ -1,0 +1,14 @@
+"""``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all) and print tables."""
+import sys
+
+from . import bench_pack
+
+BENCHMARKS = {"pack": bench_pack.run}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    for name in names:
+        BENCHMARKS[name]()

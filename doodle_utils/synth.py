@@ -1,0 +1,848 @@
+"""Synthetic Quick, Draw! data: procedural doodles drawn with a simulated pen, and a
+mini-competition written in Kaggle's exact layout.
+
+* A registry of drawable classes (:func:`register_class`, :data:`REGISTRY`,
+  :data:`CLASSES`): each class is a function ``rng -> list of polylines`` in a unit frame,
+  in the order and direction a person tends to draw them (a square in 1, 2 or 4 strokes, a
+  house roof-first or walls-first, ...).
+* :func:`draw` renders one of them as a Google *raw* drawing: strokes of ``[x, y, t]`` in
+  screen pixels and milliseconds, with a random pose and size, a smooth hand warp, a pen
+  that accelerates, slows at corners and sometimes pauses, pauses between strokes, and
+  points sampled like a touch screen or mouse (frame ticks, no event while the pen rests).
+  :func:`scribble` draws an unrecognizable doodle.
+* :func:`make_competition` writes ``train_simplified/``, ``train_raw/``,
+  ``test_simplified.csv``, ``sample_submission.csv`` and a hidden ``test_labels.csv``,
+  deterministically for a seed; simplified strokes come from Google's simplification of the
+  raw ones (:mod:`doodle_utils.simplify`).
+* :func:`drawing_stats`, :func:`compare_with_real` and :func:`stats_table_markdown` check
+  the synthetic drawings against the real sample of the same classes.
+
+Pen constants below were calibrated by eye against Google's raw files of these classes
+(https://quickdraw.withgoogle.com/data): strokes, points and durations per drawing.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numba
+import numpy as np
+import pandas as pd
+
+from . import data
+from ._files import atomic_path
+
+Polyline = np.ndarray  # (k, 2) float64 vertices in a unit frame, y pointing down
+ShapeFn = Callable[[np.random.Generator], list[np.ndarray]]
+
+# --------------------------------------------------------------------------- pen constants
+
+BASE_SIZE_PX = 300.0  # median extent of a drawing on screen
+SIZE_SIGMA = 0.3  # log-normal spread of the extent
+BASE_SPEED = 0.85  # px/ms, cruising pen speed of a 300 px drawing
+ACCEL_FRACTION = 0.13  # the pen reaches cruising speed after this fraction of the extent
+DENSE_STEP_PX = 2.5  # spacing of the internal pen path
+STROKE_GAP_MS = 330.0  # median pen-up pause between strokes (plus travel time)
+TRAVEL_SPEED = 1.5  # px/ms while the pen is up
+# device sampling period (ms) and its probability; a frame is dropped now and then
+DEVICE_PERIODS = np.array([16.67, 8.33, 11.11, 33.33])
+DEVICE_WEIGHTS = np.array([0.68, 0.22, 0.05, 0.05])
+DROPPED_FRAME = 0.12
+FRACTIONAL_DEVICE = 0.25  # share of drawings with fractional pixel coordinates (3 decimals)
+
+# Country codes with weights roughly like Google's sample (US first, then a long tail).
+COUNTRIES = {
+    "US": 437, "GB": 70, "CA": 35, "DE": 26, "AU": 26, "SE": 22, "RU": 21, "PL": 20,
+    "CZ": 20, "FR": 19, "KR": 19, "FI": 16, "BR": 15, "ID": 13, "SA": 11, "AT": 11,
+    "IN": 10, "PH": 10, "NL": 9, "MX": 7, "RO": 7, "HU": 6, "BE": 6, "NZ": 6, "NO": 6,
+    "TH": 6, "AE": 6, "MY": 6, "JP": 5, "PT": 5, "IT": 4, "ES": 4, "DK": 4, "UA": 3,
+    "IE": 3, "SG": 3, "TW": 3, "HK": 2, "ZA": 2, "AR": 2, "CL": 2, "TR": 2, "IL": 2,
+    "VN": 2, "EG": 1, "IS": 1, "EE": 1, "PE": 1, "KZ": 1, "RS": 1,
+}
+KEY_ID_RANGE = (4_500_000_000_000_000, 6_760_000_000_000_000)  # 16 digits, like Google's
+TIMESTAMP_RANGE = ("2017-01-01T00:00:00", "2017-04-01T00:00:00")
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A drawable class and how people draw it.
+
+    Attributes:
+        name: the Quick, Draw! word.
+        fn: ``rng -> list of (k, 2) polylines`` in a unit frame (y down), in drawing order.
+        size: typical extent relative to :data:`BASE_SIZE_PX`.
+        speed: pen speed relative to :data:`BASE_SPEED`.
+        care: probability of a pause at each sharp corner.
+    """
+
+    name: str
+    fn: ShapeFn
+    size: float = 1.0
+    speed: float = 1.0
+    care: float = 0.1
+
+
+REGISTRY: dict[str, ClassSpec] = {}
+
+
+def register_class(name: str, *, size: float = 1.0, speed: float = 1.0, care: float = 0.1
+                   ) -> Callable[[ShapeFn], ShapeFn]:
+    """Decorator registering a shape function under a Quick, Draw! class name.
+
+    Args:
+        name: the class word (must be one of Google's 345).
+        size, speed, care: see :class:`ClassSpec`.
+    """
+    def deco(fn: ShapeFn) -> ShapeFn:
+        if name in REGISTRY:
+            raise ValueError(f"class {name!r} registered twice")
+        REGISTRY[name] = ClassSpec(name, fn, size, speed, care)
+        return fn
+    return deco
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int | None = None
+         ) -> np.ndarray:
+    """Elliptic arc from angle ``a0`` to ``a1`` (radians; y down, so decreasing = counter-clockwise)."""
+    n = n or max(4, int(abs(a1 - a0) / (2 * math.pi) * 40) + 2)
+    a = np.linspace(a0, a1, n)
+    return np.column_stack([cx + rx * np.cos(a), cy + ry * np.sin(a)])
+
+
+def _loop(rng: np.random.Generator, cx: float = 0.0, cy: float = 0.0, rx: float = 1.0,
+          ry: float = 1.0, start: float | None = None, ccw: bool | None = None, n: int = 40
+          ) -> np.ndarray:
+    """A hand-drawn closed ellipse in one stroke: starts near the top, drifts, over/undershoots."""
+    if start is None:
+        start = -math.pi / 2 + rng.normal(0, 0.5)
+    if ccw is None:
+        ccw = rng.random() < 0.7
+    span = 2 * math.pi * (1 + rng.normal(0.04, 0.05))
+    u = np.linspace(0, 1, n)
+    a = start + (-1 if ccw else 1) * span * u
+    r = (1 + rng.normal(0, 0.05) * u) * (1 + rng.normal(0, 0.04) * np.cos(2 * a + rng.uniform(0, 6.3)))
+    return np.column_stack([cx + rx * r * np.cos(a), cy + ry * r * np.sin(a)])
+
+
+def _line(p: Sequence[float], q: Sequence[float], rng: np.random.Generator, bow: float = 0.03
+          ) -> np.ndarray:
+    """A slightly bowed line from ``p`` to ``q`` (3 vertices)."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    d = q - p
+    mid = (p + q) / 2 + np.array([-d[1], d[0]]) * rng.normal(0, bow)
+    return np.vstack([p, mid, q])
+
+
+def _dot(x: float, y: float, rng: np.random.Generator, r: float = 0.02) -> np.ndarray:
+    """A dot: a tiny stroke of 2 vertices."""
+    return np.array([[x, y], [x + rng.normal(0, r), y + rng.normal(0, r)]])
+
+
+def _bezier(p0: Sequence[float], p1: Sequence[float], p2: Sequence[float], n: int = 16) -> np.ndarray:
+    """Quadratic Bezier curve from ``p0`` to ``p2`` with control point ``p1``."""
+    u = np.linspace(0, 1, n)[:, None]
+    p0, p1, p2 = (np.asarray(p, float) for p in (p0, p1, p2))
+    return (1 - u) ** 2 * p0 + 2 * u * (1 - u) * p1 + u ** 2 * p2
+
+
+def _regular(k: int, rng: np.random.Generator, r: float = 1.0, rot: float | None = None) -> np.ndarray:
+    """Vertices of a regular k-gon, starting at the top-most one, in a random direction."""
+    if rot is None:
+        rot = rng.choice([0.0, math.pi / k])  # pointy or flat top
+    a = -math.pi / 2 + rot + 2 * math.pi * np.arange(k) / k
+    v = np.column_stack([r * np.cos(a), r * np.sin(a)])
+    v = np.roll(v, -int(np.argmin(v[:, 1] + 0.01 * v[:, 0])), axis=0)
+    if rng.random() < 0.6:  # counter-clockwise on screen
+        v = np.vstack([v[:1], v[:0:-1]])
+    return v + rng.normal(0, 0.03, v.shape)
+
+
+def _close(path: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Close a polyline back to its start the way a hand does: overshoot, short gap or near miss."""
+    p = np.vstack([path, path[:1]]).astype(float)
+    r = rng.random()
+    if r < 0.4:  # overshoot along the first side
+        p = np.vstack([p, p[0] + (p[1] - p[0]) * rng.uniform(0.03, 0.2)])
+    elif r < 0.65:  # stop short
+        p[-1] = p[-2] + (p[-1] - p[-2]) * rng.uniform(0.85, 0.97)
+    else:
+        p[-1] += rng.normal(0, 0.02, 2)
+    return p
+
+
+def _polygon(verts: np.ndarray, rng: np.random.Generator,
+             probs: tuple[float, float, float, float] = (0.65, 0.15, 0.12, 0.08)) -> list[np.ndarray]:
+    """A closed polygon (vertices in drawing order) as strokes: one, two halves, sides or a chain.
+
+    Args:
+        verts: (k, 2) vertices, the first where the pen starts.
+        probs: probabilities of one closed stroke, two halves from the first vertex, one
+            stroke per side, and a chain of 2-3 consecutive pieces.
+    """
+    k = len(verts)
+    mode = rng.choice(4, p=np.asarray(probs) / sum(probs))
+    if mode == 0:
+        return [_close(verts, rng)]
+    if mode == 1:
+        m = int(np.clip(round(k / 2 + rng.normal(0, 0.5)), 1, k - 1))
+        return [verts[:m + 1].copy(), np.vstack([verts[:1], verts[:m - 1:-1]])]
+    closed = np.vstack([verts, verts[:1]])
+    if mode == 2:
+        sides = [closed[i:i + 2].copy() for i in range(k)]
+        return [s[::-1] if rng.random() < 0.15 else s for s in sides]
+    cuts = np.sort(rng.choice(np.arange(1, k), size=min(k - 1, int(rng.integers(1, 3))), replace=False))
+    bounds = [0, *cuts.tolist(), k]
+    return [closed[a:b + 1].copy() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _jit(p: np.ndarray, rng: np.random.Generator, s: float = 0.03) -> np.ndarray:
+    return p + rng.normal(0, s, p.shape)
+
+
+# --------------------------------------------------------------------------- classes
+
+@register_class("circle", speed=1.05)
+def _circle(rng: np.random.Generator) -> list[np.ndarray]:
+    ry = math.exp(rng.normal(0, 0.08))
+    out = [_loop(rng, ry=ry)]
+    if rng.random() < 0.04:  # traced a second time
+        out.append(_loop(rng, rx=1.04, ry=ry * 1.04))
+    return out
+
+
+@register_class("square", speed=0.9)
+def _square(rng: np.random.Generator) -> list[np.ndarray]:
+    v = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    if rng.random() < 0.2:
+        v = np.roll(v, -int(rng.integers(1, 4)), axis=0)
+    if rng.random() < 0.25:
+        v = np.vstack([v[:1], v[:0:-1]])
+    return _polygon(_jit(v, rng, 0.04), rng, (0.68, 0.14, 0.1, 0.08))
+
+
+@register_class("triangle", speed=0.9)
+def _triangle(rng: np.random.Generator) -> list[np.ndarray]:
+    v = _jit(np.array([[0, -1], [1, 0.75], [-1, 0.75]], float), rng, 0.05)
+    if rng.random() < 0.45:
+        v = v[[0, 2, 1]]
+    if rng.random() < 0.15:  # "^" then the base
+        base = v[[1, 2]] if rng.random() < 0.5 else v[[2, 1]]
+        return [v[[1, 0, 2]], _line(*base, rng)]
+    return _polygon(v, rng, (0.72, 0.06, 0.14, 0.08))
+
+
+@register_class("hexagon", speed=0.65, care=0.25)
+def _hexagon(rng: np.random.Generator) -> list[np.ndarray]:
+    return _polygon(_regular(6, rng), rng, (0.7, 0.08, 0.14, 0.08))
+
+
+@register_class("octagon", speed=0.5, care=0.35)
+def _octagon(rng: np.random.Generator) -> list[np.ndarray]:
+    return _polygon(_regular(8, rng), rng, (0.72, 0.06, 0.14, 0.08))
+
+
+@register_class("star", speed=0.9, care=0.15)
+def _star(rng: np.random.Generator) -> list[np.ndarray]:
+    a = -math.pi / 2 + 2 * math.pi * np.arange(5) / 5
+    tips = np.column_stack([np.cos(a), np.sin(a)])
+    if rng.random() < 0.55:  # pentagram, usually from the bottom-left tip
+        order = np.array([3, 0, 2, 4, 1]) if rng.random() < 0.7 else np.array([0, 2, 4, 1, 3])
+        v = _jit(tips[order], rng, 0.05)
+        if rng.random() < 0.85:
+            return [_close(v, rng)]
+        closed = np.vstack([v, v[:1]])
+        cut = int(rng.integers(2, 4))
+        return [closed[:cut + 1], closed[cut:]]
+    inner = np.column_stack([np.cos(a + math.pi / 5), np.sin(a + math.pi / 5)]) * rng.uniform(0.38, 0.55)
+    v = np.empty((10, 2))
+    v[0::2], v[1::2] = tips, inner
+    if rng.random() < 0.5:
+        v = np.vstack([v[:1], v[:0:-1]])
+    return _polygon(_jit(v, rng, 0.04), rng, (0.8, 0.12, 0.0, 0.08))
+
+
+@register_class("line", size=1.75, speed=1.5)
+def _line_class(rng: np.random.Generator) -> list[np.ndarray]:
+    r = rng.random()
+    ang = rng.normal(0, 0.08) if r < 0.6 else (math.pi / 2 + rng.normal(0, 0.08) if r < 0.8
+                                                else rng.choice([-1, 1]) * math.pi / 4 + rng.normal(0, 0.2))
+    d = np.array([math.cos(ang), math.sin(ang)])
+    p = _line(-d, d, rng, 0.02)
+    return [p if rng.random() < 0.85 else p[::-1]]
+
+
+@register_class("zigzag", size=1.6, speed=1.1)
+def _zigzag(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.integers(4, 11))
+    h = rng.uniform(0.15, 0.5)
+    x = np.linspace(-1, 1, k)
+    y = h * np.where(np.arange(k) % 2 == 0, 1, -1) * rng.uniform(0.8, 1.2, k)
+    p = _jit(np.column_stack([x, y]), rng, 0.02)
+    if rng.random() < 0.15:
+        p = p[:, ::-1]
+    if rng.random() < 0.05:
+        m = k // 2
+        return [p[:m + 1], p[m:]]
+    return [p]
+
+
+@register_class("squiggle", size=1.6, speed=1.1)
+def _squiggle(rng: np.random.Generator) -> list[np.ndarray]:
+    s = np.linspace(-1, 1, 80)
+    f = rng.uniform(1.0, 3.5)
+    amp = rng.uniform(0.15, 0.45) * (1 + 0.3 * np.sin(rng.uniform(1, 3) * s + rng.uniform(0, 6.3)))
+    if rng.random() < 0.3:  # loopy, like a telephone cord
+        w = 2 * math.pi * f * 1.5
+        p = np.column_stack([s + 0.12 * np.sin(w * s), amp * np.cos(w * s)])
+    else:
+        p = np.column_stack([s, amp * np.sin(2 * math.pi * f * s / 2 + rng.uniform(0, 6.3))])
+    if rng.random() < 0.12:
+        m = int(rng.integers(25, 55))
+        return [p[:m], p[m:] + rng.normal(0, 0.05, 2)]
+    return [p]
+
+
+@register_class("smiley face", speed=1.0)
+def _smiley(rng: np.random.Generator) -> list[np.ndarray]:
+    face = [_loop(rng)]
+    ex, ey = rng.uniform(0.25, 0.45), -rng.uniform(0.2, 0.4)
+    kind = rng.choice(3, p=[0.5, 0.3, 0.2])
+    eyes = []
+    for x in (-ex, ex):
+        if kind == 0:
+            eyes.append(_dot(x, ey, rng))
+        elif kind == 1:
+            eyes.append(_line((x, ey - 0.15), (x, ey + 0.1), rng))
+        else:
+            eyes.append(_loop(rng, x, ey, 0.1, 0.12, n=14))
+    r = rng.uniform(0.4, 0.65)
+    a = rng.uniform(0.12, 0.3) * math.pi
+    mouth = [_arc(0, 0.05, r, r * rng.uniform(0.6, 1.1), math.pi - a, a)]
+    if rng.random() < 0.1:
+        mouth = [_close(mouth[0], rng)]
+    nose = [_line((0, -0.05), (0.03, 0.15), rng)] if rng.random() < 0.12 else []
+    parts = eyes + nose + mouth
+    return face + parts if rng.random() < 0.85 else parts + face
+
+
+@register_class("house", size=1.2, speed=0.95, care=0.15)
+def _house(rng: np.random.Generator) -> list[np.ndarray]:
+    w, top, bot = rng.uniform(0.6, 0.9), rng.uniform(-0.2, 0.1), 1.0
+    eave = w + rng.uniform(0.0, 0.2)
+    apex = np.array([rng.normal(0, 0.05), -1.0])
+    walls = _jit(np.array([[-w, top], [w, top], [w, bot], [-w, bot]], float), rng, 0.03)
+    roof = np.vstack([[-eave, top], apex, [eave, top]])
+    r = rng.random()
+    if r < 0.45:
+        out = _polygon(walls, rng, (0.7, 0.1, 0.1, 0.1)) + [roof]
+    elif r < 0.65:
+        out = [roof, walls[[0, 3, 2, 1]]]
+    elif r < 0.85:
+        out = [_close(np.vstack([walls[3], walls[0], apex, walls[1], walls[2]]), rng)]
+    else:
+        out = _polygon(walls, rng, (1, 0, 0, 0)) + [_close(roof, rng)]
+    if rng.random() < 0.7:
+        dw, dh = rng.uniform(0.12, 0.25), rng.uniform(0.35, 0.6)
+        dx = rng.uniform(-0.3, 0.3)
+        out.append(np.array([[dx - dw, bot], [dx - dw, bot - dh], [dx + dw, bot - dh], [dx + dw, bot]]))
+    for x in rng.choice([-0.45, 0.45], size=rng.choice(3, p=[0.5, 0.2, 0.3]), replace=False):
+        s = rng.uniform(0.1, 0.18)
+        y = top + rng.uniform(0.25, 0.35)
+        out += _polygon(np.array([[x - s, y - s], [x + s, y - s], [x + s, y + s], [x - s, y + s]]), rng,
+                        (0.8, 0.1, 0.05, 0.05))
+        if rng.random() < 0.4:
+            out += [np.array([[x, y - s], [x, y + s]]), np.array([[x - s, y], [x + s, y]])]
+    if rng.random() < 0.15:
+        cx = rng.uniform(0.3, 0.5)
+        out.append(np.array([[cx, -0.55], [cx, -0.85], [cx + 0.15, -0.85], [cx + 0.15, -0.4]]))
+    return out
+
+
+@register_class("wheel", size=1.05, speed=1.0)
+def _wheel(rng: np.random.Generator) -> list[np.ndarray]:
+    out = [_loop(rng)]
+    if rng.random() < 0.3:
+        out.append(_loop(rng, rx=0.82, ry=0.82))
+    hub = rng.uniform(0.12, 0.3) if rng.random() < 0.75 else 0.0
+    if hub:
+        out.append(_loop(rng, rx=hub, ry=hub, n=20))
+    if rng.random() < 0.88:
+        k = int(rng.choice([4, 5, 6, 8], p=[0.3, 0.15, 0.3, 0.25]))
+        a = rng.uniform(0, math.pi) + 2 * math.pi * np.arange(k) / k
+        rim = 0.8 if len(out) > 2 or rng.random() < 0.3 else 0.97
+        if k % 2 == 0 and not hub and rng.random() < 0.6:  # diameters
+            out += [_line(rim * np.array([math.cos(t), math.sin(t)]),
+                          -rim * np.array([math.cos(t), math.sin(t)]), rng) for t in a[:k // 2]]
+        else:
+            out += [_line(max(hub, 0.03) * np.array([math.cos(t), math.sin(t)]),
+                          rim * np.array([math.cos(t), math.sin(t)]), rng) for t in a]
+    return out
+
+
+@register_class("envelope", size=1.5, speed=0.95, care=0.15)
+def _envelope(rng: np.random.Generator) -> list[np.ndarray]:
+    h = rng.uniform(0.5, 0.75)
+    rect = _jit(np.array([[-1, -h], [1, -h], [1, h], [-1, h]], float), rng, 0.03)
+    tip = np.array([rng.normal(0, 0.05), rng.uniform(-0.1, 0.3)])
+    flap = np.vstack([rect[0], tip, rect[1]])
+    r = rng.random()
+    if r < 0.15:  # everything in one stroke
+        out = [np.vstack([rect[[1, 2, 3, 0]], tip, rect[1]])]
+    else:
+        out = _polygon(rect, rng, (0.8, 0.1, 0.05, 0.05)) + [flap if rng.random() < 0.8 else flap[::-1]]
+    if rng.random() < 0.12:
+        out.append(np.vstack([rect[3], tip * [1, 0.3] + [0, 0.1], rect[2]]))
+    return out
+
+
+@register_class("diamond", speed=0.8, care=0.2)
+def _diamond(rng: np.random.Generator) -> list[np.ndarray]:
+    if rng.random() < 0.75:
+        w = rng.uniform(0.55, 0.9)
+        v = np.array([[0, -1], [w, 0], [0, 1], [-w, 0]], float)
+        if rng.random() < 0.4:
+            v = np.vstack([v[:1], v[:0:-1]])
+        return _polygon(_jit(v, rng, 0.04), rng, (0.62, 0.2, 0.1, 0.08))
+    g = rng.uniform(-0.5, -0.2)  # girdle height of a gem
+    outline = _jit(np.array([[-0.55, -0.8], [0.55, -0.8], [1, g], [0, 1], [-1, g]], float), rng, 0.03)
+    out = [_close(outline, rng), _line(outline[4], outline[2], rng)]
+    for x in rng.choice([-0.5, -0.2, 0.2, 0.5], size=int(rng.integers(0, 5)), replace=False):
+        out.append(_line((x * 0.9, -0.8), (0, 1) if rng.random() < 0.6 else (x * 1.6, g), rng))
+    return out
+
+
+@register_class("moon", speed=0.9)
+def _moon(rng: np.random.Generator) -> list[np.ndarray]:
+    e = rng.uniform(0.2, 0.45)
+    outer = _arc(0, 0, 1, 1, -math.pi / 2 + e, -1.5 * math.pi - e)
+    inner = _bezier(outer[-1], (rng.uniform(-0.3, 0.35), 0), outer[0])
+    if rng.random() < 0.35:
+        outer, inner = outer * [-1, 1], inner * [-1, 1]
+    out = [np.vstack([outer, inner[1:]])] if rng.random() < 0.6 else [outer, inner]
+    if rng.random() < 0.12:
+        for _ in range(int(rng.integers(1, 4))):
+            c = rng.uniform([0.5, -1], [1.2, 1])
+            out.append(_loop(rng, c[0], c[1], 0.08, 0.08, n=12))
+    return out
+
+
+@register_class("sun", size=1.55, speed=1.05)
+def _sun(rng: np.random.Generator) -> list[np.ndarray]:
+    r = rng.uniform(0.35, 0.55)
+    out = [_loop(rng, rx=r, ry=r)]
+    k = int(rng.integers(5, 15))
+    a = rng.uniform(0, 1) + 2 * math.pi * np.arange(k) / k * (1 if rng.random() < 0.6 else -1)
+    r0, r1 = r + rng.uniform(0.08, 0.2), rng.uniform(0.8, 1.0)
+    u = np.column_stack([np.cos(a), np.sin(a)])
+    if rng.random() < 0.1:  # rays as one zigzag around the disc
+        z = np.empty((2 * k + 1, 2))
+        z[0:2 * k:2], z[1::2] = u * r0, np.column_stack([np.cos(a + math.pi / k), np.sin(a + math.pi / k)]) * r1
+        z[-1] = z[0]
+        out.append(z)
+    else:
+        out += [_line(p * r0, p * r1 * rng.uniform(0.9, 1.1), rng) for p in u]
+    if rng.random() < 0.15:
+        out += [_dot(-0.15, -0.1, rng), _dot(0.15, -0.1, rng),
+                _arc(0, 0.05, 0.2, 0.15, 0.85 * math.pi, 0.15 * math.pi)]
+    return out
+
+
+def _bumps(pts: np.ndarray, rng: np.random.Generator, centre: np.ndarray) -> np.ndarray:
+    """Outward half-circle bumps between consecutive points (a cloud outline)."""
+    out = [pts[:1]]
+    u = np.linspace(0, 1, 9)[1:, None]
+    for p, q in zip(pts[:-1], pts[1:]):
+        d = q - p
+        n = np.array([d[1], -d[0]])
+        if np.dot(n, (p + q) / 2 - centre) < 0:
+            n = -n
+        n = n / (np.linalg.norm(n) + 1e-12)
+        h = np.linalg.norm(d) / 2 * rng.uniform(0.6, 1.1)
+        out.append(p + u * d + np.sin(np.pi * u) * h * n)
+    return np.vstack(out)
+
+
+@register_class("cloud", size=1.3, speed=0.95)
+def _cloud(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.integers(5, 9))
+    a = math.pi * 0.75 + 2 * math.pi * np.arange(k + 1) / k * (1 if rng.random() < 0.6 else -1)
+    base = np.column_stack([np.cos(a), 0.5 * np.sin(a)]) * rng.uniform(0.85, 1.15, (k + 1, 1))
+    base[-1] = base[0]
+    centre = np.zeros(2)
+    if rng.random() < 0.35:  # flat bottom: bumps over the top, a line under
+        top = base[base[:, 1] <= 0.2]
+        if len(top) >= 3:
+            top = top[np.argsort(top[:, 0])]
+            bumps = _bumps(top, rng, centre)
+            bottom = _line(bumps[-1], bumps[0], rng)
+            if rng.random() < 0.7:
+                return [np.vstack([bumps, bottom[1:]])]
+            return [bumps, bottom]
+    return [_bumps(base, rng, centre)]
+
+
+@register_class("lightning", size=1.45, speed=0.9, care=0.15)
+def _lightning(rng: np.random.Generator) -> list[np.ndarray]:
+    r = rng.random()
+    if r < 0.3:  # a simple zigzag bolt
+        k = int(rng.integers(3, 6))
+        y = np.linspace(-1, 1, k + 1)
+        x = np.where(np.arange(k + 1) % 2 == 0, 0.3, -0.3) * rng.uniform(0.6, 1.3, k + 1)
+        return [_jit(np.column_stack([x, y]), rng, 0.03)]
+    v = np.array([[0.1, -1], [0.6, -1], [0.15, -0.15], [0.5, -0.15], [-0.4, 1], [-0.05, 0.1],
+                  [-0.45, 0.1]], float)
+    return _polygon(_jit(v, rng, 0.04), rng, (0.6, 0.25, 0.0, 0.15))
+
+
+@register_class("ladder", size=1.4, speed=1.1)
+def _ladder(rng: np.random.Generator) -> list[np.ndarray]:
+    w = rng.uniform(0.25, 0.5)
+    left, right = _line((-w, -1), (-w, 1), rng), _line((w, -1), (w, 1), rng)
+    k = int(rng.integers(3, 9))
+    ys = np.linspace(-1, 1, k + 2)[1:-1] + rng.normal(0, 0.03, k)
+    if rng.random() < 0.25:
+        ys = ys[::-1]
+    rungs = [_line((-w, y), (w, y + rng.normal(0, 0.02)), rng) for y in ys]
+    rungs = [p if rng.random() < 0.85 else p[::-1] for p in rungs]
+    return [left, right, *rungs] if rng.random() < 0.8 else [left, *rungs, right]
+
+
+@register_class("fence", size=1.9, speed=1.1)
+def _fence(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.integers(3, 9))
+    xs = np.linspace(-1, 1, k) + rng.normal(0, 0.03, k)
+    h = rng.uniform(0.4, 0.7)
+    if rng.random() < 0.35:  # pickets as one outline chain
+        pts = []
+        w = (xs[1] - xs[0]) * 0.35
+        for x in xs:
+            pts += [[x - w, h], [x - w, -h + 0.1], [x, -h], [x + w, -h + 0.1], [x + w, h]]
+        posts = [np.array(pts)]
+    else:
+        pointy = rng.random() < 0.3
+        posts = [np.array([[x - 0.05, h], [x - 0.05, -h + 0.1], [x, -h], [x + 0.05, -h + 0.1], [x + 0.05, h]])
+                 if pointy else _line((x, -h), (x, h), rng) for x in xs]
+    rails = [_line((-1.1, y), (1.1, y), rng) for y in sorted(rng.uniform(-0.35, 0.35, int(rng.integers(1, 3))))]
+    return posts + rails if rng.random() < 0.6 else rails + posts
+
+
+@register_class("mountain", size=1.75, speed=1.0)
+def _mountain(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
+    px = np.sort(rng.uniform(-0.7, 0.7, k)) if k > 1 else np.array([rng.normal(0, 0.1)])
+    ph = -rng.uniform(0.5, 1.0, k)
+    pts = [[-1, 0.6]]
+    for i, (x, y) in enumerate(zip(px, ph)):
+        if i:
+            pts.append([(px[i - 1] + x) / 2, rng.uniform(-0.2, 0.3)])
+        pts.append([x, y])
+    pts.append([1, 0.6])
+    out = [_jit(np.array(pts, float), rng, 0.03)]
+    if rng.random() < 0.2:
+        top = int(np.argmin(ph))
+        x, y = px[top], ph[top]
+        out.append(np.array([[x - 0.25, y + 0.3], [x - 0.1, y + 0.2], [x, y + 0.32], [x + 0.12, y + 0.2],
+                             [x + 0.25, y + 0.3]]))
+    if rng.random() < 0.1:
+        out.append(_line((-1.1, 0.62), (1.1, 0.62), rng))
+    return out
+
+
+@register_class("donut", speed=0.9)
+def _donut(rng: np.random.Generator) -> list[np.ndarray]:
+    r = rng.uniform(0.25, 0.45)
+    out = [_loop(rng), _loop(rng, rx=r, ry=r, n=24)]
+    if rng.random() < 0.1:
+        out = out[::-1]
+    if rng.random() < 0.15:  # wavy icing edge
+        a = np.linspace(0, 2 * math.pi, 60)
+        rr = 0.75 + 0.06 * np.sin(8 * a)
+        out.append(np.column_stack([rr * np.cos(a), rr * np.sin(a)]))
+    if rng.random() < 0.35:
+        for _ in range(int(rng.integers(2, 9))):
+            ang, rad = rng.uniform(0, 2 * math.pi), rng.uniform(r + 0.15, 0.85)
+            c = rad * np.array([math.cos(ang), math.sin(ang)])
+            d = rng.normal(0, 1, 2)
+            out.append(np.vstack([c, c + 0.09 * d / np.linalg.norm(d)]))
+    return out
+
+
+@register_class("stairs", size=1.25, speed=0.8, care=0.15)
+def _stairs(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.integers(3, 8))
+    pts = [[-1, 1]]
+    s = 2 / k
+    for i in range(k):
+        pts += [[-1 + i * s, 1 - (i + 1) * s], [-1 + (i + 1) * s, 1 - (i + 1) * s]]
+    p = _jit(np.array(pts, float), rng, 0.02)
+    if rng.random() < 0.3:
+        p = p[::-1]
+    out = [p]
+    if rng.random() < 0.25:
+        out.append(np.array([[1, -1], [1, 1], [-1, 1]], float))
+    return out
+
+
+@register_class("rainbow", size=1.75, speed=1.0)
+def _rainbow(rng: np.random.Generator) -> list[np.ndarray]:
+    k = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.08, 0.25, 0.25, 0.18, 0.14, 0.1]))
+    step = rng.uniform(0.12, 0.2)
+    arcs = [_arc(0, 0.5, 1 - i * step, (1 - i * step) * rng.uniform(0.9, 1.2), math.pi, 2 * math.pi)
+            for i in range(k)]
+    if rng.random() < 0.35 and k > 1:  # one serpentine stroke
+        return [np.vstack([a if i % 2 == 0 else a[::-1] for i, a in enumerate(arcs)])]
+    return [a if rng.random() < 0.8 else a[::-1] for a in arcs]
+
+
+CLASSES: tuple[str, ...] = tuple(REGISTRY)
+"""Registered classes, in registration order (:func:`make_competition` takes the first N)."""
+
+
+# --------------------------------------------------------------------------- the pen
+
+@numba.njit(cache=True)
+def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, care: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pen simulation over pixel-frame vertices ``v`` of strokes ``sid`` (see :func:`_pen`).
+
+    Returns the sampled points (K, 2), their times (K,) in integer ms and points per stroke.
+    All randomness comes from numba's generator seeded with ``seed``.
+    """
+    np.random.seed(seed)
+    n = len(v)
+    n_strokes = sid[-1] + 1
+    last = np.empty(n, np.bool_)
+    for i in range(n):
+        last[i] = i == n - 1 or sid[i + 1] != sid[i]
+    # speed: cruise, acceleration; slower at corners and stroke ends
+    v_max = BASE_SPEED * speed * (extent / BASE_SIZE_PX) ** 0.6 * math.exp(0.3 * np.random.randn())
+    acc = v_max ** 2 / (2 * ACCEL_FRACTION * extent * math.exp(0.2 * np.random.randn()))
+    seg = np.zeros((n, 2))
+    seg_len = np.zeros(n)
+    for i in range(n - 1):
+        if not last[i]:
+            seg[i] = v[i + 1] - v[i]
+            seg_len[i] = math.hypot(seg[i, 0], seg[i, 1])
+    v_vert = np.empty(n)
+    pause = np.zeros(n)
+    for i in range(n):
+        if i == 0 or last[i - 1]:
+            v_vert[i] = v_max * (0.05 + 0.15 * np.random.random())
+        elif last[i]:
+            v_vert[i] = v_max * (0.1 + 0.25 * np.random.random())
+        else:
+            den = seg_len[i - 1] * seg_len[i]
+            c = (seg[i - 1, 0] * seg[i, 0] + seg[i - 1, 1] * seg[i, 1]) / den if den > 0 else 1.0
+            turn = math.acos(min(1.0, max(-1.0, c)))
+            v_vert[i] = v_max * min(1.0, max(0.05, 1 - turn / 1.8))
+            if turn > 0.7 and np.random.random() < care:  # a careful drawer stops at the corner
+                pause[i] = math.exp(math.log(120.0) + 0.6 * np.random.randn())
+    cnt = np.ones(n, np.int64)
+    for i in range(n):
+        if not last[i]:
+            cnt[i] = max(1, int(math.ceil(seg_len[i] / DENSE_STEP_PX))) if seg_len[i] > 1e-6 else 0
+    stroke_dense = np.zeros(n_strokes, np.int64)
+    for i in range(n):
+        stroke_dense[sid[i]] += cnt[i]
+    # hesitation: some strokes stop once somewhere in the middle
+    hes_at = np.full(n_strokes, -1, np.int64)
+    hes_ms = np.zeros(n_strokes)
+    for s in range(n_strokes):
+        if np.random.random() < 0.06:
+            hes_at[s] = int(np.random.random() * stroke_dense[s])
+            hes_ms[s] = 80 + 420 * np.random.random()
+    # the dense pen path and the time at each of its points
+    m = cnt.sum()
+    pts = np.empty((m, 2))
+    t = np.empty(m)
+    s_start = np.empty(n_strokes + 1, np.int64)
+    s_start[n_strokes] = m
+    j = 0
+    now = 0.0
+    prev_speed = 0.0
+    k_in_stroke = 0
+    s_prev = 0
+    for i in range(n):
+        s = sid[i]
+        v_next = v_vert[i] if last[i] else v_vert[i + 1]
+        for k in range(cnt[i]):
+            f = k / cnt[i]
+            a = f * seg_len[i]
+            x, y = v[i, 0] + f * seg[i, 0], v[i, 1] + f * seg[i, 1]
+            sp = min(v_max, math.sqrt(v_vert[i] ** 2 + 2 * acc * a),
+                     math.sqrt(v_next ** 2 + 2 * acc * (seg_len[i] - a)))
+            if j > 0:
+                step = math.hypot(x - pts[j - 1, 0], y - pts[j - 1, 1])
+                if sid[i] != s_prev:  # pen up: a pause, then travel to the new start
+                    now += math.exp(math.log(STROKE_GAP_MS) + 0.55 * np.random.randn()) + step / TRAVEL_SPEED
+                    k_in_stroke = 0
+                else:
+                    now += step / max(0.5 * (sp + prev_speed), 1e-3)
+            if k_in_stroke == 0:
+                s_start[s] = j
+            if k == 0:
+                now += pause[i]
+            if k_in_stroke == hes_at[s]:
+                now += hes_ms[s]
+            pts[j, 0], pts[j, 1] = x, y
+            t[j] = now
+            prev_speed = sp
+            s_prev = sid[i]
+            k_in_stroke += 1
+            j += 1
+    # a smooth random displacement field: the hand's imprecision, a few % of the extent
+    amp = extent * 0.02 * math.exp(0.3 * np.random.randn())
+    for w in range(3):
+        ang = 2 * math.pi * np.random.random()
+        kw = 2 * math.pi / (extent * (0.6 + 1.4 * np.random.random()))
+        kx, ky = kw * math.cos(ang), kw * math.sin(ang)
+        dx, dy = np.random.randn(), np.random.randn()
+        scale = amp * (0.3 + 0.7 * np.random.random()) / max(math.hypot(dx, dy), 1e-9)
+        ph = 2 * math.pi * np.random.random()
+        for q in range(m):
+            sn = math.sin(kx * pts[q, 0] + ky * pts[q, 1] + ph) * scale
+            pts[q, 0] += sn * dx
+            pts[q, 1] += sn * dy
+    # placement on the screen and the device: sampling period, precision
+    lo_x, lo_y = pts[:, 0].min(), pts[:, 1].min()
+    off_x = 20 + max(20.0, 980 - extent) * np.random.random() - lo_x
+    off_y = 15 + max(15.0, 545 - extent) * np.random.random() - lo_y
+    r = np.random.random()
+    period = DEVICE_PERIODS[-1]
+    acc_w = 0.0
+    for d in range(len(DEVICE_PERIODS)):
+        acc_w += DEVICE_WEIGHTS[d]
+        if r < acc_w:
+            period = DEVICE_PERIODS[d]
+            break
+    fractional = np.random.random() < FRACTIONAL_DEVICE
+    cap = int(t[-1] / (0.4 * period)) + 2 * n_strokes + 8
+    out_xy = np.empty((cap, 2))
+    out_t = np.empty(cap)
+    out_len = np.zeros(n_strokes, np.int64)
+    o = 0
+    tick = period * np.random.random()
+    for s in range(n_strokes):
+        a, b = s_start[s], s_start[s + 1]
+        di = a
+        while tick <= t[a]:
+            tick += period
+        for e in range(3):  # 0: pen down, 1: frame ticks, 2: pen up
+            while True:
+                if e == 0:
+                    x, y, now = pts[a, 0], pts[a, 1], t[a]
+                elif e == 2:
+                    x, y, now = pts[b - 1, 0], pts[b - 1, 1], t[b - 1]
+                else:
+                    if tick >= t[b - 1]:
+                        break
+                    now = tick
+                    while t[di + 1] < now:
+                        di += 1
+                    f = (now - t[di]) / (t[di + 1] - t[di])
+                    x = pts[di, 0] + f * (pts[di + 1, 0] - pts[di, 0])
+                    y = pts[di, 1] + f * (pts[di + 1, 1] - pts[di, 1])
+                    dropped = 2.0 if np.random.random() < DROPPED_FRAME else 1.0
+                    tick += max(0.4 * period, period * dropped + 0.6 * np.random.randn())
+                x += off_x + 0.25 * np.random.randn()
+                y += off_y + 0.25 * np.random.randn()
+                if fractional:
+                    x, y = float(np.float32(round(x * 1000) / 1000)), float(np.float32(round(y * 1000) / 1000))
+                else:
+                    x, y = float(round(x)), float(round(y))
+                if e == 1 and out_len[s] > 0:  # no event unless the pen moved
+                    px, py = out_xy[o - 1, 0], out_xy[o - 1, 1]
+                    if (math.hypot(x - px, y - py) <= 0.4) if fractional else (x == px and y == py):
+                        continue
+                out_xy[o, 0], out_xy[o, 1] = max(x, 0.0), max(y, 0.0)
+                out_t[o] = round(now)
+                out_len[s] += 1
+                o += 1
+                if e != 1:
+                    break
+    return out_xy[:o], out_t[:o] - out_t[0], out_len
+
+
+def _pen(paths: list[np.ndarray], rng: np.random.Generator, spec: ClassSpec) -> list[np.ndarray]:
+    """Simulate a person drawing ``paths`` (unit-frame polylines, in order) on a screen.
+
+    The pen accelerates from rest, cruises, slows at corners (stopping at some, see
+    ``spec.care``) and at stroke ends, hesitates now and then, lifts between strokes for a
+    log-normal pause plus the travel, and follows a smooth random warp of the shape. The
+    device reports the pen-down and pen-up points and a point per frame tick (60 Hz mostly,
+    with dropped frames) only if the pen moved.
+
+    Returns:
+        Raw strokes (n, 3) [x, y, t]: pixels and integer ms since the first point.
+    """
+    paths = [np.asarray(p, float).reshape(-1, 2) for p in paths if len(p)]
+    v = np.concatenate(paths)
+    lens = np.array([len(p) for p in paths])
+    sid = np.repeat(np.arange(len(paths)), lens)
+    # pose: rotation, aspect, shear; size so that the largest side is `extent` px
+    extent = BASE_SIZE_PX * spec.size * math.exp(rng.normal(0, SIZE_SIGMA))
+    th, asp, shear = rng.normal([0, 0, 0], [0.07, 0.12, 0.04])
+    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    m = rot @ np.array([[math.exp(asp), shear], [0, math.exp(-asp)]])
+    v = (v - (v.min(0) + v.max(0)) / 2) @ m.T
+    v *= extent / max(np.ptp(v, axis=0).max(), 1e-9)
+    seed = int(rng.integers(2**31))
+    xy, t, counts = _pen_kernel(v, sid, extent, spec.speed, spec.care, seed)
+    pts = np.column_stack([xy, t])
+    ends = np.cumsum(counts)
+    return [pts[e - c:e] for c, e in zip(counts, ends)]
+
+
+# --------------------------------------------------------------------------- public drawing API
+
+_SCRIBBLE = ClassSpec("scribble", lambda rng: [], size=1.2, speed=1.2, care=0.0)
+
+
+def draw(word: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """One raw drawing of ``word``.
+
+    Args:
+        word: a registered class (see :data:`CLASSES`).
+        rng: the random generator; the drawing is a deterministic function of its state.
+
+    Returns:
+        Strokes as (n, 3) float64 arrays [x, y, t]: screen pixels (positive) and integer
+        milliseconds since the drawing's first point (first t = 0, non-decreasing).
+    """
+    try:
+        spec = REGISTRY[word]
+    except KeyError:
+        raise KeyError(f"no synthetic class {word!r}; known: {', '.join(CLASSES)}") from None
+    return _pen(spec.fn(rng), rng, spec)
+
+
+def scribble(rng: np.random.Generator) -> list[np.ndarray]:
+    """An unrecognizable raw drawing: 1-4 random wandering strokes or stray lines."""
+    paths = []
+    for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))):
+        n = int(rng.integers(4, 30))
+        heading = np.cumsum(rng.normal(0, rng.uniform(0.3, 1.2), n)) + rng.uniform(0, 2 * math.pi)
+        steps = np.column_stack([np.cos(heading), np.sin(heading)]) * rng.uniform(0.05, 0.3, (n, 1))
+        paths.append(rng.uniform(-1, 1, 2) + np.vstack([np.zeros(2), np.cumsum(steps, axis=0)]))
+    return _pen(paths, rng, _SCRIBBLE)
+
+
+def _unrecognized(word: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """A drawing the game did not recognize: a scribble, or ``word`` abandoned part way."""
+    if rng.random() < 0.5:
+        return scribble(rng)
+    strokes = draw(word, rng)
+    cut = strokes[-1][-1, 2] * rng.uniform(0.15, 0.6)
+    out = []
+    for s in strokes:
+        s = s[s[:, 2] <= cut]
+        if len(s):
+            out.append(s)
+    return out if sum(map(len, out)) >= 2 else [strokes[0][:max(2, len(strokes[0]) // 3)]]
