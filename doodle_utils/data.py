@@ -57,6 +57,9 @@ class DataError(ValueError):
         kid = f" (key_id {key_id})" if key_id not in (None, "") else ""
         super().__init__(f"{where}{kid}: {reason}" + (f": {detail}" if detail else ""))
 
+    def __reduce__(self):  # picklable, so errors cross process pools intact
+        return type(self), (self.path, self.line, self.key_id, self.reason, self.detail)
+
 
 @dataclass
 class SkipReport:

@@ -1,0 +1,73 @@
+"""The ``doodle`` command, run as a user would (a subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from doodle_utils import data
+from conftest import ROOT
+
+
+def doodle(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "doodle_utils", *args], capture_output=True, text=True, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doodle {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_every_subcommand():
+    out = doodle("--help").stdout
+    for cmd in ("synth", "simplify", "simplify-check", "pack", "verify", "demo"):
+        assert cmd in out
+
+
+def test_pack_verify_and_errors(sample_dir, tmp_path):
+    src = tmp_path / "src"
+    for w in ("apple", "bear"):
+        meta, d, _ = data.read_file(sample_dir / "simplified" / f"{w}.ndjson")
+        data.write_csv(src / "train_simplified" / f"{w}.csv", meta, d)
+    out = doodle("pack", str(src), str(tmp_path / "st"), "--workers", "2", "--valid-frac", "0.2").stdout
+    assert "train: 50 drawings" in out
+    assert "ok (simplified, 50 drawings, 2 classes, 10 validation)" in doodle("verify", str(tmp_path / "st" / "train"), "--full").stdout
+    # a damaged store and a malformed source are reported, not tracebacks
+    (tmp_path / "st" / "train" / "key_id.npy").write_bytes(b"junk")
+    bad = doodle("verify", str(tmp_path / "st" / "train"), check=False)
+    assert bad.returncode == 1 and "key_id.npy" in bad.stderr and "Traceback" not in bad.stderr
+    p = src / "train_simplified" / "bear.csv"
+    lines = p.read_text().splitlines()
+    lines[5] = lines[5].replace('"[[[', '"[[[[', 1)
+    p.write_text("\n".join(lines) + "\n")
+    bad = doodle("pack", str(src), str(tmp_path / "st2"), check=False)
+    assert bad.returncode == 2 and "bear.csv, line 6" in bad.stderr and "bad_json" in bad.stderr
+    ok = doodle("pack", str(src), str(tmp_path / "st2"), "--lenient").stdout
+    assert "skipped {'bad_json': 1}" in ok
+
+
+def test_simplify_command_matches_the_library(sample_dir, tmp_path):
+    from doodle_utils.simplify import simplify_strokes
+
+    src = sample_dir / "raw" / "apple.ndjson"
+    out = tmp_path / "apple.ndjson"
+    assert "simplified" in doodle("simplify", str(src), str(out)).stdout
+    meta, raw, _ = data.read_file(src)
+    got = [json.loads(line) for line in open(out)]
+    assert len(got) == len(raw)
+    for i in (0, len(raw) // 2, len(raw) - 1):
+        want = simplify_strokes(raw.strokes(i))
+        assert got[i]["drawing"] == [[s[:, 0].tolist(), s[:, 1].tolist()] for s in want]
+        assert got[i]["key_id"] == str(meta.key_id[i])
+
+
+def test_demo_synthesises_and_packs(tmp_path):
+    out = tmp_path / "smoke"
+    res = doodle("demo", "--out", str(out), "--classes", "3", "--per-class", "20", "--test-per-class", "4")
+    assert "not there yet" in res.stdout
+    from doodle_utils.store import Store
+
+    train, test = Store(out / "store" / "train"), Store(out / "store" / "test")
+    assert len(train) == 60 and len(test) == 12 and len(train.words) == 3
+    assert (out / "data" / "sample_submission.csv").exists()
