@@ -24,6 +24,7 @@ whose files disagree with it in size, shape or checksum, fails to open with a cl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ from ._files import sha256_file, write_text_atomic
 
 STORE_VERSION = 1
 MISSING_TS = np.iinfo(np.int64).min
-MERGE_ROWS = 1 << 20  # drawings per merge chunk
+MERGE_ROWS = 1 << 18  # drawings per merge chunk
 QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
 
 # a part folder holds xy.bin, t.bin (raw), stroke_len.bin (uint16) and rows.bin, one record a drawing
@@ -198,8 +199,34 @@ def _stratified_valid(counts: np.ndarray, frac: float, min_per_class: int, rng: 
     return out
 
 
-def _open_out(store: Path, name: str, dtype, shape) -> np.memmap:
-    return np.lib.format.open_memmap(store / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+class _NpyWriter:
+    """Appends rows to a ``.npy`` file of known final shape, hashing the bytes as they go.
+
+    Plain sequential writes, not a writable memory map: dirty mapped pages would count in
+    the packer's resident memory and grow with the store.
+    """
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]):
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        self.f = open(path, "wb")
+        self.hash = hashlib.sha256()
+        np.lib.format.write_array_header_1_0(self, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                    "fortran_order": False, "shape": shape})
+        self.rows = 0
+
+    def write(self, data) -> None:  # file-like, for the header
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data, self.dtype)
+            self.rows += len(data)
+            data = data.tobytes()
+        self.f.write(data)
+        self.hash.update(data)
+
+    def close(self) -> dict:
+        self.f.close()
+        if self.rows != self.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
+        return {"bytes": self.path.stat().st_size, "sha256": self.hash.hexdigest()}
 
 
 def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequence[str] | None,
@@ -250,21 +277,21 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
 
     xy_dtype = np.uint8 if kind == "simplified" else np.float32
     out = {
-        "xy": _open_out(store, "xy", xy_dtype, (P, 2)),
-        "stroke_len": _open_out(store, "stroke_len", np.uint16, (S,)),
-        "point_off": _open_out(store, "point_off", np.int64, (D + 1,)),
-        "stroke_off": _open_out(store, "stroke_off", np.int64, (D + 1,)),
-        "key_id": _open_out(store, "key_id", np.int64, (D,)),
-        "word": _open_out(store, "word", np.int16, (D,)),
-        "country": _open_out(store, "country", np.uint16, (D,)),
-        "recognized": _open_out(store, "recognized", np.int8, (D,)),
-        "timestamp": _open_out(store, "timestamp", np.int64, (D,)),
-        "valid": _open_out(store, "valid", np.bool_, (D,)),
+        "xy": _NpyWriter(store / "xy.npy", xy_dtype, (P, 2)),
+        "stroke_len": _NpyWriter(store / "stroke_len.npy", np.uint16, (S,)),
+        "point_off": _NpyWriter(store / "point_off.npy", np.int64, (D + 1,)),
+        "stroke_off": _NpyWriter(store / "stroke_off.npy", np.int64, (D + 1,)),
+        "key_id": _NpyWriter(store / "key_id.npy", np.int64, (D,)),
+        "word": _NpyWriter(store / "word.npy", np.int16, (D,)),
+        "country": _NpyWriter(store / "country.npy", np.uint16, (D,)),
+        "recognized": _NpyWriter(store / "recognized.npy", np.int8, (D,)),
+        "timestamp": _NpyWriter(store / "timestamp.npy", np.int64, (D,)),
+        "valid": _NpyWriter(store / "valid.npy", np.bool_, (D,)),
     }
     if kind == "raw":
-        out["t"] = _open_out(store, "t", np.int32, (P,))
-    out["point_off"][0] = 0
-    out["stroke_off"][0] = 0
+        out["t"] = _NpyWriter(store / "t.npy", np.int32, (P,))
+    out["point_off"].write(np.zeros(1, np.int64))
+    out["stroke_off"].write(np.zeros(1, np.int64))
     d0 = s0 = p0 = 0
     for (pdir, info), keep in zip(parts, keeps):
         n = info["rows"]
@@ -291,20 +318,26 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
             ss = np.where(sel > 0, st_end[sel - 1], 0)
             sc = nstr[sel]
             np_, ns_ = int(pc.sum()), int(sc.sum())
-            _parse.gather_points(np.asarray(xy), ps, pc, out["xy"][p0:p0 + np_])
+            buf = np.empty((np_, 2), xy_dtype)
+            _parse.gather_points(np.asarray(xy), ps, pc, buf)
+            out["xy"].write(buf)
             if t is not None:
-                _parse.gather_points(np.asarray(t), ps, pc, out["t"][p0:p0 + np_])
-            _parse.gather_points(np.asarray(slen), ss, sc, out["stroke_len"][s0:s0 + ns_])
-            out["point_off"][d0 + 1:d0 + m + 1] = p0 + np.cumsum(pc)
-            out["stroke_off"][d0 + 1:d0 + m + 1] = s0 + np.cumsum(sc)
-            out["key_id"][d0:d0 + m] = _part_array(pdir, "key_id", np.int64)[sel]
+                buf = np.empty(np_, np.int32)
+                _parse.gather_points(np.asarray(t), ps, pc, buf)
+                out["t"].write(buf)
+            buf = np.empty(ns_, np.uint16)
+            _parse.gather_points(np.asarray(slen), ss, sc, buf)
+            out["stroke_len"].write(buf)
+            out["point_off"].write(p0 + np.cumsum(pc))
+            out["stroke_off"].write(s0 + np.cumsum(sc))
+            out["key_id"].write(_part_array(pdir, "key_id", np.int64)[sel])
             w = _part_array(pdir, "word", np.int32)[sel]
             gw = wl[w] if len(wl) else np.full(m, -1, np.int16)
-            out["word"][d0:d0 + m] = gw
+            out["word"].write(gw)
             c = _part_array(pdir, "country", np.int32)[sel]
-            out["country"][d0:d0 + m] = cl[c] if len(cl) else 0
-            out["recognized"][d0:d0 + m] = _part_array(pdir, "recognized", np.int8)[sel]
-            out["timestamp"][d0:d0 + m] = _part_array(pdir, "timestamp", np.int64)[sel]
+            out["country"].write(cl[c] if len(cl) else np.zeros(m, np.uint16))
+            out["recognized"].write(_part_array(pdir, "recognized", np.int8)[sel])
+            out["timestamp"].write(_part_array(pdir, "timestamp", np.int64)[sel])
             vmask = np.zeros(m, bool)
             if labelled:
                 for cls in np.unique(gw):
@@ -312,15 +345,9 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
                     ranks = seen[cls] + np.arange(len(rows))
                     vmask[rows] = np.isin(ranks, valid_ranks[cls])
                     seen[cls] += len(rows)
-            out["valid"][d0:d0 + m] = vmask
+            out["valid"].write(vmask)
             d0, s0, p0 = d0 + m, s0 + ns_, p0 + np_
-    for arr in out.values():
-        arr.flush()
-    del out
-    arrays = {}
-    for name in sorted(p.stem for p in store.glob("*.npy")):
-        path = store / f"{name}.npy"
-        arrays[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    arrays = {name: w.close() for name, w in sorted(out.items())}
     skipped: dict[str, int] = {}
     for _, info in parts:
         for r, n in info["skipped"].items():
