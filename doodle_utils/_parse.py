@@ -265,6 +265,27 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
 
 
 @numba.njit(cache=True)
+def bracket_span(buf, start):
+    """End (exclusive) of the bracketed value opening at ``buf[start] == '['``, or -1.
+
+    Drawings hold only brackets, numbers, commas and whitespace, so depth counting finds
+    the end; a quote or brace inside means the value is not a drawing (-1).
+    """
+    depth = 0
+    for i in range(start, buf.shape[0]):
+        c = buf[i]
+        if c == 91:
+            depth += 1
+        elif c == 93:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c == 34 or c == 123 or c == 125:
+            return -1
+    return -1
+
+
+@numba.njit(cache=True)
 def gather_points(src, point_start, point_count, out):
     """Copy ``src[point_start[k]:point_start[k]+point_count[k]]`` for every k, back to back."""
     q = 0

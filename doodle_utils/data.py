@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,9 +209,11 @@ class Drawings:
 
 
 def _num_list(a: np.ndarray) -> str:
+    if a.dtype.kind == "f" and np.array_equal(a, np.floor(a)):
+        a = a.astype(np.int64)  # whole numbers (most raw drawings) print as ints, like Google's
     if a.dtype.kind == "f":
-        # integers print without a fraction, like Google's files; other values with the
-        # shortest digits that read back to the same value in the array's own precision
+        # other values with the shortest digits that read back to the same value in the
+        # array's own precision
         return "[" + ",".join(np.format_float_positional(v, unique=True, trim="-") for v in a) + "]"
     return "[" + ",".join(map(str, a.tolist())) + "]"
 
@@ -566,6 +569,19 @@ def iter_ndjson(path: str | os.PathLike, *, raw: bool | None = None, lenient: bo
             yield _ndjson_chunk(buf, bool(raw), checker)
 
 
+_DRAWING_KEY = re.compile(rb'"drawing"\s*:\s*\[')
+
+
+def _drawing_span(line: bytes) -> tuple[int, int] | None:
+    """Byte span of the ``drawing`` value in an ndjson line, or None if not found."""
+    m = _DRAWING_KEY.search(line)
+    if m is None:
+        return None
+    start = m.end() - 1
+    end = _parse.bracket_span(np.frombuffer(line, np.uint8), start)
+    return (start, end) if end > 0 else None
+
+
 def _detect_raw(line: bytes) -> bool:
     try:
         strokes = json.loads(line)["drawing"]
@@ -582,8 +598,11 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
     cols: dict[str, list] = {k: [None] * n for k in ("word", "countrycode", "timestamp", "recognized")}
     drawing_strs: list[bytes] = [b""] * n
     for r, (_, line) in enumerate(rows):
+        # the drawing's bytes go straight to the compiled parser; json reads the rest
+        span = _drawing_span(line)
+        head = line if span is None else line[:span[0]] + b"0" + line[span[1]:]
         try:
-            obj = json.loads(line)
+            obj = json.loads(head)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
@@ -596,7 +615,10 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
             continue
         for k in cols:
             cols[k][r] = obj[k]
-        drawing_strs[r] = json.dumps(obj["drawing"], separators=(",", ":")).encode()
+        if span is None:  # the value is there but not bracketed like a drawing
+            errors[r] = ("bad_json", f"drawing is not a list of strokes: {str(obj['drawing'])[:40]!r}")
+            continue
+        drawing_strs[r] = line[span[0]:span[1]]
     key_id, kerr = _parse_key_ids([str(k) if k is not None else "" for k in key_raw])
     for r, e in kerr.items():
         errors.setdefault(r, e)

@@ -17,8 +17,12 @@ mini-competition written in Kaggle's exact layout.
 * :func:`drawing_stats`, :func:`compare_with_real` and :func:`stats_table_markdown` check
   the synthetic drawings against the real sample of the same classes.
 
-Pen constants below were calibrated by eye against Google's raw files of these classes
-(https://quickdraw.withgoogle.com/data): strokes, points and durations per drawing.
+The pen constants and the per-class ``size/speed/care/pause`` were calibrated with
+:func:`compare_with_real` against Google's raw files of the same classes
+(https://quickdraw.withgoogle.com/data): strokes, raw and simplified points and durations per
+drawing, and the distributions of sampling intervals and pen-up gaps. Speed on curves follows
+the two-thirds power law of drawing movements (Lacquaniti, Terzuolo & Viviani 1983;
+https://en.wikipedia.org/wiki/Two-thirds_power_law).
 """
 from __future__ import annotations
 
@@ -34,19 +38,24 @@ import pandas as pd
 
 from . import data
 from ._files import atomic_path
+from .simplify import simplify_packed
 
 Polyline = np.ndarray  # (k, 2) float64 vertices in a unit frame, y pointing down
-ShapeFn = Callable[[np.random.Generator], list[np.ndarray]]
+ShapeFn = Callable[[np.random.Generator], list[Polyline]]
 
 # --------------------------------------------------------------------------- pen constants
 
 BASE_SIZE_PX = 300.0  # median extent of a drawing on screen
 SIZE_SIGMA = 0.3  # log-normal spread of the extent
-BASE_SPEED = 0.85  # px/ms, cruising pen speed of a 300 px drawing
+BASE_SPEED = 1.0  # px/ms, cruising pen speed of a 300 px drawing
+WOBBLE = 0.004  # amplitude of the along-stroke wobble, fraction of the extent
 ACCEL_FRACTION = 0.13  # the pen reaches cruising speed after this fraction of the extent
-DENSE_STEP_PX = 2.5  # spacing of the internal pen path
+DENSE_STEP_PX = 4.0  # spacing of the internal pen path
 STROKE_GAP_MS = 330.0  # median pen-up pause between strokes (plus travel time)
+PAUSE_RATE = 0.0045  # per ms of drawing: stalls within a stroke ...
+PAUSE_MS = 75.0  # ... of this median length (log-normal)
 TRAVEL_SPEED = 1.5  # px/ms while the pen is up
+JITTER_PX = 0.3  # tremor: noise on the pen path
 # device sampling period (ms) and its probability; a frame is dropped now and then
 DEVICE_PERIODS = np.array([16.67, 8.33, 11.11, 33.33])
 DEVICE_WEIGHTS = np.array([0.68, 0.22, 0.05, 0.05])
@@ -78,6 +87,7 @@ class ClassSpec:
         size: typical extent relative to :data:`BASE_SIZE_PX`.
         speed: pen speed relative to :data:`BASE_SPEED`.
         care: probability of a pause at each sharp corner.
+        pause: median length of such a pause, ms.
     """
 
     name: str
@@ -85,23 +95,24 @@ class ClassSpec:
     size: float = 1.0
     speed: float = 1.0
     care: float = 0.1
+    pause: float = 150.0
 
 
 REGISTRY: dict[str, ClassSpec] = {}
 
 
-def register_class(name: str, *, size: float = 1.0, speed: float = 1.0, care: float = 0.1
-                   ) -> Callable[[ShapeFn], ShapeFn]:
+def register_class(name: str, *, size: float = 1.0, speed: float = 1.0, care: float = 0.1,
+                   pause: float = 150.0) -> Callable[[ShapeFn], ShapeFn]:
     """Decorator registering a shape function under a Quick, Draw! class name.
 
     Args:
         name: the class word (must be one of Google's 345).
-        size, speed, care: see :class:`ClassSpec`.
+        size, speed, care, pause: see :class:`ClassSpec`.
     """
     def deco(fn: ShapeFn) -> ShapeFn:
         if name in REGISTRY:
             raise ValueError(f"class {name!r} registered twice")
-        REGISTRY[name] = ClassSpec(name, fn, size, speed, care)
+        REGISTRY[name] = ClassSpec(name, fn, size, speed, care, pause)
         return fn
     return deco
 
@@ -203,12 +214,13 @@ def _polygon(verts: np.ndarray, rng: np.random.Generator,
 
 
 def _jit(p: np.ndarray, rng: np.random.Generator, s: float = 0.03) -> np.ndarray:
+    """``p`` with Gaussian noise of scale ``s`` on every coordinate."""
     return p + rng.normal(0, s, p.shape)
 
 
 # --------------------------------------------------------------------------- classes
 
-@register_class("circle", speed=1.05)
+@register_class("circle", speed=1.1)
 def _circle(rng: np.random.Generator) -> list[np.ndarray]:
     ry = math.exp(rng.normal(0, 0.08))
     out = [_loop(rng, ry=ry)]
@@ -217,7 +229,7 @@ def _circle(rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-@register_class("square", speed=0.9)
+@register_class("square", speed=1.15, care=0.2, pause=200)
 def _square(rng: np.random.Generator) -> list[np.ndarray]:
     v = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
     if rng.random() < 0.2:
@@ -227,7 +239,7 @@ def _square(rng: np.random.Generator) -> list[np.ndarray]:
     return _polygon(_jit(v, rng, 0.04), rng, (0.68, 0.14, 0.1, 0.08))
 
 
-@register_class("triangle", speed=0.9)
+@register_class("triangle", speed=1.15, care=0.2, pause=200)
 def _triangle(rng: np.random.Generator) -> list[np.ndarray]:
     v = _jit(np.array([[0, -1], [1, 0.75], [-1, 0.75]], float), rng, 0.05)
     if rng.random() < 0.45:
@@ -238,17 +250,17 @@ def _triangle(rng: np.random.Generator) -> list[np.ndarray]:
     return _polygon(v, rng, (0.72, 0.06, 0.14, 0.08))
 
 
-@register_class("hexagon", speed=0.65, care=0.25)
+@register_class("hexagon", speed=0.85, care=0.7, pause=250)
 def _hexagon(rng: np.random.Generator) -> list[np.ndarray]:
     return _polygon(_regular(6, rng), rng, (0.7, 0.08, 0.14, 0.08))
 
 
-@register_class("octagon", speed=0.5, care=0.35)
+@register_class("octagon", speed=0.8, care=0.8, pause=500)
 def _octagon(rng: np.random.Generator) -> list[np.ndarray]:
     return _polygon(_regular(8, rng), rng, (0.72, 0.06, 0.14, 0.08))
 
 
-@register_class("star", speed=0.9, care=0.15)
+@register_class("star", speed=1.25, care=0.4, pause=200)
 def _star(rng: np.random.Generator) -> list[np.ndarray]:
     a = -math.pi / 2 + 2 * math.pi * np.arange(5) / 5
     tips = np.column_stack([np.cos(a), np.sin(a)])
@@ -268,7 +280,7 @@ def _star(rng: np.random.Generator) -> list[np.ndarray]:
     return _polygon(_jit(v, rng, 0.04), rng, (0.8, 0.12, 0.0, 0.08))
 
 
-@register_class("line", size=1.75, speed=1.5)
+@register_class("line", size=1.75, speed=1.2)
 def _line_class(rng: np.random.Generator) -> list[np.ndarray]:
     r = rng.random()
     ang = rng.normal(0, 0.08) if r < 0.6 else (math.pi / 2 + rng.normal(0, 0.08) if r < 0.8
@@ -278,9 +290,9 @@ def _line_class(rng: np.random.Generator) -> list[np.ndarray]:
     return [p if rng.random() < 0.85 else p[::-1]]
 
 
-@register_class("zigzag", size=1.6, speed=1.1)
+@register_class("zigzag", size=1.6, speed=1.25, care=0.1)
 def _zigzag(rng: np.random.Generator) -> list[np.ndarray]:
-    k = int(rng.integers(4, 11))
+    k = int(rng.integers(5, 13))
     h = rng.uniform(0.15, 0.5)
     x = np.linspace(-1, 1, k)
     y = h * np.where(np.arange(k) % 2 == 0, 1, -1) * rng.uniform(0.8, 1.2, k)
@@ -332,7 +344,7 @@ def _smiley(rng: np.random.Generator) -> list[np.ndarray]:
     return face + parts if rng.random() < 0.85 else parts + face
 
 
-@register_class("house", size=1.2, speed=0.95, care=0.15)
+@register_class("house", size=1.2, speed=1.1, care=0.3)
 def _house(rng: np.random.Generator) -> list[np.ndarray]:
     w, top, bot = rng.uniform(0.6, 0.9), rng.uniform(-0.2, 0.1), 1.0
     eave = w + rng.uniform(0.0, 0.2)
@@ -352,12 +364,12 @@ def _house(rng: np.random.Generator) -> list[np.ndarray]:
         dw, dh = rng.uniform(0.12, 0.25), rng.uniform(0.35, 0.6)
         dx = rng.uniform(-0.3, 0.3)
         out.append(np.array([[dx - dw, bot], [dx - dw, bot - dh], [dx + dw, bot - dh], [dx + dw, bot]]))
-    for x in rng.choice([-0.45, 0.45], size=rng.choice(3, p=[0.5, 0.2, 0.3]), replace=False):
+    for x in rng.choice([-0.45, 0.45], size=rng.choice(3, p=[0.55, 0.25, 0.2]), replace=False):
         s = rng.uniform(0.1, 0.18)
         y = top + rng.uniform(0.25, 0.35)
         out += _polygon(np.array([[x - s, y - s], [x + s, y - s], [x + s, y + s], [x - s, y + s]]), rng,
                         (0.8, 0.1, 0.05, 0.05))
-        if rng.random() < 0.4:
+        if rng.random() < 0.3:
             out += [np.array([[x, y - s], [x, y + s]]), np.array([[x - s, y], [x + s, y]])]
     if rng.random() < 0.15:
         cx = rng.uniform(0.3, 0.5)
@@ -386,7 +398,7 @@ def _wheel(rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-@register_class("envelope", size=1.5, speed=0.95, care=0.15)
+@register_class("envelope", size=1.5, care=0.4, pause=200)
 def _envelope(rng: np.random.Generator) -> list[np.ndarray]:
     h = rng.uniform(0.5, 0.75)
     rect = _jit(np.array([[-1, -h], [1, -h], [1, h], [-1, h]], float), rng, 0.03)
@@ -402,7 +414,7 @@ def _envelope(rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-@register_class("diamond", speed=0.8, care=0.2)
+@register_class("diamond", care=0.9, pause=450)
 def _diamond(rng: np.random.Generator) -> list[np.ndarray]:
     if rng.random() < 0.75:
         w = rng.uniform(0.55, 0.9)
@@ -422,10 +434,10 @@ def _diamond(rng: np.random.Generator) -> list[np.ndarray]:
 def _moon(rng: np.random.Generator) -> list[np.ndarray]:
     e = rng.uniform(0.2, 0.45)
     outer = _arc(0, 0, 1, 1, -math.pi / 2 + e, -1.5 * math.pi - e)
-    inner = _bezier(outer[-1], (rng.uniform(-0.3, 0.35), 0), outer[0])
+    inner = _bezier(outer[-1], (rng.uniform(-0.9, -0.1), 0), outer[0])  # bulges towards the back
     if rng.random() < 0.35:
         outer, inner = outer * [-1, 1], inner * [-1, 1]
-    out = [np.vstack([outer, inner[1:]])] if rng.random() < 0.6 else [outer, inner]
+    out = [np.vstack([outer, inner[1:]])] if rng.random() < 0.72 else [outer, inner]
     if rng.random() < 0.12:
         for _ in range(int(rng.integers(1, 4))):
             c = rng.uniform([0.5, -1], [1.2, 1])
@@ -433,17 +445,18 @@ def _moon(rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-@register_class("sun", size=1.55, speed=1.05)
+@register_class("sun", size=1.55, speed=1.25)
 def _sun(rng: np.random.Generator) -> list[np.ndarray]:
     r = rng.uniform(0.35, 0.55)
     out = [_loop(rng, rx=r, ry=r)]
-    k = int(rng.integers(5, 15))
-    a = rng.uniform(0, 1) + 2 * math.pi * np.arange(k) / k * (1 if rng.random() < 0.6 else -1)
+    k = int(rng.integers(4, 13))
+    sgn = 1 if rng.random() < 0.6 else -1  # clockwise or not
+    a = rng.uniform(0, 1) + sgn * 2 * math.pi * np.arange(k) / k
     r0, r1 = r + rng.uniform(0.08, 0.2), rng.uniform(0.8, 1.0)
     u = np.column_stack([np.cos(a), np.sin(a)])
     if rng.random() < 0.1:  # rays as one zigzag around the disc
         z = np.empty((2 * k + 1, 2))
-        z[0:2 * k:2], z[1::2] = u * r0, np.column_stack([np.cos(a + math.pi / k), np.sin(a + math.pi / k)]) * r1
+        z[0:2 * k:2], z[1::2] = u * r0, np.column_stack([np.cos(a + sgn * math.pi / k), np.sin(a + sgn * math.pi / k)]) * r1
         z[-1] = z[0]
         out.append(z)
     else:
@@ -469,9 +482,9 @@ def _bumps(pts: np.ndarray, rng: np.random.Generator, centre: np.ndarray) -> np.
     return np.vstack(out)
 
 
-@register_class("cloud", size=1.3, speed=0.95)
+@register_class("cloud", size=1.3, speed=0.8)
 def _cloud(rng: np.random.Generator) -> list[np.ndarray]:
-    k = int(rng.integers(5, 9))
+    k = int(rng.integers(6, 11))
     a = math.pi * 0.75 + 2 * math.pi * np.arange(k + 1) / k * (1 if rng.random() < 0.6 else -1)
     base = np.column_stack([np.cos(a), 0.5 * np.sin(a)]) * rng.uniform(0.85, 1.15, (k + 1, 1))
     base[-1] = base[0]
@@ -488,24 +501,24 @@ def _cloud(rng: np.random.Generator) -> list[np.ndarray]:
     return [_bumps(base, rng, centre)]
 
 
-@register_class("lightning", size=1.45, speed=0.9, care=0.15)
+@register_class("lightning", size=1.45, care=0.45, pause=250)
 def _lightning(rng: np.random.Generator) -> list[np.ndarray]:
     r = rng.random()
-    if r < 0.3:  # a simple zigzag bolt
+    if r < 0.25:  # a simple zigzag bolt
         k = int(rng.integers(3, 6))
         y = np.linspace(-1, 1, k + 1)
         x = np.where(np.arange(k + 1) % 2 == 0, 0.3, -0.3) * rng.uniform(0.6, 1.3, k + 1)
         return [_jit(np.column_stack([x, y]), rng, 0.03)]
     v = np.array([[0.1, -1], [0.6, -1], [0.15, -0.15], [0.5, -0.15], [-0.4, 1], [-0.05, 0.1],
                   [-0.45, 0.1]], float)
-    return _polygon(_jit(v, rng, 0.04), rng, (0.6, 0.25, 0.0, 0.15))
+    return _polygon(_jit(v, rng, 0.04), rng, (0.3, 0.4, 0.0, 0.3))
 
 
-@register_class("ladder", size=1.4, speed=1.1)
+@register_class("ladder", size=1.4, speed=0.85)
 def _ladder(rng: np.random.Generator) -> list[np.ndarray]:
     w = rng.uniform(0.25, 0.5)
     left, right = _line((-w, -1), (-w, 1), rng), _line((w, -1), (w, 1), rng)
-    k = int(rng.integers(3, 9))
+    k = int(rng.integers(2, 7))
     ys = np.linspace(-1, 1, k + 2)[1:-1] + rng.normal(0, 0.03, k)
     if rng.random() < 0.25:
         ys = ys[::-1]
@@ -516,10 +529,10 @@ def _ladder(rng: np.random.Generator) -> list[np.ndarray]:
 
 @register_class("fence", size=1.9, speed=1.1)
 def _fence(rng: np.random.Generator) -> list[np.ndarray]:
-    k = int(rng.integers(3, 9))
+    k = int(rng.integers(3, 8))
     xs = np.linspace(-1, 1, k) + rng.normal(0, 0.03, k)
     h = rng.uniform(0.4, 0.7)
-    if rng.random() < 0.35:  # pickets as one outline chain
+    if rng.random() < 0.25:  # pickets as one outline chain
         pts = []
         w = (xs[1] - xs[0]) * 0.35
         for x in xs:
@@ -533,7 +546,7 @@ def _fence(rng: np.random.Generator) -> list[np.ndarray]:
     return posts + rails if rng.random() < 0.6 else rails + posts
 
 
-@register_class("mountain", size=1.75, speed=1.0)
+@register_class("mountain", size=1.75, speed=0.95, care=0.4, pause=200)
 def _mountain(rng: np.random.Generator) -> list[np.ndarray]:
     k = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
     px = np.sort(rng.uniform(-0.7, 0.7, k)) if k > 1 else np.array([rng.normal(0, 0.1)])
@@ -544,12 +557,17 @@ def _mountain(rng: np.random.Generator) -> list[np.ndarray]:
             pts.append([(px[i - 1] + x) / 2, rng.uniform(-0.2, 0.3)])
         pts.append([x, y])
     pts.append([1, 0.6])
-    out = [_jit(np.array(pts, float), rng, 0.03)]
-    if rng.random() < 0.2:
-        top = int(np.argmin(ph))
-        x, y = px[top], ph[top]
-        out.append(np.array([[x - 0.25, y + 0.3], [x - 0.1, y + 0.2], [x, y + 0.32], [x + 0.12, y + 0.2],
-                             [x + 0.25, y + 0.3]]))
+    ridge = _jit(np.array(pts, float), rng, 0.03)
+    out = [ridge]
+    if rng.random() < 0.2:  # snow cap: a zigzag across the highest peak
+        i = 1 + 2 * int(np.argmin(ph))
+        peak, left, right = ridge[i], ridge[i - 1], ridge[i + 1]
+        a = peak + (left - peak) * min(0.5, 0.3 / max(left[1] - peak[1], 1e-3))
+        b = peak + (right - peak) * min(0.5, 0.3 / max(right[1] - peak[1], 1e-3))
+        u = np.linspace(0, 1, 5)[:, None]
+        cap = a + u * (b - a)
+        cap[1::2, 1] -= 0.1
+        out.append(cap)
     if rng.random() < 0.1:
         out.append(_line((-1.1, 0.62), (1.1, 0.62), rng))
     return out
@@ -574,7 +592,7 @@ def _donut(rng: np.random.Generator) -> list[np.ndarray]:
     return out
 
 
-@register_class("stairs", size=1.25, speed=0.8, care=0.15)
+@register_class("stairs", size=1.25, speed=1.1, care=0.3)
 def _stairs(rng: np.random.Generator) -> list[np.ndarray]:
     k = int(rng.integers(3, 8))
     pts = [[-1, 1]]
@@ -592,11 +610,11 @@ def _stairs(rng: np.random.Generator) -> list[np.ndarray]:
 
 @register_class("rainbow", size=1.75, speed=1.0)
 def _rainbow(rng: np.random.Generator) -> list[np.ndarray]:
-    k = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.08, 0.25, 0.25, 0.18, 0.14, 0.1]))
+    k = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.2, 0.4, 0.2, 0.1, 0.06, 0.04]))
     step = rng.uniform(0.12, 0.2)
     arcs = [_arc(0, 0.5, 1 - i * step, (1 - i * step) * rng.uniform(0.9, 1.2), math.pi, 2 * math.pi)
             for i in range(k)]
-    if rng.random() < 0.35 and k > 1:  # one serpentine stroke
+    if rng.random() < 0.25 and k > 1:  # one serpentine stroke
         return [np.vstack([a if i % 2 == 0 else a[::-1] for i, a in enumerate(arcs)])]
     return [a if rng.random() < 0.8 else a[::-1] for a in arcs]
 
@@ -609,8 +627,8 @@ CLASSES: tuple[str, ...] = tuple(REGISTRY)
 
 @numba.njit(cache=True)
 def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, care: float,
-                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pen simulation over pixel-frame vertices ``v`` of strokes ``sid`` (see :func:`_pen`).
+                pause_ms: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pen simulation over unit-frame vertices ``v`` of strokes ``sid`` (see :func:`_pen`).
 
     Returns the sampled points (K, 2), their times (K,) in integer ms and points per stroke.
     All randomness comes from numba's generator seeded with ``seed``.
@@ -618,10 +636,19 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
     np.random.seed(seed)
     n = len(v)
     n_strokes = sid[-1] + 1
+    # pose: rotation, aspect, shear; scaled so that the largest side is `extent` px
+    th, asp, shear = 0.07 * np.random.randn(), math.exp(0.12 * np.random.randn()), 0.04 * np.random.randn()
+    m00, m01 = math.cos(th) * asp, math.cos(th) * shear - math.sin(th) / asp
+    m10, m11 = math.sin(th) * asp, math.sin(th) * shear + math.cos(th) / asp
+    v = np.column_stack((m00 * v[:, 0] + m01 * v[:, 1], m10 * v[:, 0] + m11 * v[:, 1]))
+    span = max(v[:, 0].max() - v[:, 0].min(), v[:, 1].max() - v[:, 1].min(), 1e-9)
+    v *= extent / span
     last = np.empty(n, np.bool_)
     for i in range(n):
         last[i] = i == n - 1 or sid[i + 1] != sid[i]
-    # speed: cruise, acceleration; slower at corners and stroke ends
+
+    # speed: cruise v_max, slower on tight curves (v ~ radius^(1/3), the 2/3 power law), much
+    # slower at corners and stroke ends, with bounded acceleration in between
     v_max = BASE_SPEED * speed * (extent / BASE_SIZE_PX) ** 0.6 * math.exp(0.3 * np.random.randn())
     acc = v_max ** 2 / (2 * ACCEL_FRACTION * extent * math.exp(0.2 * np.random.randn()))
     seg = np.zeros((n, 2))
@@ -630,7 +657,8 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
         if not last[i]:
             seg[i] = v[i + 1] - v[i]
             seg_len[i] = math.hypot(seg[i, 0], seg[i, 1])
-    v_vert = np.empty(n)
+    v_vert = np.empty(n)  # speed through each vertex
+    v_curve = np.ones(n)  # curvature limit near each vertex, as a fraction of v_max
     pause = np.zeros(n)
     for i in range(n):
         if i == 0 or last[i - 1]:
@@ -641,9 +669,12 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
             den = seg_len[i - 1] * seg_len[i]
             c = (seg[i - 1, 0] * seg[i, 0] + seg[i - 1, 1] * seg[i, 1]) / den if den > 0 else 1.0
             turn = math.acos(min(1.0, max(-1.0, c)))
-            v_vert[i] = v_max * min(1.0, max(0.05, 1 - turn / 1.8))
+            if turn > 1e-6:
+                radius = 0.5 * (seg_len[i - 1] + seg_len[i]) / turn
+                v_curve[i] = min(1.0, (radius / extent) ** (1 / 3))
+            v_vert[i] = v_max * min(v_curve[i], max(0.05, 1 - turn / 1.8))
             if turn > 0.7 and np.random.random() < care:  # a careful drawer stops at the corner
-                pause[i] = math.exp(math.log(120.0) + 0.6 * np.random.randn())
+                pause[i] = pause_ms * math.exp(0.6 * np.random.randn())
     cnt = np.ones(n, np.int64)
     for i in range(n):
         if not last[i]:
@@ -658,46 +689,65 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
         if np.random.random() < 0.06:
             hes_at[s] = int(np.random.random() * stroke_dense[s])
             hes_ms[s] = 80 + 420 * np.random.random()
-    # the dense pen path and the time at each of its points
-    m = cnt.sum()
+
+    gap_ms = STROKE_GAP_MS * min(1.3, 1.5 * n_strokes ** -0.3)  # quicker between many short strokes
+    # the dense pen path, the time and the arc length at each of its points; a pause is a
+    # second point at the same place (so the device, which reports movement only, goes quiet)
+    m = 2 * cnt.sum()
     pts = np.empty((m, 2))
     t = np.empty(m)
+    arc = np.empty(m)
     s_start = np.empty(n_strokes + 1, np.int64)
-    s_start[n_strokes] = m
     j = 0
     now = 0.0
+    length = 0.0
     prev_speed = 0.0
     k_in_stroke = 0
     s_prev = 0
     for i in range(n):
         s = sid[i]
         v_next = v_vert[i] if last[i] else v_vert[i + 1]
+        cruise = v_max * min(v_curve[i], v_curve[i + 1] if i + 1 < n else 1.0)
         for k in range(cnt[i]):
             f = k / cnt[i]
             a = f * seg_len[i]
-            x, y = v[i, 0] + f * seg[i, 0], v[i, 1] + f * seg[i, 1]
-            sp = min(v_max, math.sqrt(v_vert[i] ** 2 + 2 * acc * a),
+            x = v[i, 0] + f * seg[i, 0] + JITTER_PX * np.random.randn()
+            y = v[i, 1] + f * seg[i, 1] + JITTER_PX * np.random.randn()
+            sp = min(cruise, math.sqrt(v_vert[i] ** 2 + 2 * acc * a),
                      math.sqrt(v_next ** 2 + 2 * acc * (seg_len[i] - a)))
+            hold = 0.0
             if j > 0:
                 step = math.hypot(x - pts[j - 1, 0], y - pts[j - 1, 1])
-                if sid[i] != s_prev:  # pen up: a pause, then travel to the new start
-                    now += math.exp(math.log(STROKE_GAP_MS) + 0.55 * np.random.randn()) + step / TRAVEL_SPEED
+                if s != s_prev:  # pen up: a pause, then travel to the new start
+                    now += gap_ms * math.exp(0.75 * np.random.randn()) + step / TRAVEL_SPEED
                     k_in_stroke = 0
+                    length = 0.0
                 else:
-                    now += step / max(0.5 * (sp + prev_speed), 1e-3)
+                    dt = step / max(0.5 * (sp + prev_speed), 1e-3)
+                    if np.random.random() < PAUSE_RATE * dt:  # the hand stalls for a moment
+                        hold += PAUSE_MS * math.exp(0.9 * np.random.randn())
+                    now += dt
+                    length += step
             if k_in_stroke == 0:
                 s_start[s] = j
             if k == 0:
-                now += pause[i]
+                hold += pause[i]
             if k_in_stroke == hes_at[s]:
-                now += hes_ms[s]
-            pts[j, 0], pts[j, 1] = x, y
-            t[j] = now
-            prev_speed = sp
-            s_prev = sid[i]
-            k_in_stroke += 1
+                hold += hes_ms[s]
+            pts[j, 0], pts[j, 1], t[j], arc[j] = x, y, now, length
             j += 1
-    # a smooth random displacement field: the hand's imprecision, a few % of the extent
+            if hold > 0:
+                now += hold
+                pts[j, 0], pts[j, 1], t[j], arc[j] = x, y, now, length
+                j += 1
+            prev_speed = sp
+            s_prev = s
+            k_in_stroke += 1
+    m = j
+    s_start[n_strokes] = m
+    pts, t, arc = pts[:m], t[:m], arc[:m]
+
+    # the hand's imprecision: a smooth warp of the whole drawing (a few % of the extent) ...
     amp = extent * 0.02 * math.exp(0.3 * np.random.randn())
     for w in range(3):
         ang = 2 * math.pi * np.random.random()
@@ -710,6 +760,16 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
             sn = math.sin(kx * pts[q, 0] + ky * pts[q, 1] + ph) * scale
             pts[q, 0] += sn * dx
             pts[q, 1] += sn * dy
+    # ... and a wobble along each stroke (wavelengths of 10-50 % of the extent)
+    wob = extent * WOBBLE * math.exp(0.4 * np.random.randn())
+    for s in range(n_strokes):
+        for w in range(4):
+            kw = 2 * math.pi / (extent * (0.1 + 0.4 * np.random.random()))
+            ph = 2 * math.pi * np.random.random()
+            a = wob * (0.5 + np.random.random())
+            for q in range(s_start[s], s_start[s + 1]):
+                pts[q, w % 2] += a * math.sin(kw * arc[q] + ph)
+
     # placement on the screen and the device: sampling period, precision
     lo_x, lo_y = pts[:, 0].min(), pts[:, 1].min()
     off_x = 20 + max(20.0, 980 - extent) * np.random.random() - lo_x
@@ -751,8 +811,8 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
                     y = pts[di, 1] + f * (pts[di + 1, 1] - pts[di, 1])
                     dropped = 2.0 if np.random.random() < DROPPED_FRAME else 1.0
                     tick += max(0.4 * period, period * dropped + 0.6 * np.random.randn())
-                x += off_x + 0.25 * np.random.randn()
-                y += off_y + 0.25 * np.random.randn()
+                x += off_x
+                y += off_y
                 if fractional:
                     x, y = float(np.float32(round(x * 1000) / 1000)), float(np.float32(round(y * 1000) / 1000))
                 else:
@@ -773,28 +833,21 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
 def _pen(paths: list[np.ndarray], rng: np.random.Generator, spec: ClassSpec) -> list[np.ndarray]:
     """Simulate a person drawing ``paths`` (unit-frame polylines, in order) on a screen.
 
-    The pen accelerates from rest, cruises, slows at corners (stopping at some, see
-    ``spec.care``) and at stroke ends, hesitates now and then, lifts between strokes for a
-    log-normal pause plus the travel, and follows a smooth random warp of the shape. The
-    device reports the pen-down and pen-up points and a point per frame tick (60 Hz mostly,
-    with dropped frames) only if the pen moved.
+    The drawing gets a random pose and size; the pen accelerates from rest, cruises (slower
+    on tight curves), slows at corners (stopping at some, see ``spec.care``) and at stroke
+    ends, stalls now and then, lifts between strokes for a log-normal pause plus the travel,
+    and follows a smooth random warp of the shape plus a wobble along each stroke. The
+    device reports the pen-down and pen-up points and, at each frame tick (60 Hz mostly,
+    with dropped frames), the pen position if it moved.
 
     Returns:
         Raw strokes (n, 3) [x, y, t]: pixels and integer ms since the first point.
     """
-    paths = [np.asarray(p, float).reshape(-1, 2) for p in paths if len(p)]
-    v = np.concatenate(paths)
-    lens = np.array([len(p) for p in paths])
-    sid = np.repeat(np.arange(len(paths)), lens)
-    # pose: rotation, aspect, shear; size so that the largest side is `extent` px
+    paths = [p for p in paths if len(p)]
+    sid = np.repeat(np.arange(len(paths)), [len(p) for p in paths])
     extent = BASE_SIZE_PX * spec.size * math.exp(rng.normal(0, SIZE_SIGMA))
-    th, asp, shear = rng.normal([0, 0, 0], [0.07, 0.12, 0.04])
-    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
-    m = rot @ np.array([[math.exp(asp), shear], [0, math.exp(-asp)]])
-    v = (v - (v.min(0) + v.max(0)) / 2) @ m.T
-    v *= extent / max(np.ptp(v, axis=0).max(), 1e-9)
-    seed = int(rng.integers(2**31))
-    xy, t, counts = _pen_kernel(v, sid, extent, spec.speed, spec.care, seed)
+    xy, t, counts = _pen_kernel(np.concatenate(paths).astype(np.float64), sid, extent, spec.speed,
+                                spec.care, spec.pause, int(rng.integers(2**31)))
     pts = np.column_stack([xy, t])
     ends = np.cumsum(counts)
     return [pts[e - c:e] for c, e in zip(counts, ends)]
@@ -824,7 +877,7 @@ def draw(word: str, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def scribble(rng: np.random.Generator) -> list[np.ndarray]:
-    """An unrecognizable raw drawing: 1-4 random wandering strokes or stray lines."""
+    """An unrecognizable raw drawing: 1-4 random wandering strokes."""
     paths = []
     for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))):
         n = int(rng.integers(4, 30))
@@ -846,3 +899,203 @@ def _unrecognized(word: str, rng: np.random.Generator) -> list[np.ndarray]:
         if len(s):
             out.append(s)
     return out if sum(map(len, out)) >= 2 else [strokes[0][:max(2, len(strokes[0]) // 3)]]
+
+
+# --------------------------------------------------------------------------- the competition
+
+def _pack(raws: Sequence[Sequence[np.ndarray]]) -> tuple[data.Drawings, data.Drawings]:
+    """Pack raw drawings (float32, as written to ndjson) and Google-simplify them (uint8)."""
+    raw = data.Drawings.from_strokes(raws, dtype=np.float32)
+    xy, so, do = simplify_packed(raw.xy.astype(np.float64), raw.stroke_offsets, raw.drawing_offsets)
+    return raw, data.Drawings(xy, None, so, do)
+
+
+def _key_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` distinct 16-digit key_ids in random order."""
+    keys = np.zeros(0, np.int64)
+    while len(keys) < n:
+        more = np.concatenate([keys, rng.integers(*KEY_ID_RANGE, size=n - len(keys) + 16, dtype=np.int64)])
+        _, first = np.unique(more, return_index=True)
+        keys = more[np.sort(first)]
+    return keys[:n]
+
+
+def _timestamps(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` timestamps in early 2017, formatted like Google's (``2017-03-27 00:14:57.31033 UTC``)."""
+    lo, hi = (np.datetime64(s, "s") for s in TIMESTAMP_RANGE)
+    secs = lo + rng.integers(0, int((hi - lo) / np.timedelta64(1, "s")), size=n)
+    frac = rng.integers(0, 100_000, size=n)
+    text = np.datetime_as_string(secs, unit="s")
+    return [f"{s.replace('T', ' ')}.{(f'{f:05d}'.rstrip('0') or '0')} UTC" for s, f in zip(text, frac)]
+
+
+def _meta(rng: np.random.Generator, keys: np.ndarray, word: str, recognized: np.ndarray) -> pd.DataFrame:
+    """Metadata rows (:data:`doodle_utils.data.META_COLUMNS`) for one class."""
+    codes = np.array(list(COUNTRIES))
+    weights = np.array(list(COUNTRIES.values()), float)
+    return pd.DataFrame({
+        "key_id": keys.astype(np.int64),
+        "word": word,
+        "countrycode": rng.choice(codes, size=len(keys), p=weights / weights.sum()),
+        "recognized": recognized.astype(bool),
+        "timestamp": _timestamps(rng, len(keys)),
+    })
+
+
+def submission_words(words: Sequence[str]) -> str:
+    """Words as one submission cell: space-separated, spaces inside a word replaced by ``_``.
+
+    >>> submission_words(["The Eiffel Tower", "airplane", "donut"])
+    'The_Eiffel_Tower airplane donut'
+    """
+    return " ".join(w.replace(" ", "_") for w in words)
+
+
+def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: int = 200,
+                     test_per_class: int = 20, seed: int = 0, unrecognized: float = 0.06) -> dict:
+    """Write a synthetic mini-competition in Kaggle's layout.
+
+    Files (each written atomically)::
+
+        train_simplified/<word>.csv   countrycode,drawing,key_id,recognized,timestamp,word
+        train_raw/<word>.ndjson       the same rows, Google's raw strokes with times
+        test_simplified.csv           key_id,countrycode,drawing (test_per_class per class, shuffled)
+        sample_submission.csv         key_id,word with the same three placeholder words each row
+        test_labels.csv               key_id,word (hidden answers, for scoring)
+
+    Train rows are recognized except a fraction ``unrecognized`` (scribbles or abandoned
+    drawings); test rows are all recognized drawings. The simplified strokes are Google's
+    simplification of the raw ones exactly as written (float32). key_ids are unique across
+    all files. The same arguments give byte-identical files.
+
+    Args:
+        out_dir: destination folder (created).
+        classes: how many classes, the first ones of :data:`CLASSES`.
+        per_class: train rows per class.
+        test_per_class: test rows per class.
+        seed: random seed.
+        unrecognized: fraction of train rows with ``recognized=False``.
+
+    Returns:
+        A summary: ``classes``, ``seed``, ``train_rows``, ``train_unrecognized``,
+        ``test_rows`` and ``files`` (relative path -> rows).
+    """
+    if not 1 <= classes <= len(CLASSES):
+        raise ValueError(f"classes must be between 1 and {len(CLASSES)} (the synthetic classes), got {classes}")
+    if per_class < 0 or test_per_class < 0 or not 0 <= unrecognized <= 1:
+        raise ValueError("per_class and test_per_class must be >= 0 and unrecognized in [0, 1]")
+    out = Path(out_dir)
+    words = CLASSES[:classes]
+    meta_rng = np.random.default_rng([seed, 0])
+    keys = _key_ids(meta_rng, classes * (per_class + test_per_class)).reshape(classes, -1)
+    files: dict[str, int] = {}
+    tests: list[tuple[pd.DataFrame, data.Drawings]] = []
+    n_unrec = 0
+    for c, word in enumerate(words):
+        rng = np.random.default_rng([seed, 1, c])
+        rec = np.r_[rng.random(per_class) >= unrecognized, np.ones(test_per_class, bool)]
+        raws = [draw(word, rng) if r else _unrecognized(word, rng) for r in rec]
+        meta = _meta(rng, keys[c], word, rec)
+        raw, simple = _pack(raws)
+        train = np.arange(per_class)
+        if per_class:
+            data.write_csv(out / "train_simplified" / f"{word}.csv", meta.iloc[train], simple.take(train))
+            data.write_ndjson(out / "train_raw" / f"{word}.ndjson", meta.iloc[train], raw.take(train))
+            files[f"train_simplified/{word}.csv"] = files[f"train_raw/{word}.ndjson"] = per_class
+        n_unrec += int((~rec).sum())
+        test = np.arange(per_class, per_class + test_per_class)
+        tests.append((meta.iloc[test], simple.take(test)))
+    test_meta = pd.concat([m for m, _ in tests], ignore_index=True)
+    order = meta_rng.permutation(len(test_meta))
+    test_meta = test_meta.iloc[order].reset_index(drop=True)
+    data.write_csv(out / "test_simplified.csv", test_meta, data.Drawings.concat([d for _, d in tests]).take(order),
+                   test=True)
+    with atomic_path(out / "sample_submission.csv") as tmp:
+        pd.DataFrame({"key_id": test_meta["key_id"], "word": submission_words(words[:3])}).to_csv(tmp, index=False)
+    with atomic_path(out / "test_labels.csv") as tmp:
+        test_meta[["key_id", "word"]].to_csv(tmp, index=False)
+    n_test = len(test_meta)
+    files.update({"test_simplified.csv": n_test, "sample_submission.csv": n_test, "test_labels.csv": n_test})
+    return {"classes": list(words), "seed": seed, "train_rows": classes * per_class,
+            "train_unrecognized": n_unrec, "test_rows": n_test, "files": files}
+
+
+# --------------------------------------------------------------------------- statistics
+
+STAT_METRICS = ("strokes", "raw_points", "simplified_points", "duration_ms")
+
+
+def _per_drawing(drawings: data.Drawings) -> dict[str, np.ndarray]:
+    """Per-drawing counts; raw batches also get simplified points and durations."""
+    out = {"strokes": drawings.stroke_counts(), "raw_points" if drawings.raw else "simplified_points":
+           drawings.point_counts()}
+    if drawings.raw:
+        _, so, do = simplify_packed(drawings.xy.astype(np.float64), drawings.stroke_offsets,
+                                    drawings.drawing_offsets)
+        out["simplified_points"] = np.diff(so[do])
+        last = drawings.stroke_offsets[drawings.drawing_offsets[1:]] - 1
+        first = drawings.stroke_offsets[drawings.drawing_offsets[:-1]]
+        out["duration_ms"] = (drawings.t[last] - drawings.t[first]).astype(np.int64)
+    return out
+
+
+def drawing_stats(drawings: data.Drawings) -> dict[str, dict[str, float]]:
+    """10th percentile, median and 90th percentile per drawing of each metric.
+
+    Args:
+        drawings: a raw batch (all of :data:`STAT_METRICS`) or a simplified one (strokes and
+            simplified points).
+
+    Returns:
+        ``{metric: {"n", "p10", "median", "p90"}}``.
+    """
+    out = {}
+    for name, values in _per_drawing(drawings).items():
+        p10, med, p90 = np.percentile(values, [10, 50, 90]) if len(values) else (np.nan,) * 3
+        out[name] = {"n": len(values), "p10": float(p10), "median": float(med), "p90": float(p90)}
+    return out
+
+
+def compare_with_real(real_raw_dir: str | os.PathLike, seed: int = 0, per_class: int = 100,
+                      classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Synthetic vs real drawing statistics for the synthetic classes found in ``real_raw_dir``.
+
+    Both sides are recognized drawings only; the real raw strokes are simplified with the
+    same :func:`doodle_utils.simplify.simplify_packed` as the synthetic ones.
+
+    Args:
+        real_raw_dir: Google raw files ``<word>.ndjson`` (e.g. the real sample's ``raw/``).
+        seed: seed of the synthetic drawings.
+        per_class: synthetic drawings per class.
+        classes: which classes (default: all of :data:`CLASSES` with a real file).
+
+    Returns:
+        Long table with columns ``word, metric, source ("synthetic"/"real"), n, p10, median, p90``.
+    """
+    real_raw_dir = Path(real_raw_dir)
+    rows = []
+    for c, word in enumerate(classes or CLASSES):
+        path = real_raw_dir / f"{word}.ndjson"
+        if not path.is_file():
+            continue
+        meta, real, _ = data.read_file(path, lenient=True)
+        real = real.take(meta["recognized"].to_numpy())
+        rng = np.random.default_rng([seed, 2, CLASSES.index(word)])
+        syn, _ = _pack([draw(word, rng) for _ in range(per_class)])
+        for source, batch in (("synthetic", syn), ("real", real)):
+            for metric, s in drawing_stats(batch).items():
+                rows.append({"word": word, "metric": metric, "source": source, **s})
+    return pd.DataFrame(rows, columns=["word", "metric", "source", "n", "p10", "median", "p90"])
+
+
+def stats_table_markdown(df: pd.DataFrame) -> str:
+    """A markdown table of :func:`compare_with_real`'s output: one row per class, for each
+    metric ``synthetic | real`` as ``median (p10-p90)``."""
+    metrics = [m for m in STAT_METRICS if m in set(df["metric"])]
+    head = ["class"] + [f"{m} {s}" for m in metrics for s in ("syn", "real")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cell = {(r.word, r.metric, r.source): f"{r.median:.0f} ({r.p10:.0f}–{r.p90:.0f})" for r in df.itertuples()}
+    for word in dict.fromkeys(df["word"]):
+        vals = [cell.get((word, m, s), "") for m in metrics for s in ("synthetic", "real")]
+        lines.append("| " + " | ".join([word, *vals]) + " |")
+    return "\n".join(lines) + "\n"
