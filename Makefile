@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean clean-notebooks
+.PHONY: setup demo test bench lab clean clean-notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/doodle demo --out outputs/smoke
+	$(BIN)/doodle run params/smoke.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,6 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
-Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``demo``.
+Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
+``kaggle-bundle``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant.
 """
 from __future__ import annotations
@@ -79,19 +80,43 @@ def _verify(a: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(a: argparse.Namespace) -> int:
-    from .store import pack_competition
-    from .synth import make_competition
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
 
-    out = Path(a.out)
-    data_dir, store_dir = out / "data", out / "store"
-    print(f"1/2 synthesising a {a.classes}-class competition into {data_dir}")
-    make_competition(data_dir, classes=a.classes, per_class=a.per_class,
-                     test_per_class=a.test_per_class, seed=a.seed)
-    print(f"2/2 packing it into {store_dir}")
-    pack_competition(data_dir, store_dir, workers=a.workers, valid_frac=0.1, seed=a.seed)
-    print("done. The notebooks (EDA, rendering, training, ensemble, submission) are not there yet;"
-          " later versions of `make demo` run them on this data.")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _run(a: argparse.Namespace) -> int:
+    import logging
+
+    from .pipeline import ProfileError, RunError, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        results = run(a.profile, only=a.only, start=a.start, force=a.force, overrides=_parse_sets(a.set))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    ran = ", ".join(f"{r.name} ({r.status})" for r in results)
+    print(f"run finished: {ran}")
+    return 0
+
+
+def _kaggle_bundle(a: argparse.Namespace) -> int:
+    from .kaggle import bundle
+
+    folders = bundle(a.out_dir, a.profile, user=a.user, overrides=_parse_sets(a.set))
+    for f in folders:
+        print(f"{f}  ->  kaggle kernels push -p {f}")
     return 0
 
 
@@ -134,25 +159,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--full", action="store_true", help="checksum every array, however large")
     s.set_defaults(fn=_verify)
 
-    s = sub.add_parser("demo", help="the main job on the embedded synthetic default")
-    s.add_argument("--out", type=Path, default=Path("outputs/smoke"))
-    s.add_argument("--classes", type=int, default=12)
-    s.add_argument("--per-class", type=int, default=200)
-    s.add_argument("--test-per-class", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=None)
-    s.set_defaults(fn=_demo)
+    s = sub.add_parser("run", help="run the numbered notebooks with papermill from a profile")
+    s.add_argument("profile", type=Path, help="params/*.yaml")
+    s.add_argument("--only", help="run only notebooks whose name starts with this (e.g. 03)")
+    s.add_argument("--from", dest="start", help="run from the notebook starting with this on")
+    s.add_argument("--force", action="store_true", help="re-run notebooks even if unchanged")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (YAML value), e.g. --set n_examples=4")
+    s.set_defaults(fn=_run)
+
+    s = sub.add_parser("kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--profile", type=Path, default=Path(__file__).resolve().parents[1] / "params" / "kaggle.yaml")
+    s.add_argument("--user", help="your Kaggle user name (default: the profile's kaggle.user)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    s.set_defaults(fn=_kaggle_bundle)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``doodle`` console script."""
     from .data import DataError
+    from .pipeline import ProfileError
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (DataError, StoreError, FileNotFoundError) as e:
+    except (DataError, StoreError, ProfileError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -485,6 +485,18 @@ def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **k
     return result
 
 
+def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path]) -> dict | None:
+    """The store's manifest if it opens cleanly and was packed from exactly these unchanged
+    ``sources`` (path, size, modification time); else None."""
+    try:
+        m = Store(store_dir, verify="none").manifest
+    except StoreError:
+        return None
+    want = [_source_id(Path(s)) for s in sources]
+    have = [{k: s[k] for k in ("source", "size", "mtime_ns")} for s in m["sources"]]
+    return m if want == have else None
+
+
 # --------------------------------------------------------------------------- reading
 
 class Store:

@@ -1,0 +1,182 @@
+"""Kaggle kernel bundles: one folder per notebook that ``kaggle kernels push -p`` accepts.
+
+Each folder holds ``kernel-metadata.json`` and the notebook with (1) the Kaggle profile's
+parameters injected after its ``parameters`` cell, the way papermill does, and (2)
+``doodle_utils`` inlined as a base64 zip in a setup cell, so the kernel runs with internet
+off and no other kernel attached. Inlining beats a utility-script kernel here: a utility
+script is a single file, and this package is several modules.
+
+:func:`validate_metadata` applies the checks the kaggle CLI's ``kernels push`` makes before
+uploading (Kaggle/kaggle-api, ``KaggleApi.kernels_push``), plus this suite's own (internet
+off, the competition attached).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import nbformat
+
+from ._files import write_text_atomic
+from .paths import REPO
+
+COMPETITION = "quickdraw-doodle-recognition"
+PACKAGE = REPO / "doodle_utils"
+LANGUAGES = ("python", "r", "rmarkdown")
+KERNEL_TYPES = ("script", "notebook")
+BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
+REQUIRED = ("id", "title", "code_file", "language", "kernel_type")
+
+
+def slugify(text: str) -> str:
+    """Kaggle's slug of a title: lower case, runs of other characters become one dash."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def package_zip() -> bytes:
+    """The ``doodle_utils`` sources as a zip (no caches), deterministic for the same files."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(PACKAGE.rglob("*.py")):
+            info = zipfile.ZipInfo(str(p.relative_to(PACKAGE.parent)), date_time=(2018, 9, 26, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, p.read_bytes())
+    return buf.getvalue()
+
+
+def setup_cells(blob: bytes) -> list:
+    """A markdown cell that says why, and the code cell that unpacks the package."""
+    digest = hashlib.sha256(blob).hexdigest()[:12]
+    code = (
+        "# doodle_utils, inlined by `doodle kaggle-bundle` (kernels run without internet)\n"
+        "import base64, io, os, sys, tempfile, zipfile\n"
+        f"_dst = os.path.join(tempfile.gettempdir(), 'doodle_utils_{digest}')\n"
+        "if not os.path.isdir(os.path.join(_dst, 'doodle_utils')):\n"
+        "    zipfile.ZipFile(io.BytesIO(base64.b64decode(_PKG))).extractall(_dst)\n"
+        "sys.path.insert(0, _dst)\n"
+        "import doodle_utils; print('doodle_utils from', os.path.dirname(doodle_utils.__file__))"
+    )
+    data = f"_PKG = '{base64.b64encode(blob).decode()}'"
+    md = nbformat.v4.new_markdown_cell(
+        "**Kernel set-up.** The suite's package `doodle_utils` travels inside this notebook "
+        "(the next two cells), because Kaggle kernels run without internet.")
+    return [md, nbformat.v4.new_code_cell(data, metadata={"tags": ["doodle-package"]}),
+            nbformat.v4.new_code_cell(code, metadata={"tags": ["doodle-setup"]})]
+
+
+def _title(nb_path: Path) -> str:
+    return f"doodle {nb_path.stem.replace('_', ' ')}"
+
+
+def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, enable_gpu: bool,
+                    dataset_sources: Sequence[str] = (), blob: bytes | None = None) -> Path:
+    """Write one kernel folder for ``nb_path``; returns the folder."""
+    from papermill.parameterize import parameterize_notebook
+
+    nb = nbformat.read(nb_path, as_version=4)
+    nb = parameterize_notebook(nb, params, kernel_name="python3", language="python") if params else nb
+    cells = setup_cells(blob if blob is not None else package_zip())
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells[first_code:first_code] = cells
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    folder = out_dir / nb_path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    code_file = f"{nb_path.stem}.ipynb"
+    write_text_atomic(folder / code_file, nbformat.writes(nb))
+    title = _title(nb_path)
+    meta = {
+        "id": f"{user}/{slugify(title)}", "title": title, "code_file": code_file,
+        "language": "python", "kernel_type": "notebook", "is_private": True,
+        "enable_gpu": enable_gpu, "enable_tpu": False, "enable_internet": False,
+        "dataset_sources": list(dataset_sources), "competition_sources": [COMPETITION],
+        "kernel_sources": [], "model_sources": [],
+    }
+    write_text_atomic(folder / "kernel-metadata.json", json.dumps(meta, indent=2))
+    return folder
+
+
+def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.yaml", *,
+           user: str | None = None, notebooks: Sequence[Path] | None = None,
+           overrides: dict | None = None) -> list[Path]:
+    """Write a kernel folder per notebook, with the profile's parameters; returns the folders.
+
+    The profile's ``kaggle`` section gives ``user``, ``gpu_notebooks`` (name prefixes that
+    get ``enable_gpu``) and ``dataset_sources`` (e.g. a pretrained-weights dataset).
+    """
+    import yaml
+
+    from .pipeline import load_profile, notebook_list
+
+    nbs = list(notebooks) if notebooks is not None else notebook_list()
+    prof, per_nb = load_profile(profile, nbs, overrides, check=False)
+    cfg = (yaml.safe_load(Path(profile).read_text()) or {}).get("kaggle") or {}
+    user = user or cfg.get("user") or "your-kaggle-username"
+    blob = package_zip()
+    folders = []
+    for nb in nbs:
+        gpu = any(nb.stem.startswith(p) for p in cfg.get("gpu_notebooks", []))
+        params = {k: v for k, v in per_nb[nb.stem].items()}
+        folders.append(bundle_notebook(nb, Path(out_dir), params, user=user, enable_gpu=gpu,
+                                       dataset_sources=cfg.get("dataset_sources", []), blob=blob))
+    for f in folders:
+        problems = validate_metadata(f)
+        if problems:
+            raise ValueError(f"{f}: " + "; ".join(problems))
+    return folders
+
+
+def validate_metadata(folder: str | Path) -> list[str]:
+    """Problems that would make ``kaggle kernels push -p FOLDER`` fail or misbehave (empty: ok)."""
+    folder = Path(folder)
+    path = folder / "kernel-metadata.json"
+    if not path.is_file():
+        return [f"{path}: metadata file not found"]
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as e:
+        return [f"{path}: not JSON ({e})"]
+    out = [f"missing field {k!r}" for k in REQUIRED if not meta.get(k)]
+    title = meta.get("title") or ""
+    if title and len(title) < 5:
+        out.append("title must be at least five characters")
+    code = meta.get("code_file")
+    if code and not (folder / code).is_file():
+        out.append(f"source file not found: {code}")
+    kid = meta.get("id") or ""
+    owner, _, slug = kid.partition("/")
+    if kid and (not owner or not slug):
+        out.append("id must be '{username}/{kernel-slug}'")
+    elif slug and len(slug) < 5:
+        out.append("kernel slug must be at least five characters")
+    elif slug and title and slug != slugify(title):
+        out.append(f"title {title!r} does not resolve to the id's slug {slug!r}")
+    if meta.get("language") not in LANGUAGES:
+        out.append(f"language must be one of {LANGUAGES}")
+    if meta.get("kernel_type") not in KERNEL_TYPES:
+        out.append(f"kernel_type must be one of {KERNEL_TYPES}")
+    for k in BOOL_FIELDS:
+        if k in meta and meta[k] not in (True, False, "true", "false"):
+            out.append(f"{k} must be true or false")
+    for k in ("dataset_sources", "kernel_sources", "competition_sources", "model_sources"):
+        v = meta.get(k, [])
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            out.append(f"{k} must be a list of strings")
+        elif k in ("dataset_sources", "kernel_sources") and any(s.count("/") != 1 for s in v):
+            out.append(f"{k} entries must be 'owner/slug'")
+    if meta.get("enable_internet") not in (False, "false"):
+        out.append("enable_internet must be false (the competition's kernels run offline)")
+    if COMPETITION not in meta.get("competition_sources", []):
+        out.append(f"competition_sources must include {COMPETITION!r}")
+    if code and code.endswith(".ipynb") and (folder / code).is_file():
+        nb = nbformat.read(folder / code, as_version=4)
+        if not any("doodle-setup" in c.metadata.get("tags", []) for c in nb.cells):
+            out.append("the notebook lacks the doodle_utils set-up cell")
+    return out

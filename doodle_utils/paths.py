@@ -1,0 +1,56 @@
+"""The one place that resolves paths: parameters, then the environment, then repo defaults.
+
+Order (STYLE.md): a non-empty parameter wins; inside a Kaggle kernel
+(``KAGGLE_KERNEL_RUN_TYPE`` is set) the competition's input and ``/kaggle/working`` are
+used; otherwise the repository's defaults under ``outputs/``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KAGGLE_INPUT = Path("/kaggle/input/quickdraw-doodle-recognition")
+KAGGLE_WORKING = Path("/kaggle/working")
+DEFAULT_RUN = "interactive"
+
+
+def on_kaggle() -> bool:
+    """True inside a Kaggle kernel."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    """Where a notebook reads and writes."""
+
+    data_dir: Path   # the competition folder (Kaggle layout)
+    store_dir: Path  # packed stores: store_dir/train, store_dir/test
+    out_dir: Path    # everything this run writes (figures/, metrics/, predictions)
+
+    @property
+    def figures(self) -> Path:
+        return self.out_dir / "figures"
+
+
+def resolve_dirs(data_dir: str = "", store_dir: str = "", out_dir: str = "") -> RunDirs:
+    """Resolve a notebook's folders from its parameters (empty string: use the default).
+
+    Args:
+        data_dir: competition folder; default ``/kaggle/input/...`` on Kaggle, else
+            ``outputs/smoke/data`` (the synthetic default ``make demo`` writes).
+        store_dir: packed stores; default ``<out_dir>/store`` on Kaggle (writable), else
+            ``outputs/smoke/store``.
+        out_dir: run outputs; default ``/kaggle/working`` on Kaggle, else ``outputs/interactive``.
+    """
+    if on_kaggle():
+        d = Path(data_dir) if data_dir else KAGGLE_INPUT
+        o = Path(out_dir) if out_dir else KAGGLE_WORKING
+        s = Path(store_dir) if store_dir else o / "store"
+    else:
+        d = Path(data_dir) if data_dir else REPO / "outputs" / "smoke" / "data"
+        o = Path(out_dir) if out_dir else REPO / "outputs" / DEFAULT_RUN
+        s = Path(store_dir) if store_dir else REPO / "outputs" / "smoke" / "store"
+    o.mkdir(parents=True, exist_ok=True)
+    return RunDirs(d.resolve(), s.resolve(), o.resolve())

@@ -1,0 +1,344 @@
+"""The runner: numbered notebooks executed in order with papermill, from a profile.
+
+A profile (``params/*.yaml``) names the run and its parameters::
+
+    run_name: smoke                 # outputs go to <output_root>/<run_name>/
+    output_root: outputs            # relative paths are relative to the profile's repo root
+    data:                           # optional: make the data when data_dir is missing
+      synth: {classes: 12, per_class: 200, test_per_class: 20, seed: 0}
+      pack: {workers: 2, valid_frac: 0.1}
+    params:                         # given to every notebook that declares them
+      data_dir: outputs/smoke/data
+      store_dir: outputs/smoke/store
+    notebooks:                      # per-notebook overrides
+      01_eda: {n_examples: 8}
+    must_exist: [data_dir]          # parameters that name paths that must exist
+
+Each notebook gets only the parameters its ``parameters`` cell declares (read with
+``papermill.inspect_notebook``); a key that no notebook declares, a value of the wrong
+type or a missing path is an error before anything runs. ``out_dir`` is always the run's
+folder. A notebook whose code, parameters and inputs are unchanged since its last good run
+is skipped unless ``force``. A failing notebook stops the run with its name, cell and error;
+its executed copy (up to the failure) stays in the run folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ._files import write_text_atomic
+from .paths import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
+KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources"}
+DATA_KEYS = {"synth", "pack"}
+SYNTH_KEYS = {"classes", "per_class", "test_per_class", "seed", "unrecognized"}
+PACK_KEYS = {"workers", "valid_frac", "seed", "lenient", "kind"}
+RUNNER_PARAMS = {"out_dir"}  # set by the runner, never by the profile
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
+          "dict": (dict,)}
+log = logging.getLogger("doodle.run")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot run: names the file and the key."""
+
+
+@dataclass
+class Profile:
+    """A validated run profile."""
+
+    path: Path
+    run_name: str
+    out_dir: Path
+    params: dict[str, Any]
+    per_notebook: dict[str, dict[str, Any]]
+    data: dict[str, dict] = field(default_factory=dict)
+    must_exist: list[str] = field(default_factory=list)
+    kernel: str = "python3"
+
+
+def notebook_list(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks (``NN_slug.ipynb``), in order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_parameters(nb: Path) -> dict[str, dict]:
+    """The parameters a notebook's ``parameters`` cell declares, with their types and defaults."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(nb))
+
+
+def _resolve(value: Any, base: Path) -> Any:
+    return str((base / value).resolve()) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+
+
+def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, overrides: dict | None = None,
+                 check: bool = True) -> tuple[Profile, dict[str, dict]]:
+    """Read and validate a profile; return it with the parameters for each notebook.
+
+    ``check=False`` skips the existence of ``must_exist`` paths (a Kaggle profile, checked here).
+
+    Raises:
+        ProfileError: unknown keys (naming the key), wrong types, missing paths.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ProfileError(f"{path}: no such profile")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a profile is a mapping of keys")
+    for k in raw:
+        if k not in TOP_KEYS:
+            raise ProfileError(f"{path}: unknown key {k!r} (allowed: {sorted(TOP_KEYS)})")
+    if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
+        raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
+    base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
+    data = raw.get("data") or {}
+    for k, v in data.items():
+        allowed = {"synth": SYNTH_KEYS, "pack": PACK_KEYS}.get(k)
+        if allowed is None:
+            raise ProfileError(f"{path}: unknown key 'data.{k}' (allowed: {sorted(DATA_KEYS)})")
+        for kk in v or {}:
+            if kk not in allowed:
+                raise ProfileError(f"{path}: unknown key 'data.{k}.{kk}' (allowed: {sorted(allowed)})")
+    for kk in raw.get("kaggle") or {}:
+        if kk not in KAGGLE_KEYS:
+            raise ProfileError(f"{path}: unknown key 'kaggle.{kk}' (allowed: {sorted(KAGGLE_KEYS)})")
+    params = dict(raw.get("params") or {})
+    params.update(overrides or {})
+    per_nb = raw.get("notebooks") or {}
+    out_dir = Path(_resolve(str(Path(raw.get("output_root", "outputs")) / raw["run_name"]), base))
+
+    nbs = list(notebooks) if notebooks is not None else notebook_list()
+    declared = {nb.stem: declared_parameters(nb) for nb in nbs}
+    known = set().union(*[set(d) for d in declared.values()]) if declared else set()
+    for k in params:
+        if k in RUNNER_PARAMS:
+            raise ProfileError(f"{path}: 'params.{k}' is set by the runner (the run folder)")
+        if k not in known:
+            raise ProfileError(f"{path}: unknown key 'params.{k}': no notebook declares it "
+                               f"(declared: {sorted(known - RUNNER_PARAMS)})")
+    for name, over in per_nb.items():
+        if name not in declared:
+            raise ProfileError(f"{path}: unknown notebook 'notebooks.{name}' (have: {sorted(declared)})")
+        for k in over or {}:
+            if k not in declared[name] or k in RUNNER_PARAMS:
+                raise ProfileError(f"{path}: unknown key 'notebooks.{name}.{k}': {name} does not declare it")
+    per_notebook: dict[str, dict] = {}
+    for name, decl in declared.items():
+        p = {k: v for k, v in params.items() if k in decl}
+        p.update((per_nb.get(name) or {}))
+        for k, v in p.items():
+            want = decl[k].get("inferred_type_name", "None")
+            types = _TYPES.get(want)
+            if types and not (isinstance(v, types) and not (want != "bool" and isinstance(v, bool))):
+                raise ProfileError(f"{path}: '{k}' for {name} must be {want}, got {type(v).__name__} {v!r}")
+            if k.endswith(("_dir", "_path", "_file")):
+                p[k] = _resolve(v, base)
+        if "out_dir" in decl:
+            p["out_dir"] = str(out_dir)
+        per_notebook[name] = p
+    must = list(raw.get("must_exist") or [])
+    for k in must:
+        if k not in params:
+            raise ProfileError(f"{path}: must_exist names {k!r}, which is not in params")
+        if not isinstance(params[k], str):
+            raise ProfileError(f"{path}: must_exist names {k!r}, whose value {params[k]!r} does not exist as a path")
+    prof = Profile(path, raw["run_name"], out_dir, {k: _resolve(v, base) if k.endswith(("_dir", "_path", "_file")) else v
+                                                    for k, v in params.items()},
+                   per_notebook, data, must, raw.get("kernel", "python3"))
+    if check and not data.get("synth"):
+        check_paths(prof)
+    return prof, per_notebook
+
+
+def check_paths(prof: Profile) -> None:
+    """Raise ProfileError for a ``must_exist`` parameter whose path is missing."""
+    for k in prof.must_exist:
+        if not Path(prof.params[k]).exists():
+            raise ProfileError(f"{prof.path}: params.{k} = {prof.params[k]} does not exist")
+
+
+# --------------------------------------------------------------------------- data preparation
+
+def prepare_data(prof: Profile) -> dict[str, str]:
+    """Make and pack the run's data when needed; return fingerprints of the inputs."""
+    from . import store
+    from .synth import make_competition
+
+    data_dir = Path(prof.params.get("data_dir", "")) if prof.params.get("data_dir") else None
+    synth = prof.data.get("synth")
+    if synth and data_dir is not None and not (data_dir / "test_simplified.csv").exists():
+        log.info(f"synthesising the competition into {data_dir}")
+        make_competition(data_dir, **synth)
+    check_paths(prof)
+    fingerprints = {}
+    store_dir = prof.params.get("store_dir")
+    if data_dir is not None and store_dir:
+        pack_kw = dict(prof.data.get("pack") or {})
+        pack_kw.setdefault("workers", None)
+        for name, m in ensure_stores(data_dir, Path(store_dir), **pack_kw).items():
+            fingerprints[f"store/{name}"] = hashlib.sha256(
+                json.dumps(m["arrays"], sort_keys=True).encode()).hexdigest()
+    return fingerprints
+
+
+def ensure_stores(data_dir: Path, store_dir: Path, **pack_kw) -> dict[str, dict]:
+    """Pack ``data_dir`` into ``store_dir/{train,test,raw}`` unless the stores are current."""
+    from . import store
+
+    train, test = store.find_sources(data_dir)
+    base = {k: v for k, v in pack_kw.items() if k != "kind"}
+    jobs = {"train": (train, {**base, "kind": pack_kw.get("kind", "simplified")}),
+            "test": ([test] if test else [], {k: v for k, v in base.items() if k != "valid_frac"} | {"test": True})}
+    raw_dir = data_dir / "train_raw"
+    if raw_dir.is_dir() and train and train[0].parent.name != "train_raw":
+        jobs["raw"] = (sorted(raw_dir.glob("*.ndjson")), {**base, "kind": "raw"})
+    manifests = {}
+    for name, (sources, kw) in jobs.items():
+        if not sources:
+            continue
+        target = store_dir / name
+        current = store.current_manifest(target, sources)
+        if current is None:
+            log.info(f"packing {len(sources)} file(s) into {target}")
+            current = store.pack(sources, target, progress=log.info, **kw)
+        else:
+            log.info(f"{target}: up to date with its {len(sources)} source file(s)")
+        manifests[name] = current
+    return manifests
+
+
+# --------------------------------------------------------------------------- running
+
+@dataclass
+class NotebookResult:
+    name: str
+    status: str  # "ran", "skipped", "failed"
+    seconds: float
+    output: Path
+    error: str = ""
+
+
+def _fingerprint(nb: Path, params: dict, inputs: dict[str, str], upstream: str) -> str:
+    h = hashlib.sha256()
+    h.update(nb.read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(json.dumps(inputs, sort_keys=True).encode())
+    h.update(upstream.encode())
+    return h.hexdigest()
+
+
+def select(notebooks: Sequence[Path], only: str | None = None, start: str | None = None) -> list[Path]:
+    """Notebooks whose name starts with ``only``, or from the one starting with ``start`` on."""
+    nbs = list(notebooks)
+    if only:
+        nbs = [nb for nb in nbs if nb.stem.startswith(only)]
+        if not nbs:
+            raise ProfileError(f"--only {only}: no notebook matches")
+    if start:
+        idx = [i for i, nb in enumerate(nbs) if nb.stem.startswith(start)]
+        if not idx:
+            raise ProfileError(f"--from {start}: no notebook matches")
+        nbs = nbs[idx[0]:]
+    return nbs
+
+
+def run(profile_path: str | Path, *, only: str | None = None, start: str | None = None,
+        force: bool = False, notebooks: Sequence[Path] | None = None, progress_bar: bool = True,
+        overrides: dict | None = None) -> list[NotebookResult]:
+    """Run a profile's notebooks; returns one result per notebook selected.
+
+    Raises:
+        ProfileError: the profile is invalid (nothing has run).
+        RunError: a notebook failed (the ones before it have run).
+    """
+    nbs_all = list(notebooks) if notebooks is not None else notebook_list()
+    prof, per_nb = load_profile(profile_path, nbs_all, overrides)
+    chosen = select(nbs_all, only, start)
+    out = prof.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        log.info(f"run {prof.run_name} from {prof.path} into {out}")
+        inputs = prepare_data(prof)
+        state_path = out / "runner_state.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        results: list[NotebookResult] = []
+        upstream = ""
+        for nb in nbs_all:
+            fp = _fingerprint(nb, per_nb[nb.stem], inputs, upstream)
+            upstream = fp
+            if nb not in chosen:
+                continue
+            result = _run_one(nb, out, per_nb[nb.stem], prof.kernel, fp, state, force, progress_bar)
+            results.append(result)
+            write_text_atomic(state_path, json.dumps(state, indent=1))
+            _merge_metrics(out)
+            if result.status == "failed":
+                raise RunError(result)
+        log.info("run finished: " + ", ".join(f"{r.name} {r.status} ({r.seconds:.0f}s)" for r in results))
+        return results
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+class RunError(RuntimeError):
+    """A notebook failed; names it, its cell and the error."""
+
+    def __init__(self, result: NotebookResult):
+        self.result = result
+        super().__init__(f"notebook {result.name} failed: {result.error}\n"
+                         f"  executed copy up to the failure: {result.output}")
+
+
+def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dict, force: bool,
+             progress_bar: bool) -> NotebookResult:
+    import papermill as pm
+
+    target = out / nb.name
+    prev = state.get(nb.stem, {})
+    if not force and prev.get("fingerprint") == fp and prev.get("status") == "ok" and target.exists():
+        log.info(f"{nb.stem}: unchanged since its last run, skipped (--force to re-run)")
+        return NotebookResult(nb.stem, "skipped", 0.0, target)
+    log.info(f"{nb.stem}: running with {json.dumps(params, default=str)}")
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=kernel,
+                            progress_bar=progress_bar, cwd=str(nb.parent))
+    except pm.PapermillExecutionError as e:
+        dt = time.perf_counter() - t0
+        src = (e.source or "").strip().splitlines()
+        err = (f"cell {e.cell_index} (In [{e.exec_count}]: {src[0][:80] if src else ''}): "
+               f"{e.ename}: {e.evalue}")
+        log.info(f"{nb.stem}: FAILED after {dt:.0f}s at {err}")
+        state[nb.stem] = {"fingerprint": fp, "status": "failed", "error": err}
+        return NotebookResult(nb.stem, "failed", dt, target, err)
+    dt = time.perf_counter() - t0
+    log.info(f"{nb.stem}: done in {dt:.1f}s -> {target}")
+    state[nb.stem] = {"fingerprint": fp, "status": "ok", "seconds": round(dt, 2)}
+    return NotebookResult(nb.stem, "ran", dt, target)
+
+
+def _merge_metrics(out: Path) -> None:
+    from .results import read_metrics
+
+    write_text_atomic(out / "metrics.json", json.dumps(read_metrics(out), indent=1, sort_keys=True))

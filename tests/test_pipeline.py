@@ -1,0 +1,126 @@
+"""The papermill runner: profile validation, execution, skipping, failure reports, data prep."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from doodle_utils import pipeline
+
+
+def make_nb(path: Path, params: str, *body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"),
+                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+                *[nbformat.v4.new_code_cell(b) for b in body]]
+    nbformat.write(nb, path)
+    return path
+
+
+RECORD = "from doodle_utils.results import record_metrics\nrecord_metrics(out_dir, NAME, {'n': n, 'word': word})"
+
+
+@pytest.fixture()
+def nbs(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    a = make_nb(d / "01_first.ipynb", "n: int = 1  # a count\nword: str = 'x'\nout_dir: str = ''",
+                "NAME = '01_first'", RECORD)
+    b = make_nb(d / "02_second.ipynb", "n: int = 2\nratio: float = 0.5\nword: str = 'y'\nout_dir: str = ''",
+                "NAME = '02_second'", RECORD)
+    return [a, b]
+
+
+def profile(tmp_path, **body) -> Path:
+    body.setdefault("run_name", "t")
+    body.setdefault("output_root", str(tmp_path / "out"))
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(body))
+    return p
+
+
+def test_each_notebook_gets_only_its_parameters(tmp_path, nbs):
+    prof, per = pipeline.load_profile(profile(tmp_path, params={"n": 5, "ratio": 0.25},
+                                              notebooks={"01_first": {"word": "z"}}), nbs)
+    assert per["01_first"] == {"n": 5, "word": "z", "out_dir": str(tmp_path / "out" / "t")}
+    assert per["02_second"] == {"n": 5, "ratio": 0.25, "out_dir": str(tmp_path / "out" / "t")}
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"params": {"nope": 1}}, "unknown key 'params.nope'"),
+    ({"params": {"n": "five"}}, "'n' for 01_first must be int"),
+    ({"params": {"n": True}}, "must be int"),
+    ({"params": {"out_dir": "x"}}, "set by the runner"),
+    ({"notebooks": {"09_missing": {}}}, "unknown notebook 'notebooks.09_missing'"),
+    ({"notebooks": {"01_first": {"ratio": 0.1}}}, "unknown key 'notebooks.01_first.ratio'"),
+    ({"typo": 1}, "unknown key 'typo'"),
+    ({"data": {"synth": {"clases": 3}}}, "unknown key 'data.synth.clases'"),
+    ({"kaggle": {"usr": "me"}}, "unknown key 'kaggle.usr'"),
+    ({"params": {"n": 1}, "must_exist": ["n"]}, "does not exist"),
+])
+def test_invalid_profiles_are_rejected_before_anything_runs(tmp_path, nbs, body, message):
+    with pytest.raises(pipeline.ProfileError, match=message):
+        pipeline.run(profile(tmp_path, **body), notebooks=nbs, progress_bar=False)
+    assert not (tmp_path / "out" / "t" / "01_first.ipynb").exists()
+
+
+def test_run_records_metrics_and_skips_unchanged(tmp_path, nbs):
+    p = profile(tmp_path, params={"n": 7})
+    res = pipeline.run(p, notebooks=nbs, progress_bar=False)
+    assert [r.status for r in res] == ["ran", "ran"]
+    out = tmp_path / "out" / "t"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == {"01_first": {"n": 7, "word": "x"}, "02_second": {"n": 7, "word": "y"}}
+    assert (out / "01_first.ipynb").exists() and "02_second: done" in (out / "run.log").read_text()
+    assert [r.status for r in pipeline.run(p, notebooks=nbs, progress_bar=False)] == ["skipped", "skipped"]
+    assert [r.status for r in pipeline.run(p, notebooks=nbs, force=True, progress_bar=False)] == ["ran", "ran"]
+    # a changed parameter of the first notebook re-runs it and everything after it
+    p2 = profile(tmp_path, params={"n": 7}, notebooks={"01_first": {"word": "w"}})
+    assert [r.status for r in pipeline.run(p2, notebooks=nbs, progress_bar=False)] == ["ran", "ran"]
+    # a changed parameter of the second only re-runs the second
+    p3 = profile(tmp_path, params={"n": 7}, notebooks={"01_first": {"word": "w"}, "02_second": {"ratio": 0.9}})
+    assert [r.status for r in pipeline.run(p3, notebooks=nbs, progress_bar=False)] == ["skipped", "ran"]
+
+
+def test_only_and_from(tmp_path, nbs):
+    p = profile(tmp_path)
+    assert [r.name for r in pipeline.run(p, notebooks=nbs, only="02", progress_bar=False)] == ["02_second"]
+    assert [r.name for r in pipeline.run(p, notebooks=nbs, start="01", force=True, progress_bar=False)] == ["01_first", "02_second"]
+    with pytest.raises(pipeline.ProfileError, match="--only 07"):
+        pipeline.run(p, notebooks=nbs, only="07", progress_bar=False)
+
+
+def test_failing_notebook_stops_the_run_and_keeps_its_copy(tmp_path, nbs):
+    d = nbs[0].parent
+    bad = make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", "x = 1", "raise ValueError(f'bad n={n}')", "y = 2")
+    with pytest.raises(pipeline.RunError) as e:
+        pipeline.run(profile(tmp_path, params={"n": 3}), notebooks=[bad, nbs[1]], progress_bar=False)
+    msg = str(e.value)
+    assert "01_first" in msg and "ValueError: bad n=3" in msg and "cell" in msg
+    kept = nbformat.read(tmp_path / "out" / "t" / "01_first.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in kept.cells if c.cell_type == "code" for o in c.outputs)
+    assert not (tmp_path / "out" / "t" / "02_second.ipynb").exists()
+
+
+def test_data_is_synthesised_and_packed_once(tmp_path, nbs):
+    data_nb = make_nb(nbs[0].parent / "01_first.ipynb",
+                      "data_dir: str = ''\nstore_dir: str = ''\nout_dir: str = ''",
+                      "from doodle_utils.store import Store\nfrom doodle_utils.results import record_metrics\n"
+                      "record_metrics(out_dir, '01_first', {'n': len(Store(store_dir + '/train')), "
+                      "'raw': len(Store(store_dir + '/raw')), 'test': len(Store(store_dir + '/test'))})")
+    p = profile(tmp_path, data={"synth": {"classes": 2, "per_class": 10, "test_per_class": 3},
+                                "pack": {"workers": 1, "valid_frac": 0.2}},
+                params={"data_dir": str(tmp_path / "d"), "store_dir": str(tmp_path / "s")},
+                must_exist=["data_dir"])
+    pipeline.run(p, notebooks=[data_nb], progress_bar=False)
+    m = json.loads((tmp_path / "out" / "t" / "metrics.json").read_text())["01_first"]
+    assert m == {"n": 20, "raw": 20, "test": 6}
+    stamp = (tmp_path / "s" / "train" / "manifest.json").stat().st_mtime_ns
+    res = pipeline.run(p, notebooks=[data_nb], progress_bar=False)
+    assert res[0].status == "skipped"
+    assert (tmp_path / "s" / "train" / "manifest.json").stat().st_mtime_ns == stamp  # not re-packed
+    assert "up to date" in (tmp_path / "out" / "t" / "run.log").read_text()
