@@ -1,7 +1,7 @@
 """Kaggle kernel bundles: one folder per notebook that ``kaggle kernels push -p`` accepts.
 
 Each folder holds ``kernel-metadata.json`` and the notebook with (1) the Kaggle profile's
-parameters injected after its ``parameters`` cell, the way papermill does, and (2)
+values written into its ``parameters`` cell as the new defaults, and (2)
 ``doodle_utils`` inlined as a base64 zip in a setup cell, so the kernel runs with internet
 off and no other kernel attached. Inlining beats a utility-script kernel here: a utility
 script is a single file, and this package is several modules.
@@ -12,6 +12,7 @@ off, the competition attached).
 """
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import io
@@ -70,6 +71,37 @@ def setup_cells(blob: bytes) -> list:
             nbformat.v4.new_code_cell(code, metadata={"tags": ["doodle-setup"]})]
 
 
+def set_parameter_defaults(source: str, params: dict) -> str:
+    """Rewrite the literal values of a ``parameters`` cell (types and comments kept).
+
+    Baked-in defaults, not papermill's injected cell: papermill replaces an injected cell
+    when the notebook is run again with ``-p``, and would drop the profile's values.
+    """
+    edits, declared = [], set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign):
+            target = node.target
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        else:
+            continue
+        if not isinstance(target, ast.Name) or node.value is None:
+            continue
+        declared.add(target.id)
+        if target.id in params:
+            v = node.value
+            edits.append((v.lineno, v.col_offset, v.end_lineno, v.end_col_offset, repr(params[target.id])))
+    missing = set(params) - declared
+    if missing:
+        raise ValueError(f"parameters cell does not declare {sorted(missing)}")
+    lines = source.splitlines(keepends=True)
+    for l0, c0, l1, c1, text in sorted(edits, reverse=True):  # from the end: offsets stay valid
+        head = "".join(lines[:l0 - 1]) + lines[l0 - 1][:c0]
+        tail = lines[l1 - 1][c1:] + "".join(lines[l1:])
+        lines = (head + text + tail).splitlines(keepends=True)
+    return "".join(lines)
+
+
 def _title(nb_path: Path) -> str:
     return f"doodle {nb_path.stem.replace('_', ' ')}"
 
@@ -77,10 +109,9 @@ def _title(nb_path: Path) -> str:
 def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, enable_gpu: bool,
                     dataset_sources: Sequence[str] = (), blob: bytes | None = None) -> Path:
     """Write one kernel folder for ``nb_path``; returns the folder."""
-    from papermill.parameterize import parameterize_notebook
-
     nb = nbformat.read(nb_path, as_version=4)
-    nb = parameterize_notebook(nb, params, kernel_name="python3", language="python") if params else nb
+    pcell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    pcell.source = set_parameter_defaults(pcell.source, params)
     cells = setup_cells(blob if blob is not None else package_zip())
     first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     nb.cells[first_code:first_code] = cells

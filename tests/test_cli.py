@@ -21,7 +21,7 @@ def doodle(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_every_subcommand():
     out = doodle("--help").stdout
-    for cmd in ("synth", "simplify", "simplify-check", "pack", "verify", "demo"):
+    for cmd in ("synth", "simplify", "simplify-check", "pack", "verify", "run", "kaggle-bundle"):
         assert cmd in out
 
 
@@ -62,12 +62,18 @@ def test_simplify_command_matches_the_library(sample_dir, tmp_path):
         assert got[i]["key_id"] == str(meta.key_id[i])
 
 
-def test_demo_synthesises_and_packs(tmp_path):
-    out = tmp_path / "smoke"
-    res = doodle("demo", "--out", str(out), "--classes", "3", "--per-class", "20", "--test-per-class", "4")
-    assert "not there yet" in res.stdout
-    from doodle_utils.store import Store
+def test_run_reports_a_bad_profile_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run_name: x\nparams: {no_such_parameter: 1}\n")
+    res = doodle("run", str(bad), check=False)
+    assert res.returncode == 2 and "unknown key 'params.no_such_parameter'" in res.stderr
+    assert "Traceback" not in res.stderr
 
-    train, test = Store(out / "store" / "train"), Store(out / "store" / "test")
-    assert len(train) == 60 and len(test) == 12 and len(train.words) == 3
-    assert (out / "data" / "sample_submission.csv").exists()
+
+def test_synth_command_writes_kaggle_layout(tmp_path):
+    out = tmp_path / "comp"
+    doodle("synth", str(out), "--classes", "3", "--per-class", "10", "--test-per-class", "2")
+    assert sorted(p.name for p in (out / "train_simplified").glob("*.csv")) == ["circle.csv", "hexagon.csv", "square.csv"] or \
+        len(list((out / "train_simplified").glob("*.csv"))) == 3
+    assert (out / "test_simplified.csv").read_text().splitlines()[0] == "key_id,countrycode,drawing"
+    assert len((out / "test_simplified.csv").read_text().splitlines()) == 7

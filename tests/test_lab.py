@@ -1,0 +1,50 @@
+"""`make lab`: JupyterLab serves the notebooks (started on loopback, listed over REST, stopped)."""
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jupyterlab_lists_the_notebooks(tmp_path):
+    port, token = _free_port(), secrets.token_hex(16)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--notebook-dir={ROOT / 'notebooks'}",
+         f"--ServerApp.root_dir={ROOT / 'notebooks'}", "--ServerApp.open_browser=False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+                                                                   "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")})
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/?token={token}"
+        deadline = time.time() + 90
+        listing = None
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    listing = json.loads(r.read())
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise AssertionError(f"jupyter lab exited with {proc.returncode}")
+                time.sleep(0.5)
+        assert listing is not None, "jupyter lab did not answer within 90 s"
+        names = sorted(c["name"] for c in listing["content"] if c["type"] == "notebook")
+        want = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        assert names == want and want
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
