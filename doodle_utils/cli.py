@@ -95,7 +95,7 @@ def _parse_sets(items: list[str]) -> dict:
 def _run(a: argparse.Namespace) -> int:
     import logging
 
-    from .pipeline import ProfileError, RunError, run
+    from .pipeline import ProfileError, RunError, missing_notebooks, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
@@ -108,6 +108,8 @@ def _run(a: argparse.Namespace) -> int:
         return 1
     ran = ", ".join(f"{r.name} ({r.status})" for r in results)
     print(f"run finished: {ran}")
+    if not a.only and missing_notebooks():
+        print(f"later steps not there yet: {', '.join(missing_notebooks())}")
     return 0
 
 

@@ -37,6 +37,8 @@ from ._files import write_text_atomic
 from .paths import REPO
 
 NOTEBOOKS = REPO / "notebooks"
+# the suite's notebooks, in order; the runner says which are not written yet
+PLANNED = ("01_eda", "02_rendering", "03_train", "04_snapshot_ensemble", "05_balance_submit", "06_point_cnn")
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
 KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources"}
 DATA_KEYS = {"synth", "pack"}
@@ -64,6 +66,12 @@ class Profile:
     data: dict[str, dict] = field(default_factory=dict)
     must_exist: list[str] = field(default_factory=list)
     kernel: str = "python3"
+
+
+def missing_notebooks(folder: Path = NOTEBOOKS) -> list[str]:
+    """Planned notebooks that do not exist yet."""
+    have = {p.stem for p in notebook_list(folder)}
+    return [n for n in PLANNED if n not in have]
 
 
 def notebook_list(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -196,14 +204,18 @@ def prepare_data(prof: Profile) -> dict[str, str]:
     return fingerprints
 
 
-def ensure_stores(data_dir: Path, store_dir: Path, **pack_kw) -> dict[str, dict]:
+def ensure_stores(data_dir: str | Path, store_dir: str | Path, **pack_kw) -> dict[str, dict]:
     """Pack ``data_dir`` into ``store_dir/{train,test,raw}`` unless the stores are current."""
     from . import store
 
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"{data_dir}: no competition data here; run `make demo` for the synthetic "
+                                "default, or set data_dir to Kaggle's download")
     train, test = store.find_sources(data_dir)
     base = {k: v for k, v in pack_kw.items() if k != "kind"}
     jobs = {"train": (train, {**base, "kind": pack_kw.get("kind", "simplified")}),
             "test": ([test] if test else [], {k: v for k, v in base.items() if k != "valid_frac"} | {"test": True})}
+    data_dir, store_dir = Path(data_dir), Path(store_dir)
     raw_dir = data_dir / "train_raw"
     if raw_dir.is_dir() and train and train[0].parent.name != "train_raw":
         jobs["raw"] = (sorted(raw_dir.glob("*.ndjson")), {**base, "kind": "raw"})

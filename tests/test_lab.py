@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -22,8 +23,8 @@ def test_jupyterlab_lists_the_notebooks(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--notebook-dir={ROOT / 'notebooks'}",
-         f"--ServerApp.root_dir={ROOT / 'notebooks'}", "--ServerApp.open_browser=False"],
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT / 'notebooks'}",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
                                                                    "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")})
     try:

@@ -1,0 +1,434 @@
+"""Exploratory data analysis of a packed store: per-class and per-country tables, plots.
+
+Everything is computed from the store's arrays with vectorised numpy (offsets, labels,
+country and recognized flags, raw times), so the same calls run on the synthetic default
+and on the full competition (~50M drawings). Only the plots of individual drawings (example
+grids) and the pen speed read drawings, from a random sample.
+
+Per-drawing arrays: :func:`strokes_per_drawing`, :func:`points_per_drawing`,
+:func:`durations_s`, :func:`pen_speed`; helpers :func:`group_quantiles` (per-class quantiles
+with one sort) and :func:`robust_z` (the outlier rule). Tables: :func:`class_table`,
+:func:`country_table`; the notebook's metrics: :func:`summary`.
+Figures (each returns a :class:`matplotlib.figure.Figure`, made without pyplot so nothing is
+left open): :func:`plot_class_counts`, :func:`plot_recognized_share`,
+:func:`plot_countries`, :func:`plot_distributions`, :func:`plot_examples`,
+:func:`plot_by_country`; :func:`draw_drawing` draws one drawing on an Axes.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .data import Drawings
+from .store import Store
+
+OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
+_VALUE_BITS = 40  # grouped quantiles pack (group, value) into one int64: values < 2**40
+RECOGNIZED_COLOR, UNRECOGNIZED_COLOR, OUTLIER_COLOR = "tab:blue", "tab:orange", "tab:red"
+_DURATIONS: "weakref.WeakKeyDictionary[Store, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------- stores and per-drawing arrays
+
+def open_stores(store_dir: str | Path) -> tuple[Store, Store | None]:
+    """The labelled ``train`` store and, when packed, the ``raw`` store (with times) of ``store_dir``."""
+    store_dir = Path(store_dir)
+    raw = store_dir / "raw"
+    return Store(store_dir / "train"), (Store(raw) if (raw / "manifest.json").exists() else None)
+
+
+def strokes_per_drawing(st: Store) -> np.ndarray:
+    """Strokes of every drawing, (D,) int64."""
+    return np.diff(np.asarray(st.stroke_off))
+
+
+def points_per_drawing(st: Store) -> np.ndarray:
+    """Points of every drawing, (D,) int64."""
+    return np.diff(np.asarray(st.point_off))
+
+
+def durations_s(raw: Store) -> np.ndarray:
+    """Seconds from a drawing's first to its last point (the last point's ``t``), (D,) float64.
+
+    Drawings without points get NaN. Reading one ``t`` per drawing touches most pages of a
+    large ``t.npy``, so the result is computed once per opened store (read-only).
+    """
+    if raw not in _DURATIONS:
+        po = np.asarray(raw.point_off)
+        last = po[1:] - 1
+        ok = po[1:] > po[:-1]
+        out = np.full(len(last), np.nan)
+        out[ok] = np.asarray(raw.t[last[ok]], np.float64) / 1000.0
+        out.flags.writeable = False
+        _DURATIONS[raw] = out
+    return _DURATIONS[raw]
+
+
+def pen_speed(d: Drawings) -> np.ndarray:
+    """Mean pen speed of each drawing of a raw batch: ink length / pen-down time, px per second.
+
+    Pen-down time is the sum over strokes of last minus first ``t``; NaN where it is zero.
+    """
+    so, do = d.stroke_offsets, d.drawing_offsets
+    stroke_of_point = np.repeat(np.arange(len(so) - 1), np.diff(so))
+    drawing_of_stroke = np.repeat(np.arange(len(d)), np.diff(do))
+    xy = d.xy.astype(np.float64)
+    seg = np.hypot(*np.diff(xy, axis=0).T)
+    inside = stroke_of_point[1:] == stroke_of_point[:-1]  # segments within one stroke
+    ink = np.bincount(drawing_of_stroke[stroke_of_point[1:][inside]], seg[inside], minlength=len(d))
+    nonempty = np.flatnonzero(np.diff(so) > 0)
+    t = d.t.astype(np.float64)
+    down = np.bincount(drawing_of_stroke[nonempty], t[so[nonempty + 1] - 1] - t[so[nonempty]], minlength=len(d))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(down > 0, ink / (down / 1000.0), np.nan)
+
+
+def group_quantiles(groups: np.ndarray, values: np.ndarray, n_groups: int, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of non-negative integer ``values`` within each group, without a Python loop.
+
+    One sort of ``group << 40 | value`` keys, then each quantile is read at its rank in every
+    group, interpolated linearly like :func:`numpy.quantile`. Rows with a negative group are
+    ignored; values are clipped to ``[0, 2**40)``.
+
+    Args:
+        groups: (N,) group index per row (-1: ignore).
+        values: (N,) integer values.
+        n_groups: number of groups.
+        qs: quantiles in [0, 1].
+
+    Returns:
+        (n_groups, len(qs)) float64, NaN for empty groups.
+    """
+    keep = np.asarray(groups) >= 0
+    g = np.asarray(groups)[keep].astype(np.int64)
+    v = np.clip(np.asarray(values)[keep], 0, (1 << _VALUE_BITS) - 1).astype(np.int64)
+    vals = np.sort((g << _VALUE_BITS) | v) & ((1 << _VALUE_BITS) - 1)
+    counts = np.bincount(g, minlength=n_groups)
+    start = np.cumsum(counts) - counts
+    out = np.full((n_groups, len(qs)), np.nan)
+    has = counts > 0
+    for j, q in enumerate(qs):
+        pos = q * (counts[has] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        a, b = vals[start[has] + lo], vals[start[has] + np.ceil(pos).astype(np.int64)]
+        out[has, j] = a + (b - a) * (pos - lo)
+    return out
+
+
+def robust_z(x: np.ndarray) -> np.ndarray:
+    """Modified z-score ``0.6745 (x - median) / MAD`` (Iglewicz & Hoaglin 1993).
+
+    When the MAD is 0 (most values equal) the mean absolute deviation is used instead,
+    ``(x - median) / (1.253314 MeanAD)``; all values equal gives all zeros.
+    """
+    x = np.asarray(x, np.float64)
+    dev = x - np.median(x) if len(x) else x
+    mad = np.median(np.abs(dev)) if len(x) else 0.0
+    if mad > 0:
+        return 0.6745 * dev / mad
+    mean_ad = np.mean(np.abs(dev)) if len(x) else 0.0
+    return dev / (1.253314 * mean_ad) if mean_ad > 0 else np.zeros_like(x)
+
+
+# --------------------------------------------------------------------------- tables
+
+def _share_true(groups: np.ndarray, rec: np.ndarray, n: int) -> np.ndarray:
+    """Per group, the share of rows with ``rec == 1`` among rows where it is known (>= 0)."""
+    known = rec >= 0
+    yes = np.bincount(groups[known], (rec[known] == 1).astype(np.float64), minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return yes / np.bincount(groups[known], minlength=n)
+
+
+def class_table(st: Store, raw: Store | None = None) -> pd.DataFrame:
+    """One row per class of a labelled store, indexed by word.
+
+    Columns: ``drawings``, ``recognized_share`` (among drawings whose flag is known),
+    ``strokes_median``/``strokes_p90``, ``points_median``/``points_p90`` and, with a raw
+    store, ``duration_median_s`` (matched to the class by word; NaN for classes it lacks).
+    ``robust_z`` is the modified z-score of the class's count (:func:`robust_z`) and
+    ``outlier`` flags ``|robust_z| > 3.5``: a class far more or less frequent than the rest.
+
+    Args:
+        st: labelled store (kind "simplified" or "raw").
+        raw: optional raw store of the same drawings, for durations.
+    """
+    y, n = st.labels(), len(st.words)
+    lab = y >= 0
+    counts = np.bincount(y[lab], minlength=n)
+    s = group_quantiles(y, strokes_per_drawing(st), n, (0.5, 0.9))
+    p = group_quantiles(y, points_per_drawing(st), n, (0.5, 0.9))
+    t = pd.DataFrame({
+        "drawings": counts,
+        "recognized_share": _share_true(y[lab], np.asarray(st.recognized)[lab], n),
+        "strokes_median": s[:, 0], "strokes_p90": s[:, 1],
+        "points_median": p[:, 0], "points_p90": p[:, 1],
+    }, index=pd.Index(st.words, name="word"))
+    if raw is not None:
+        ms = np.round(durations_s(raw) * 1000.0)
+        ms = np.where(np.isnan(ms), -1, ms).astype(np.int64)
+        ry = np.where(ms >= 0, raw.labels(), -1)
+        med = pd.Series(group_quantiles(ry, ms, len(raw.words), (0.5,))[:, 0] / 1000.0, index=raw.words)
+        t["duration_median_s"] = med.reindex(t.index).to_numpy()
+    t["robust_z"] = robust_z(counts)
+    t["outlier"] = np.abs(t["robust_z"]) > OUTLIER_Z
+    return t
+
+
+def country_table(st: Store, top: int = 15, word: str | None = None) -> pd.DataFrame:
+    """The ``top`` countries by number of drawings, indexed by country code ("" = unknown).
+
+    Columns: ``drawings``, ``share`` (of all drawings considered) and ``recognized_share``.
+
+    Args:
+        st: a store.
+        top: how many countries (the most frequent).
+        word: only drawings of this class.
+    """
+    c = np.asarray(st.country).astype(np.int64)
+    rec = np.asarray(st.recognized)
+    if word is not None:
+        sel = st.labels() == st.words.index(word)
+        c, rec = c[sel], rec[sel]
+    n = max(len(st.countries), 1)
+    counts = np.bincount(c, minlength=n)
+    t = pd.DataFrame({"drawings": counts, "share": counts / max(len(c), 1),
+                      "recognized_share": _share_true(c, rec, n)},
+                     index=pd.Index(st.countries or [""], name="country"))
+    return t[t.drawings > 0].sort_values("drawings", ascending=False, kind="stable").head(top)
+
+
+def summary(st: Store, table: pd.DataFrame, raw: Store | None = None) -> dict:
+    """Headline numbers of the EDA (what the notebook records): counts, shares and medians."""
+    rec = np.asarray(st.recognized)
+    out = {
+        "n_drawings": len(st), "n_classes": len(st.words),
+        "n_countries": int(np.count_nonzero(np.bincount(np.asarray(st.country), minlength=1))),
+        "recognized_share": float((rec == 1).sum() / max((rec >= 0).sum(), 1)),
+        "median_strokes": float(np.median(strokes_per_drawing(st))),
+        "median_points": float(np.median(points_per_drawing(st))),
+        "n_outlier_classes": int(table.outlier.sum()),
+        "outlier_classes": table.index[table.outlier].tolist(),
+    }
+    if raw is not None:
+        out["median_duration_s"] = float(np.nanmedian(durations_s(raw)))
+    return out
+
+
+# --------------------------------------------------------------------------- plots of the tables
+
+def _names(t: pd.DataFrame, column: str, fmt: str, k: int = 10) -> str:
+    items = [f"{w} ({v:{fmt}})" for w, v in zip(t.index[:k], t[column].iloc[:k])]
+    return ", ".join(items) + (", …" if len(t) > k else "")
+
+
+def _class_axis(ax: Axes, t: pd.DataFrame, column: str, fmt: str, first: str, last: str,
+                extra: str = "", max_labels: int = 60) -> None:
+    """Name every class on the x axis when there are few; else list the extremes under it."""
+    ax.set_xlim(-0.7, len(t) - 0.3)
+    if len(t) <= max_labels:
+        ax.set_xticks(np.arange(len(t)), t.index.tolist(), rotation=90, fontsize=8)
+        return
+    ax.set_xticks([])
+    ax.set_xlabel(f"{len(t)} classes, sorted{extra}\n{first}: {_names(t, column, fmt, 5)}\n"
+                  f"{last}: {_names(t.iloc[::-1], column, fmt, 5)}", fontsize=9)
+
+
+def plot_class_counts(table: pd.DataFrame) -> Figure:
+    """Drawings per class, sorted, outlier classes (see :func:`class_table`) in red."""
+    t = table.sort_values("drawings", ascending=False, kind="stable")
+    fig = Figure(figsize=(min(4 + 0.22 * len(t), 16), 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = np.where(t.outlier, OUTLIER_COLOR, RECOGNIZED_COLOR)
+    ax.bar(np.arange(len(t)), t.drawings, color=colors, width=0.8)
+    ax.axhline(t.drawings.median(), color="0.3", ls="--", lw=1, label=f"median {t.drawings.median():,.0f}")
+    out = t[t.outlier]
+    _class_axis(ax, t, "drawings", ",", "largest", "smallest",
+                f" · outliers: {_names(out, 'drawings', ',')}" if len(out) else "")
+    ax.set_ylabel("drawings")
+    ax.set_title(f"Drawings per class ({len(t)} classes, {int(t.outlier.sum())} outliers in red: "
+                 f"|robust z| > {OUTLIER_Z})")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_recognized_share(table: pd.DataFrame) -> Figure:
+    """Share of drawings Google's classifier recognized, per class, sorted."""
+    t = table.sort_values("recognized_share", kind="stable")
+    fig = Figure(figsize=(min(4 + 0.22 * len(t), 16), 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(t)), t.recognized_share, color=RECOGNIZED_COLOR, width=0.8)
+    overall = np.average(t.recognized_share.fillna(0), weights=t.drawings) if t.drawings.sum() else np.nan
+    ax.axhline(overall, color="0.3", ls="--", lw=1, label=f"all drawings {overall:.1%}")
+    _class_axis(ax, t, "recognized_share", ".0%", "lowest", "highest")
+    ax.set_ylim(max(0.0, float(t.recognized_share.min()) - 0.05), 1.0)
+    ax.yaxis.set_major_formatter("{x:.0%}")
+    ax.set_ylabel("recognized (axis zoomed)")
+    ax.set_title("Share of drawings recognized by Google's classifier, per class")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_countries(ct: pd.DataFrame) -> Figure:
+    """Drawings (log scale) and recognized share of the countries of :func:`country_table`."""
+    names = [f"{c or '(none)'}  {s:.1%}" for c, s in zip(ct.index, ct.share)]
+    fig = Figure(figsize=(9, 1.2 + 0.3 * len(ct)), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(ct))
+    ax1.barh(y, ct.drawings, color=RECOGNIZED_COLOR)
+    ax1.set_xscale("log")
+    ax1.set_yticks(y, names)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("drawings (log scale)")
+    ax2.barh(y, ct.recognized_share, color=UNRECOGNIZED_COLOR)
+    ax2.set_xlim(max(0.0, float(ct.recognized_share.min()) - 0.05), 1.0)
+    ax2.xaxis.set_major_formatter("{x:.0%}")
+    ax2.set_xlabel("recognized")
+    fig.suptitle(f"Top {len(ct)} countries: drawings (share of all) and share recognized")
+    return fig
+
+
+# --------------------------------------------------------------------------- distributions
+
+def _density(ax: Axes, values: np.ndarray, rec: np.ndarray, bins: np.ndarray, log: bool) -> None:
+    """Normalised histograms of recognized and unrecognized drawings as step lines."""
+    for mask, label, color in ((rec == 1, "recognized", RECOGNIZED_COLOR),
+                               (rec == 0, "unrecognized", UNRECOGNIZED_COLOR)):
+        v = values[mask & np.isfinite(values)]
+        if len(v):
+            h, _ = np.histogram(np.clip(v, bins[0], bins[-1]), bins, density=True)
+            ax.stairs(h, bins, color=color, label=f"{label} (median {np.median(v):.3g})")
+    if log:
+        ax.set_xscale("log")
+    ax.legend(fontsize=8)
+
+
+def _log_bins(values: np.ndarray, n: int = 40, integer: bool = False) -> np.ndarray:
+    """``n`` log-spaced bins over the 0.1-99.9 percentiles; for counts, edges at half-integers."""
+    v = values[np.isfinite(values) & (values > 0)]
+    lo, hi = np.quantile(v, [0.001, 0.999]) if len(v) else (1.0, 10.0)
+    lo = max(lo, 1e-3)
+    if integer:
+        return np.unique(np.round(np.geomspace(lo, hi + 1, n + 1))) - 0.5
+    return np.geomspace(lo, max(hi, lo * 1.01), n + 1)
+
+
+def plot_distributions(st: Store, raw: Store | None = None, sample: int = 20_000,
+                       rng: np.random.Generator | None = None) -> Figure:
+    """Strokes and points per drawing; with a raw store also duration and pen speed.
+
+    Recognized and unrecognized drawings are drawn as separate densities. Values beyond the
+    0.1/99.9 percentiles are clipped into the end bins. Strokes, points and durations use
+    every drawing; pen speed (ink length / pen-down time) a random ``sample`` of raw drawings.
+    """
+    rng = rng or np.random.default_rng(0)
+    fig = Figure(figsize=(11, 7.5 if raw is not None else 3.8), layout="constrained")
+    axes = fig.subplots(2 if raw is not None else 1, 2, squeeze=False).ravel()
+    rec = np.asarray(st.recognized)
+    s = strokes_per_drawing(st)
+    hi = max(int(np.quantile(s, 0.999)) if len(s) else 1, 1)
+    _density(axes[0], s.astype(np.float64), rec, np.arange(0.5, hi + 1.5), log=False)
+    axes[0].set(xlabel=f"strokes per drawing (clipped at {hi})", ylabel="density")
+    p = points_per_drawing(st).astype(np.float64)
+    _density(axes[1], p, rec, _log_bins(p, integer=True), log=True)
+    axes[1].set(xlabel=f"points per drawing ({st.kind}, log scale)", ylabel="density")
+    if raw is not None:
+        rrec = np.asarray(raw.recognized)
+        d = durations_s(raw)
+        _density(axes[2], d, rrec, _log_bins(d), log=True)
+        axes[2].set(xlabel="duration, first to last point (s, log scale)", ylabel="density")
+        idx = np.sort(rng.choice(len(raw), size=min(sample, len(raw)), replace=False))
+        v = pen_speed(raw.drawings(idx))
+        _density(axes[3], v, rrec[idx], _log_bins(v), log=True)
+        axes[3].set(xlabel=f"pen speed (px/s, log scale; {len(idx):,} drawings)", ylabel="density")
+    fig.suptitle("Per-drawing distributions, recognized vs unrecognized")
+    return fig
+
+
+# --------------------------------------------------------------------------- drawings
+
+def draw_drawing(ax: Axes, d: Drawings, i: int, lw: float = 1.5, title: str | None = None) -> None:
+    """Draw drawing ``i`` of a batch on ``ax``: one line per stroke, each its own colour, y down."""
+    for k, stroke in enumerate(d.strokes(i)):
+        ax.plot(stroke[:, 0].astype(np.float64), stroke[:, 1].astype(np.float64), color=f"C{k % 10}", lw=lw,
+                solid_capstyle="round", marker="o" if len(stroke) == 1 else None, ms=lw)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.invert_yaxis()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_color("0.85")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def _sample(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(candidates, size=min(n, len(candidates)), replace=False))
+
+
+def _grid(nrows: int, ncols: int, cell: float = 1.7) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(max(ncols, 2) * cell, nrows * cell + 0.6), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _caption(country: str, strokes: int) -> str:
+    return f"{country or '?'} · {strokes} stroke{'s' if strokes != 1 else ''}"
+
+
+def plot_examples(st: Store, word: str, recognized: bool, n: int = 12,
+                  rng: np.random.Generator | None = None, ncols: int = 6) -> Figure:
+    """A grid of up to ``n`` random drawings of ``word``, recognized or not.
+
+    One Axes per drawing shown (fewer than ``n`` when the class has fewer such drawings),
+    titled with the country and the number of strokes.
+    """
+    rng = rng or np.random.default_rng(0)
+    pool = np.flatnonzero((st.labels() == st.words.index(word)) & (np.asarray(st.recognized) == int(recognized)))
+    idx = _sample(pool, n, rng)
+    ncols = max(1, min(ncols, len(idx)))
+    fig, axes = _grid(max(1, math.ceil(len(idx) / ncols)), ncols)
+    d, meta = st.drawings(idx), st.meta(idx)
+    for k, ax in enumerate(axes.ravel()):
+        if k < len(idx):
+            draw_drawing(ax, d, k, title=_caption(meta.countrycode[k], len(d.strokes(k))))
+        else:
+            fig.delaxes(ax)
+    what = "recognized" if recognized else "unrecognized"
+    fig.suptitle(f"“{word}”, {what}: {len(idx)} of {len(pool):,} drawings")
+    return fig
+
+
+def plot_by_country(st: Store, word: str, countries: Sequence[str], n: int = 6,
+                    rng: np.random.Generator | None = None, recognized: bool | None = None) -> Figure:
+    """Random drawings of ``word``: one row per country, ``n`` columns (blank where fewer).
+
+    Args:
+        recognized: only recognized (True) or unrecognized (False) drawings; None: all.
+    """
+    rng = rng or np.random.default_rng(0)
+    fig, axes = _grid(max(len(countries), 1), n)
+    keep = st.labels() == st.words.index(word)
+    if recognized is not None:
+        keep &= np.asarray(st.recognized) == int(recognized)
+    country = np.asarray(st.country)
+    for row, c in zip(axes, countries):
+        code = st.countries.index(c) if c in st.countries else -1
+        pool = np.flatnonzero(keep & (country == code))
+        idx = _sample(pool, n, rng)
+        d = st.drawings(idx)
+        for k, ax in enumerate(row):
+            if k < len(idx):
+                draw_drawing(ax, d, k)
+            else:
+                ax.axis("off")
+        row[0].set_title(f"{c or '(none)'}: {len(idx)} of {len(pool):,}", fontsize=9, loc="left")
+    what = {None: "", True: ", recognized", False: ", unrecognized"}[recognized]
+    fig.suptitle(f"“{word}” by country{what}")
+    return fig
