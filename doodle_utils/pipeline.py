@@ -91,7 +91,7 @@ def _resolve(value: Any, base: Path) -> Any:
 
 
 def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, overrides: dict | None = None,
-                 check: bool = True) -> tuple[Profile, dict[str, dict]]:
+                 check: bool = True, output_root: str | Path | None = None) -> tuple[Profile, dict[str, dict]]:
     """Read and validate a profile; return it with the parameters for each notebook.
 
     ``check=False`` skips the existence of ``must_exist`` paths (a Kaggle profile, checked here).
@@ -128,7 +128,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     params = dict(raw.get("params") or {})
     params.update(overrides or {})
     per_nb = raw.get("notebooks") or {}
-    out_dir = Path(_resolve(str(Path(raw.get("output_root", "outputs")) / raw["run_name"]), base))
+    root = output_root if output_root is not None else raw.get("output_root", "outputs")
+    out_dir = Path(_resolve(str(Path(root) / raw["run_name"]), base))
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     declared = {nb.stem: declared_parameters(nb) for nb in nbs}
@@ -271,7 +272,7 @@ def select(notebooks: Sequence[Path], only: str | None = None, start: str | None
 
 def run(profile_path: str | Path, *, only: str | None = None, start: str | None = None,
         force: bool = False, notebooks: Sequence[Path] | None = None, progress_bar: bool = True,
-        overrides: dict | None = None) -> list[NotebookResult]:
+        overrides: dict | None = None, output_root: str | Path | None = None) -> list[NotebookResult]:
     """Run a profile's notebooks; returns one result per notebook selected.
 
     Raises:
@@ -279,7 +280,7 @@ def run(profile_path: str | Path, *, only: str | None = None, start: str | None 
         RunError: a notebook failed (the ones before it have run).
     """
     nbs_all = list(notebooks) if notebooks is not None else notebook_list()
-    prof, per_nb = load_profile(profile_path, nbs_all, overrides)
+    prof, per_nb = load_profile(profile_path, nbs_all, overrides, output_root=output_root)
     chosen = select(nbs_all, only, start)
     out = prof.out_dir
     out.mkdir(parents=True, exist_ok=True)

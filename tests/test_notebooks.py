@@ -1,0 +1,57 @@
+"""Every numbered notebook, executed by the runner with the smoke profile (the real papermill path)."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+from doodle_utils import pipeline
+
+PROFILES = sorted((ROOT / "params").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_profiles_validate_against_the_notebooks(profile):
+    prof, per_nb = pipeline.load_profile(profile, check=False)
+    assert set(per_nb) == {nb.stem for nb in pipeline.notebook_list()}
+    assert all("out_dir" in p for p in per_nb.values())
+
+
+def test_notebooks_are_committed_clean_and_parameterised():
+    for path in pipeline.notebook_list():
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert not any(c.outputs or c.execution_count for c in code), f"{path.name} has outputs"
+        assert any("parameters" in c.metadata.get("tags", []) for c in code), f"{path.name}: no parameters cell"
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+        assert "## Results" in "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    results = pipeline.run(ROOT / "params" / "smoke.yaml", output_root=tmp, progress_bar=False,
+                           overrides={"data_dir": str(tmp / "data"), "store_dir": str(tmp / "store")})
+    return tmp / "smoke", results
+
+
+def test_smoke_profile_runs_every_notebook(smoke_run):
+    out, results = smoke_run
+    names = [nb.stem for nb in pipeline.notebook_list()]
+    assert [r.name for r in results] == names and all(r.status == "ran" for r in results)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics) == names
+    for name in names:
+        assert (out / f"{name}.ipynb").exists()
+    assert "run finished" in (out / "run.log").read_text()
+
+
+def test_eda_results_on_the_synthetic_default(smoke_run):
+    out, _ = smoke_run
+    m = json.loads((out / "metrics.json").read_text())["01_eda"]
+    assert m["n_drawings"] == 12 * 200 and m["n_classes"] == 12
+    assert 0.85 < m["recognized_share"] < 1.0 and m["median_duration_s"] > 0
+    for fig in m["figures"]:
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 5_000
