@@ -58,7 +58,12 @@ def _skip_ws(buf, i, end):
 
 @numba.njit(cache=True, inline="always")
 def _parse_number(buf, i, end, pow10):
-    """Parse a JSON number at ``buf[i]``. Returns (value, next_index, status, is_integer)."""
+    """Parse a JSON number at ``buf[i]``.
+
+    Returns (value, next_index, status, is_integer, exact). ``exact`` is False when the value
+    may be off by an ulp (more than 15 digits, or an exponent beyond 10**22): the caller
+    re-reads those with Python's correctly rounded ``float``.
+    """
     neg = False
     if i < end and buf[i] == 45:  # '-'
         neg = True
@@ -66,8 +71,7 @@ def _parse_number(buf, i, end, pow10):
     if i < end and (buf[i] == 78 or buf[i] == 73):  # 'N'aN / 'I'nfinity (Python's json emits them)
         while i < end and ((buf[i] >= 65 and buf[i] <= 90) or (buf[i] >= 97 and buf[i] <= 122)):
             i += 1
-        return np.nan, i, NON_FINITE, False
-    # integer part: exact in int64 for up to 18 digits, the common case
+        return np.nan, i, NON_FINITE, False, True
     ival = 0
     ndig = 0
     while i < end and buf[i] >= 48 and buf[i] <= 57:
@@ -76,24 +80,25 @@ def _parse_number(buf, i, end, pow10):
         ndig += 1
         i += 1
     if ndig == 0:
-        return 0.0, i, BAD_JSON, False
+        return 0.0, i, BAD_JSON, False, True
     if ndig > 18:
-        return 0.0, i, OUT_OF_RANGE, False
+        return 0.0, i, OUT_OF_RANGE, False, True
     if i >= end or (buf[i] != 46 and buf[i] != 101 and buf[i] != 69):
-        v = float(ival)
-        return (-v if neg else v), i, OK, True
-    mant = float(ival)
+        v = float(ival)  # integers below 10**18 > 2**53 are exact up to 2**53, ample for pixels
+        return (-v if neg else v), i, OK, True, ndig <= 15
     exp10 = 0
     if buf[i] == 46:  # '.'
         i += 1
         nfrac = 0
         while i < end and buf[i] >= 48 and buf[i] <= 57:
-            mant = mant * 10.0 + (buf[i] - 48)
-            exp10 -= 1
+            if ndig < 18:
+                ival = ival * 10 + (buf[i] - 48)
+                exp10 -= 1
+            ndig += 1
             nfrac += 1
             i += 1
         if nfrac == 0:
-            return 0.0, i, BAD_JSON, False
+            return 0.0, i, BAD_JSON, False, True
     if i < end and (buf[i] == 101 or buf[i] == 69):  # 'e' / 'E'
         i += 1
         eneg = False
@@ -109,25 +114,27 @@ def _parse_number(buf, i, end, pow10):
             if e > 400:
                 e = 400
         if nexp == 0:
-            return 0.0, i, BAD_JSON, False
+            return 0.0, i, BAD_JSON, False, True
         exp10 += -e if eneg else e
-    val = mant
+    # Clinger's fast path: a mantissa below 2**53 and a power of ten up to 10**22 are both
+    # exact doubles, so one multiplication or division is correctly rounded
+    mant = float(ival)
+    exact = ndig <= 15 and -22 <= exp10 <= 22
     if exp10 < 0:
-        if -exp10 < pow10.shape[0]:
-            val = mant / pow10[-exp10]
-        else:
-            val = mant * 10.0**exp10
+        val = mant / pow10[-exp10] if -exp10 < pow10.shape[0] else mant * 10.0**exp10
     elif exp10 > 0:
-        val = mant * 10.0**exp10
+        val = mant * pow10[exp10] if exp10 < pow10.shape[0] else mant * 10.0**exp10
+    else:
+        val = mant
     if neg:
         val = -val
     if not np.isfinite(val):
-        return val, i, NON_FINITE, False
-    return val, i, OK, val == np.floor(val)
+        return val, i, NON_FINITE, False, True
+    return val, i, OK, val == np.floor(val), exact
 
 
 @numba.njit(cache=True)
-def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
+def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status, slow):
     """Parse rows ``buf[offsets[r]:offsets[r+1]]`` into flat x/y/t and stroke lengths.
 
     Args:
@@ -139,19 +146,23 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
         stroke_len: int64 output, at least as long as the total number of strokes.
         row_strokes: int64 (R,) output, strokes per row (0 for bad rows).
         status: int8 (R,) output, OK or a reason code; bad rows write no points.
+        slow: int64 (K, 4) output: (point, column, byte start, byte end) of numbers whose
+            value may be off by an ulp, for the caller to re-read exactly.
 
     Returns:
-        (number of points written, number of strokes written).
+        (number of points written, number of strokes written, number of slow numbers).
     """
     pow10 = _POW10
     n_rows = offsets.shape[0] - 1
     p = 0
     s = 0
+    ns = 0
     for r in range(n_rows):
         i = offsets[r]
         end = offsets[r + 1]
         p0 = p
         s0 = s
+        ns0 = ns
         err = OK
         i = _skip_ws(buf, i, end)
         if i >= end or buf[i] != 91:  # '['
@@ -179,7 +190,8 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
                         i += 1
                     else:
                         while True:
-                            val, i, st, is_int = _parse_number(buf, i, end, pow10)
+                            i_num = i
+                            val, i, st, is_int, exact = _parse_number(buf, i, end, pow10)
                             if st != OK:
                                 err = st
                                 break
@@ -202,6 +214,12 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
                                     err = OUT_OF_RANGE
                                     break
                             q = p + count
+                            if not exact and nlists < dims:
+                                slow[ns, 0] = q
+                                slow[ns, 1] = nlists
+                                slow[ns, 2] = i_num
+                                slow[ns, 3] = i
+                                ns += 1
                             if nlists < 2:
                                 xy[q, nlists] = val
                             elif nlists == 2 and dims == DIMS_RAW:
@@ -257,11 +275,12 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status):
         if err != OK:
             p = p0
             s = s0
+            ns = ns0
             row_strokes[r] = 0
         else:
             row_strokes[r] = s - s0
         status[r] = err
-    return p, s
+    return p, s, ns
 
 
 @numba.njit(cache=True)

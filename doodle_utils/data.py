@@ -96,7 +96,8 @@ class Drawings:
     """A batch of drawings, CSR-packed.
 
     Attributes:
-        xy: (P, 2) coordinates of all points; uint8 for simplified data, float32/64 for raw.
+        xy: (P, 2) coordinates of all points; uint8 for simplified data, float64 for raw as
+            read (a raw store keeps float32).
         t: (P,) milliseconds since the drawing's first point (raw data), else None.
         stroke_offsets: (S+1,) int64; stroke s holds points ``stroke_offsets[s]:stroke_offsets[s+1]``.
         drawing_offsets: (D+1,) int64; drawing d holds strokes ``drawing_offsets[d]:drawing_offsets[d+1]``.
@@ -249,7 +250,14 @@ def parse_drawing_column(data: np.ndarray, offsets: np.ndarray, dims: int
     stroke_len = np.empty(nbytes // 4 + 1, np.int64)
     row_strokes = np.empty(n_rows, np.int64)
     status = np.empty(n_rows, np.int8)
-    p, s = _parse.parse_drawings(data, offsets, dims, xy, ts, stroke_len, row_strokes, status)
+    slow = np.empty((cap, 4), np.int64)
+    p, s, ns = _parse.parse_drawings(data, offsets, dims, xy, ts, stroke_len, row_strokes, status, slow)
+    for q, col, a, b in slow[:ns].tolist():  # the few numbers the kernel could not round exactly
+        v = float(data[a:b].tobytes())
+        if col < 2:
+            xy[q, col] = v
+        else:
+            ts[q] = v
     stroke_offsets = np.zeros(s + 1, np.int64)
     np.cumsum(stroke_len[:s], out=stroke_offsets[1:])
     good = row_strokes[status == 0]
@@ -257,7 +265,8 @@ def parse_drawing_column(data: np.ndarray, offsets: np.ndarray, dims: int
     np.cumsum(good, out=drawing_offsets[1:])
     raw = dims == _parse.DIMS_RAW
     t = ts[:p].astype(np.int32) if raw else None
-    return Drawings(xy[:p].astype(np.float32 if raw else np.uint8), t, stroke_offsets, drawing_offsets), status
+    # raw coordinates stay float64: Google's simplification breaks exact ties that float32 moves
+    return Drawings(xy[:p].copy() if raw else xy[:p].astype(np.uint8), t, stroke_offsets, drawing_offsets), status
 
 
 def parse_drawing_strings(strings: Sequence[str] | Sequence[bytes], dims: int = _parse.DIMS_SIMPLIFIED

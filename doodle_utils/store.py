@@ -103,7 +103,7 @@ def _pack_part(job: _Job) -> dict:
             d = chunk.drawings
             if job.kind == "simplified" and d.raw:
                 from .simplify import simplify_packed
-                xy, so, do = simplify_packed(d.xy.astype(np.float64), d.stroke_offsets, d.drawing_offsets)
+                xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
                 d = data.Drawings(xy, None, so, do)
             lens = np.diff(d.stroke_offsets)
             if len(lens) and lens.max() > np.iinfo(np.uint16).max:
@@ -119,7 +119,7 @@ def _pack_part(job: _Job) -> dict:
             rec["recognized"] = m["recognized"].to_numpy().astype(np.int8) if "recognized" in m else -1
             files["rows"].write(rec.tobytes())
             files["stroke_len"].write(lens.astype(np.uint16).tobytes())
-            files["xy"].write(np.ascontiguousarray(d.xy).tobytes())
+            files["xy"].write(np.ascontiguousarray(d.xy, np.uint8 if job.kind == "simplified" else np.float32).tobytes())
             if job.kind == "raw":
                 files["t"].write(np.ascontiguousarray(d.t, np.int32).tobytes())
             rows += len(m)

@@ -814,7 +814,7 @@ def _pen_kernel(v: np.ndarray, sid: np.ndarray, extent: float, speed: float, car
                 x += off_x
                 y += off_y
                 if fractional:
-                    x, y = float(np.float32(round(x * 1000) / 1000)), float(np.float32(round(y * 1000) / 1000))
+                    x, y = round(x * 1000) / 1000, round(y * 1000) / 1000
                 else:
                     x, y = float(round(x)), float(round(y))
                 if e == 1 and out_len[s] > 0:  # no event unless the pen moved
@@ -904,9 +904,10 @@ def _unrecognized(word: str, rng: np.random.Generator) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- the competition
 
 def _pack(raws: Sequence[Sequence[np.ndarray]]) -> tuple[data.Drawings, data.Drawings]:
-    """Pack raw drawings (float32, as written to ndjson) and Google-simplify them (uint8)."""
-    raw = data.Drawings.from_strokes(raws, dtype=np.float32)
-    xy, so, do = simplify_packed(raw.xy.astype(np.float64), raw.stroke_offsets, raw.drawing_offsets)
+    """Pack raw drawings (float64 with at most 3 decimals, which the ndjson text and any reader
+    reproduce exactly) and Google-simplify them (uint8)."""
+    raw = data.Drawings.from_strokes(raws, dtype=np.float64)
+    xy, so, do = simplify_packed(raw.xy, raw.stroke_offsets, raw.drawing_offsets)
     return raw, data.Drawings(xy, None, so, do)
 
 
@@ -965,7 +966,7 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
 
     Train rows are recognized except a fraction ``unrecognized`` (scribbles or abandoned
     drawings); test rows are all recognized drawings. The simplified strokes are Google's
-    simplification of the raw ones exactly as written (float32). key_ids are unique across
+    simplification of the raw ones exactly as written (3-decimal floats, read back unchanged). key_ids are unique across
     all files. The same arguments give byte-identical files.
 
     Args:

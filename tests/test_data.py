@@ -20,7 +20,7 @@ def test_read_real_raw_and_simplified(sample_dir):
     rows = _json_rows(path)
     meta, d, report = data.read_file(path)
     assert report.total == 0 and len(meta) == len(rows) == len(d)
-    assert d.raw and d.xy.dtype == np.float32
+    assert d.raw and d.xy.dtype == np.float64
     for i in (0, len(rows) - 1):
         strokes = d.strokes(i)
         assert len(strokes) == len(rows[i]["drawing"])
