@@ -283,6 +283,29 @@ def parse_drawings(buf, offsets, dims, xy, ts, stroke_len, row_strokes, status, 
     return p, s, ns
 
 
+SLOW_WIDTH = 32  # bytes per number copied for numpy's exact string -> float conversion
+
+
+@numba.njit(cache=True)
+def copy_numbers(buf, slow, ns, out):
+    """Copy the text of slow numbers into fixed-width rows of ``out`` (zero padded).
+
+    Returns the count of numbers longer than the width (left for a Python fallback; their
+    rows stay empty).
+    """
+    too_long = 0
+    width = out.shape[1]
+    for k in range(ns):
+        a = slow[k, 2]
+        b = slow[k, 3]
+        if b - a > width:
+            too_long += 1
+            continue
+        for j in range(b - a):
+            out[k, j] = buf[a + j]
+    return too_long
+
+
 @numba.njit(cache=True)
 def bracket_span(buf, start):
     """End (exclusive) of the bracketed value opening at ``buf[start] == '['``, or -1.

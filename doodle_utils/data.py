@@ -252,12 +252,8 @@ def parse_drawing_column(data: np.ndarray, offsets: np.ndarray, dims: int
     status = np.empty(n_rows, np.int8)
     slow = np.empty((cap, 4), np.int64)
     p, s, ns = _parse.parse_drawings(data, offsets, dims, xy, ts, stroke_len, row_strokes, status, slow)
-    for q, col, a, b in slow[:ns].tolist():  # the few numbers the kernel could not round exactly
-        v = float(data[a:b].tobytes())
-        if col < 2:
-            xy[q, col] = v
-        else:
-            ts[q] = v
+    if ns:
+        _exact_values(data, slow[:ns], xy, ts)
     stroke_offsets = np.zeros(s + 1, np.int64)
     np.cumsum(stroke_len[:s], out=stroke_offsets[1:])
     good = row_strokes[status == 0]
@@ -267,6 +263,22 @@ def parse_drawing_column(data: np.ndarray, offsets: np.ndarray, dims: int
     t = ts[:p].astype(np.int32) if raw else None
     # raw coordinates stay float64: Google's simplification breaks exact ties that float32 moves
     return Drawings(xy[:p].copy() if raw else xy[:p].astype(np.uint8), t, stroke_offsets, drawing_offsets), status
+
+
+def _exact_values(data: np.ndarray, slow: np.ndarray, xy: np.ndarray, ts: np.ndarray) -> None:
+    """Re-read the numbers the kernel could not round exactly, with numpy's correctly rounded
+    string -> float64 conversion over all of them at once."""
+    text = np.zeros((len(slow), _parse.SLOW_WIDTH), np.uint8)
+    too_long = _parse.copy_numbers(data, slow, len(slow), text)
+    values = text.view(f"S{_parse.SLOW_WIDTH}").ravel().astype(np.float64) if len(slow) > too_long else None
+    if too_long:
+        values = np.zeros(len(slow)) if values is None else values
+        for k in np.flatnonzero(slow[:, 3] - slow[:, 2] > _parse.SLOW_WIDTH):
+            values[k] = float(data[slow[k, 2]:slow[k, 3]].tobytes())
+    q, col = slow[:, 0], slow[:, 1]
+    xy_rows = col < 2
+    xy[q[xy_rows], col[xy_rows]] = values[xy_rows]
+    ts[q[~xy_rows]] = values[~xy_rows]
 
 
 def parse_drawing_strings(strings: Sequence[str] | Sequence[bytes], dims: int = _parse.DIMS_SIMPLIFIED

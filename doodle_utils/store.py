@@ -144,7 +144,7 @@ def _codes(values: pd.Series, vocab: dict[str, int]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- packing: merge
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _part_rows(part_dir: Path) -> np.ndarray:
     return _part_array(part_dir, "rows", ROW_DTYPE)
 
@@ -160,7 +160,7 @@ def _part_array(part_dir: Path, name: str, dtype=None, width: int = 1) -> np.nda
     return arr.reshape(-1, width) if width > 1 else arr
 
 
-def _find_duplicates(parts: list[tuple[Path, dict]], bucket_rows: int = 8 << 20) -> dict[int, list[tuple[int, int]]]:
+def _find_duplicates(parts: list[tuple[Path, dict]], bucket_rows: int = 2 << 20) -> dict[int, list[tuple[int, int]]]:
     """Key_ids present more than once across parts, with (part, row) of every occurrence.
 
     Key_ids are split into hash buckets so that one bucket, not the whole input, is held in

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from doodle_utils import data
 
@@ -247,3 +249,24 @@ def test_take_and_concat_preserve_drawings(sample_dir):
     both = data.Drawings.concat([sub, d.take(np.array([1]))])
     assert len(both) == 4
     np.testing.assert_array_equal(both.strokes(3)[0], d.strokes(1)[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-60000, max_value=60000, allow_nan=False), min_size=1, max_size=30),
+       st.sampled_from(["repr", "%.17g", "%.3f", "%.25f", "%.1e"]))
+def test_raw_numbers_parse_exactly_like_python(values, fmt):
+    """Every raw coordinate reads as Python's correctly rounded float, however it is written
+    (long decimals go through the exact fix-up, over 32 characters through the fallback)."""
+    text = [repr(v) if fmt == "repr" else fmt % v for v in values]
+    drawing = "[[[" + ",".join(text) + "],[" + ",".join(text) + "],[" + ",".join("0" for _ in text) + "]]]"
+    d, status = data.parse_drawing_strings([drawing], dims=3)
+    assert status.tolist() == [0]
+    assert d.xy[:, 0].tolist() == [float(t) for t in text]
+
+
+def test_numbers_longer_than_the_fixed_width_fall_back_exactly():
+    long = "1234.5678901234567890123456789012345678901"  # 42 characters
+    mid = "0.30000000000000004441"  # 22 characters, 20 significant digits
+    d, status = data.parse_drawing_strings([f"[[[{long},{mid},3],[1,2,3],[0,1,2]]]"], dims=3)
+    assert status.tolist() == [0]
+    assert d.xy[:, 0].tolist() == [float(long), float(mid), 3.0]
