@@ -291,7 +291,7 @@ def copy_numbers(buf, slow, ns, out):
     """Copy the text of slow numbers into fixed-width rows of ``out`` (zero padded).
 
     Returns the count of numbers longer than the width (left for a Python fallback; their
-    rows stay empty).
+    rows hold a placeholder "0").
     """
     too_long = 0
     width = out.shape[1]
@@ -300,6 +300,7 @@ def copy_numbers(buf, slow, ns, out):
         b = slow[k, 3]
         if b - a > width:
             too_long += 1
+            out[k, 0] = 48  # '0'
             continue
         for j in range(b - a):
             out[k, j] = buf[a + j]

@@ -270,9 +270,8 @@ def _exact_values(data: np.ndarray, slow: np.ndarray, xy: np.ndarray, ts: np.nda
     string -> float64 conversion over all of them at once."""
     text = np.zeros((len(slow), _parse.SLOW_WIDTH), np.uint8)
     too_long = _parse.copy_numbers(data, slow, len(slow), text)
-    values = text.view(f"S{_parse.SLOW_WIDTH}").ravel().astype(np.float64) if len(slow) > too_long else None
+    values = text.view(f"S{_parse.SLOW_WIDTH}").ravel().astype(np.float64)
     if too_long:
-        values = np.zeros(len(slow)) if values is None else values
         for k in np.flatnonzero(slow[:, 3] - slow[:, 2] > _parse.SLOW_WIDTH):
             values[k] = float(data[slow[k, 2]:slow[k, 3]].tobytes())
     q, col = slow[:, 0], slow[:, 1]
