@@ -109,6 +109,16 @@ def _dist(px, py, sx, sy, cx, cy, norm, degenerate):
 
 
 @numba.njit(cache=True, inline="always")
+def _pair_bound(ax, ay, bx, by, sx, sy, cx, cy, kc, degenerate):
+    """The larger chord distance of two resampled points (|cross| form, or plain distance to
+    the start point for a degenerate chord): the bound of a segment's run between them."""
+    if degenerate:
+        return max(np.sqrt((ax - sx) * (ax - sx) + (ay - sy) * (ay - sy)),
+                   np.sqrt((bx - sx) * (bx - sx) + (by - sy) * (by - sy)))
+    return max(abs(kc - (cx * ay - cy * ax)), abs(kc - (cx * by - cy * bx)))
+
+
+@numba.njit(cache=True, inline="always")
 def _to_u8(v):
     """Round half to even (Python's ``round``, like ``numpy.round``) and clip to 0..255."""
     return np.uint8(min(max(round(v), 0), 255))
@@ -175,11 +185,7 @@ def _rdp(vx, vy, cum, seglen, inv_len, kstart, ends, segv, n, count, eps, istack
             ay = ends[1, g]
             bx = ends[2, g]
             by = ends[3, g]
-            if degenerate:
-                v = max(np.sqrt((ax - sx) * (ax - sx) + (ay - sy) * (ay - sy)),
-                        np.sqrt((bx - sx) * (bx - sx) + (by - sy) * (by - sy)))
-            else:
-                v = max(abs(kc - (cx * ay - cy * ax)), abs(kc - (cx * by - cy * bx)))
+            v = _pair_bound(ax, ay, bx, by, sx, sy, cx, cy, kc, degenerate)
             segv[g] = v
             amax = max(amax, v)
         for g in (ga, gb):  # the two outer segments, clipped by the range
@@ -196,11 +202,7 @@ def _rdp(vx, vy, cum, seglen, inv_len, kstart, ends, segv, n, count, eps, istack
             t = (hi - cum[g]) * inv_len[g]
             bx = vx[g] + dx * t
             by = vy[g] + dy * t
-            if degenerate:
-                v = max(np.sqrt((ax - sx) * (ax - sx) + (ay - sy) * (ay - sy)),
-                        np.sqrt((bx - sx) * (bx - sx) + (by - sy) * (by - sy)))
-            else:
-                v = max(abs(kc - (cx * ay - cy * ax)), abs(kc - (cx * by - cy * bx)))
+            v = _pair_bound(ax, ay, bx, by, sx, sy, cx, cy, kc, degenerate)
             segv[g] = v
             amax = max(amax, v)
         # split unless clearly nothing is beyond epsilon; values are |cross| = distance * norm,
