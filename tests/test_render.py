@@ -1,0 +1,102 @@
+"""CPU renderers: shapes, geometry, and each variant's defining property, on hand-made drawings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doodle_utils.data import Drawings
+from doodle_utils.render import RENDERERS, RenderSpec, render, render_baseline, segments
+
+
+def simplified(*strokes) -> Drawings:
+    return Drawings.from_strokes([[np.array(s, np.uint8) for s in strokes]])
+
+
+def raw(*strokes) -> Drawings:
+    return Drawings.from_strokes([[np.array(s, np.float64) for s in strokes]], dtype=np.float64)
+
+
+SPEC = RenderSpec(size=64, line_width=2, antialias=False, pad=2)
+TWO = simplified([[0, 0], [255, 0]], [[0, 255], [255, 255]])  # two horizontal strokes
+
+
+def test_three_point_drawing_lands_where_expected():
+    d = simplified([[0, 0], [255, 255], [255, 0]])
+    img = render(d, "mono", SPEC)[0, 0]
+    assert img.shape == (64, 64)
+    # the diagonal passes through the centre; corners at the padded canvas edges are inked
+    assert img[31:33, 31:33].max() == 255
+    assert img[2, 2] == 255 and img[61, 61] == 255 and img[2, 61] == 255
+    assert img[61, 2] == 0 and img[0, :].max() == 0  # opposite corner empty, padding blank
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERERS))
+def test_every_variant_renders_its_channels(variant):
+    d = raw([[10, 10, 0], [200, 30, 100], [120, 220, 250]], [[50, 50, 400], [60, 150, 500]])
+    out = render(d, variant, SPEC)
+    assert out.shape == (1, RENDERERS[variant].channels, 64, 64) and out.dtype == np.uint8
+    assert (out > 0).any(axis=(0, 2, 3)).all()  # every channel has ink
+
+
+def test_mono_fade_dims_later_strokes():
+    spec = RenderSpec(size=64, line_width=2, antialias=False, fade=True)
+    strokes = [[[0, 20 * i], [255, 20 * i]] for i in range(13)]
+    img = render(simplified(*strokes), "mono", spec)[0, 0]
+    rows = [img[2 + round(20 * i * 59 / 255)].max() for i in range(13)]
+    assert rows == [255 - 13 * min(i, 10) for i in range(13)]
+
+
+def test_palette_shows_stroke_order():
+    img = render(TWO, "palette", SPEC)[0]
+    first, last = img[:, 2, 32], img[:, 61, 32]
+    from matplotlib import colormaps
+    want0 = (np.array(colormaps["viridis"](0.0)[:3]) * 255).round()
+    want1 = (np.array(colormaps["viridis"](1.0)[:3]) * 255).round()
+    np.testing.assert_array_equal(first, want0)
+    np.testing.assert_array_equal(last, want1)
+
+
+def test_strokes3_gradients_are_monotone():
+    d = simplified([[0, 128], [64, 128], [128, 128], [192, 128], [255, 128]], [[0, 10], [255, 10]])
+    img = render(d, "strokes3", SPEC)[0]
+    row = img[:, 2 + round(128 * 59 / 255)]
+    inked = row[0] > 0
+    along = row[1][inked]
+    assert along[0] == 32 and np.all(np.diff(along.astype(int)) >= 0) and along.max() == 255
+    # channel 2: the first stroke is 32, the second 255
+    assert set(np.unique(row[2][inked])) == {32}
+    assert img[2, 2 + round(10 * 59 / 255), 30] == 255
+
+
+def test_time3_needs_times_and_encodes_them():
+    with pytest.raises(ValueError, match="raw drawings"):
+        render(TWO, "time3", SPEC)
+    # a slow first half and a fast second half along one line (raw: aligned to the top edge)
+    d = raw([[0, 128, 0], [128, 128, 1000], [255, 128, 1050]])
+    img = render(d, "time3", SPEC)[0]
+    y = 2
+    since, speed = img[0, y], img[1, y]
+    assert since[10] < since[50] and speed[10] < speed[50]
+
+
+def test_segments_are_shared_geometry():
+    seg = segments(TWO, "palette", SPEC)
+    assert seg.p0.shape == (2, 2) and seg.value.shape == (2, 3) and seg.canvas == 64
+    np.testing.assert_allclose(seg.p0[0], [2, 2]) and np.testing.assert_allclose(seg.p1[1], [61, 61])
+    big = segments(TWO, "mono", RenderSpec(size=64, base=256, pad=2))
+    assert big.canvas == 256 and big.p1[1, 0] == pytest.approx(255 - 8)
+
+
+def test_base_canvas_downsamples_to_the_output_size():
+    out = render(TWO, "mono", RenderSpec(size=32, base=256, line_width=2))
+    assert out.shape == (1, 1, 32, 32) and out.max() > 128
+
+
+def test_baseline_draws_the_popular_kernel_style():
+    out = render_baseline(TWO, size=64)
+    assert out.shape == (1, 1, 64, 64) and out.max() > 200
+
+
+def test_unknown_variant():
+    with pytest.raises(KeyError, match="unknown renderer"):
+        render(TWO, "sketchy")
