@@ -260,3 +260,68 @@ def render_baseline(d: Drawings, size: int = 64, line_width: int = 6) -> np.ndar
                          (int(stroke[a + 1, 0]), int(stroke[a + 1, 1])), color, line_width)
         out[i, 0] = cv2.resize(img, (size, size)) if size != 256 else img
     return out
+
+
+# --------------------------------------------------------------------------- for notebook 02
+
+def batch_for(variant: str, st, raw, idx: np.ndarray) -> Drawings | None:
+    """The drawings ``idx`` of store ``st`` as ``variant`` needs them: the raw store's twins
+    (matched by key_id) for variants that need times, None when there is no raw twin."""
+    if not RENDERERS[variant].needs_time:
+        return st.drawings(idx)
+    if raw is None:
+        return None
+    keys = np.asarray(raw.key_id)
+    order = np.argsort(keys)
+    want = np.asarray(st.key_id)[idx]
+    pos = np.searchsorted(keys, want, sorter=order)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = keys[order[pos]] == want
+    return raw.drawings(order[pos]) if found.all() else None
+
+
+def plot_variants(images: dict[str, np.ndarray], titles: list[str] | None = None):
+    """A grid: one row per drawing, one column per variant (each (N, C, H, W) uint8)."""
+    from matplotlib.figure import Figure
+
+    names = list(images)
+    n = len(next(iter(images.values())))
+    fig = Figure(figsize=(1.9 * len(names), 1.9 * n), constrained_layout=True)
+    axes = fig.subplots(n, len(names), squeeze=False)
+    for c, name in enumerate(names):
+        for r in range(n):
+            ax = axes[r, c]
+            im = images[name][r]
+            ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=10)
+            if c == 0 and titles:
+                ax.set_ylabel(titles[r], fontsize=9)
+    return fig
+
+
+def time_renderers(batches: dict[str, Drawings], sizes: list[int], spec: RenderSpec,
+                   min_seconds: float = 0.5) -> "pd.DataFrame":
+    """Images/s of each variant (and of the popular kernel's baseline) per size, one core."""
+    import time
+    from dataclasses import replace
+
+    import pandas as pd
+
+    rows = []
+    for size in sizes:
+        s = replace(spec, size=size)
+        jobs = {name: (lambda d=d, name=name: render(d, name, s)) for name, d in batches.items()}
+        simplified_batch = next(d for d in batches.values() if not d.raw)
+        jobs["baseline (cv2.line loop)"] = lambda: render_baseline(simplified_batch, size)
+        for name, job in jobs.items():
+            n = len(batches.get(name, simplified_batch))
+            job()  # warm up
+            k, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < min_seconds:
+                job()
+                k += 1
+            rows.append({"variant": name, "size": size, "images_s": k * n / (time.perf_counter() - t0)})
+    df = pd.DataFrame(rows).pivot(index="variant", columns="size", values="images_s")
+    return df.round(0)
