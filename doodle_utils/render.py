@@ -221,24 +221,32 @@ def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec()) 
     # cv2 draws with 4 fractional bits: integer coordinates scaled by 16, shift=4
     p0 = np.rint(seg.p0 * 16).astype(np.int32)
     p1 = np.rint(seg.p1 * 16).astype(np.int32)
-    # runs of consecutive segments of one stroke with one value: one polylines call each
+    # runs: consecutive segments of one stroke with one value, drawn as one polyline; the
+    # points of run r are the contiguous slice pts[q0[r]:q0[r+1]] (its segments' starts, then
+    # the last segment's end), so no per-run array is built
     same = (seg.stroke[1:] == seg.stroke[:-1]) & (seg.value[1:] == seg.value[:-1]).all(axis=1)
     starts = np.flatnonzero(np.r_[True, ~same])
     ends = np.r_[starts[1:], len(p0)]
+    n_runs = len(starts)
+    run_of_seg = np.repeat(np.arange(n_runs), ends - starts)
+    pts = np.empty((len(p0) + n_runs, 2), np.int32)
+    pts[np.arange(len(p0)) + run_of_seg] = p0
+    pts[ends + np.arange(n_runs)] = p1[ends - 1]
+    q0 = np.r_[starts + np.arange(n_runs), len(pts)]
+    # groups: consecutive runs of one drawing with one value, one cv2.polylines call each
+    value = seg.value[starts]
     run_drawing = seg.drawing[starts]
-    bounds = np.searchsorted(run_drawing, np.arange(seg.n_drawings + 1))
-    colors = seg.value[starts].tolist()
-    single = (ends - starts == 1).tolist()
-    a0, a1 = p0.tolist(), p1.tolist()
+    same_group = (run_drawing[1:] == run_drawing[:-1]) & (value[1:] == value[:-1]).all(axis=1)
+    g_start = np.flatnonzero(np.r_[True, ~same_group]) if n_runs else np.zeros(0, np.int64)
+    g_end = np.r_[g_start[1:], n_runs].astype(np.int64)
+    g_bounds = np.searchsorted(run_drawing[g_start], np.arange(seg.n_drawings + 1))
+    colors = value[g_start].tolist()
+    g_start, g_end, q0 = g_start.tolist(), g_end.tolist(), q0.tolist()
     for i in range(seg.n_drawings):
         img[:] = 0
-        for r in range(bounds[i], bounds[i + 1]):
-            a, b = starts[r], ends[r]
-            if single[r]:
-                cv2.line(img, a0[a], a1[a], colors[r], lw_canvas, line_type, 4)
-            else:
-                pts = np.vstack([p0[a:b], p1[b - 1:b]])
-                cv2.polylines(img, [pts], False, colors[r], lw_canvas, line_type, 4)
+        for g in range(g_bounds[i], g_bounds[i + 1]):
+            lines = [pts[q0[r]:q0[r + 1]] for r in range(g_start[g], g_end[g])]
+            cv2.polylines(img, lines, False, colors[g], lw_canvas, line_type, 4)
         if canvas != spec.size:
             out[i] = cv2.resize(img, (spec.size, spec.size), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
         else:
