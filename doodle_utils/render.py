@@ -192,15 +192,20 @@ def _time3(g: _Geometry, spec: RenderSpec) -> np.ndarray:
     return np.stack([since, speed_v, stroke_v], axis=1)
 
 
+def canvas_transform(spec: RenderSpec) -> tuple[int, float, float]:
+    """(canvas size, offset, scale) mapping 0..255 coordinates to canvas pixels."""
+    canvas = spec.base or spec.size
+    pad = spec.pad * canvas / spec.size
+    return canvas, pad, (canvas - 1 - 2 * pad) / 255.0
+
+
 def segments(d: Drawings, variant: str, spec: RenderSpec = RenderSpec()) -> Segments:
     """Every segment of a batch, in canvas pixels, with its channel values."""
     if variant not in RENDERERS:
         raise KeyError(f"unknown renderer {variant!r}; have {sorted(RENDERERS)}")
     r = RENDERERS[variant]
     g = _geometry(d)
-    canvas = spec.base or spec.size
-    pad = spec.pad * canvas / spec.size
-    scale = (canvas - 1 - 2 * pad) / 255.0
+    canvas, pad, scale = canvas_transform(spec)
     pix = g.xy * scale + pad
     j = g.seg_start
     nxt = np.where(g.point_total[j] > 1, j + 1, j)

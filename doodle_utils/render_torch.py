@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Drawings
-from .render import RENDERERS, RenderSpec
+from .render import RENDERERS, RenderSpec, canvas_transform
 
 # Agreement with render.render that the tests assert (keys: spec.antialias): mean absolute
 # difference per pixel and channel (0..255) at most MAX_MAD * 64 / size, and IoU of the inked
@@ -241,9 +241,7 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
     xy, so, do = xy.to(dev), stroke_offsets.to(dev, torch.int64), drawing_offsets.to(dev, torch.int64)
     t = None if t is None else t.to(dev)
     g = _geometry(xy, so, do, t)
-    canvas = spec.base or spec.size
-    pad = spec.pad * canvas / spec.size
-    scale = (canvas - 1 - 2 * pad) / 255.0
+    canvas, pad, scale = canvas_transform(spec)
     pix = g.xy * scale + pad
     j = g.seg_start
     nxt = torch.where(g.point_total[j] > 1, j + 1, j)

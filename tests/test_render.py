@@ -17,12 +17,23 @@ def raw(*strokes) -> Drawings:
 
 
 SPEC = RenderSpec(size=64, line_width=2, antialias=False, pad=2)
+
+
+def _torch(d, variant="mono", spec=RenderSpec()):
+    from doodle_utils.render_torch import render_torch
+
+    return render_torch(d, variant, spec).numpy()
+
+
+RENDER = {"cpu": render, "torch": _torch}
+both = pytest.mark.parametrize("draw", sorted(RENDER))
 TWO = simplified([[0, 0], [255, 0]], [[0, 255], [255, 255]])  # two horizontal strokes
 
 
-def test_three_point_drawing_lands_where_expected():
+@both
+def test_three_point_drawing_lands_where_expected(draw):
     d = simplified([[0, 0], [255, 255], [255, 0]])
-    img = render(d, "mono", SPEC)[0, 0]
+    img = RENDER[draw](d, "mono", SPEC)[0, 0]
     assert img.shape == (64, 64)
     # the diagonal passes through the centre; corners at the padded canvas edges are inked
     assert img[31:33, 31:33].max() == 255
@@ -38,11 +49,12 @@ def test_every_variant_renders_its_channels(variant):
     assert (out > 0).any(axis=(0, 2, 3)).all()  # every channel has ink
 
 
-def test_mono_fade_dims_later_strokes():
+@both
+def test_mono_fade_dims_later_strokes(draw):
     spec = RenderSpec(size=64, line_width=2, antialias=False, fade=True)
     strokes = [[[0, 20 * i], [255, 20 * i]] for i in range(13)]
-    img = render(simplified(*strokes), "mono", spec)[0, 0]
-    rows = [img[2 + round(20 * i * 59 / 255)].max() for i in range(13)]
+    img = RENDER[draw](simplified(*strokes), "mono", spec)[0, 0]
+    rows = [int(img[2 + round(20 * i * 59 / 255)].max()) for i in range(13)]
     assert rows == [255 - 13 * min(i, 10) for i in range(13)]
 
 
@@ -56,9 +68,10 @@ def test_palette_shows_stroke_order():
     np.testing.assert_array_equal(last, want1)
 
 
-def test_strokes3_gradients_are_monotone():
+@both
+def test_strokes3_gradients_are_monotone(draw):
     d = simplified([[0, 128], [64, 128], [128, 128], [192, 128], [255, 128]], [[0, 10], [255, 10]])
-    img = render(d, "strokes3", SPEC)[0]
+    img = RENDER[draw](d, "strokes3", SPEC)[0]
     row = img[:, 2 + round(128 * 59 / 255)]
     inked = row[0] > 0
     along = row[1][inked]
@@ -68,12 +81,13 @@ def test_strokes3_gradients_are_monotone():
     assert img[2, 2 + round(10 * 59 / 255), 30] == 255
 
 
-def test_time3_needs_times_and_encodes_them():
+@both
+def test_time3_needs_times_and_encodes_them(draw):
     with pytest.raises(ValueError, match="raw drawings"):
-        render(TWO, "time3", SPEC)
+        RENDER[draw](TWO, "time3", SPEC)
     # a slow first half and a fast second half along one line (raw: aligned to the top edge)
     d = raw([[0, 128, 0], [128, 128, 1000], [255, 128, 1050]])
-    img = render(d, "time3", SPEC)[0]
+    img = RENDER[draw](d, "time3", SPEC)[0]
     y = 2
     since, speed = img[0, y], img[1, y]
     assert since[10] < since[50] and speed[10] < speed[50]

@@ -1,5 +1,6 @@
 """The batched torch renderer against the CPU one: geometry exactly, images within the stated
-tolerances, each variant's defining property, edge cases. Runs on CPU tensors; the CUDA tests
+tolerances, palette order and overlaps, edge cases (the other defining properties are checked
+for both renderers in test_render.py). Runs on CPU tensors; the CUDA tests
 repeat the agreement on the GPU when there is one."""
 from __future__ import annotations
 
@@ -147,21 +148,6 @@ def test_packed_entry_takes_device_tensors(batches):
     assert torch.equal(render_packed(xy, so, do, t, "palette", SPEC), render_torch(d, "palette", SPEC))
 
 
-def test_three_point_drawing_lands_where_expected():
-    img = render_torch(simplified([[0, 0], [255, 255], [255, 0]]), "mono", SPEC)[0, 0]
-    assert img[31:33, 31:33].max() == 255
-    assert img[2, 2] == 255 and img[61, 61] == 255 and img[2, 61] == 255
-    assert img[61, 2] == 0 and img[0, :].max() == 0
-
-
-def test_mono_fade_dims_later_strokes():
-    spec = RenderSpec(size=64, line_width=2, antialias=False, fade=True)
-    strokes = [[[0, 20 * i], [255, 20 * i]] for i in range(13)]
-    img = render_torch(simplified(*strokes), "mono", spec)[0, 0]
-    rows = [int(img[2 + round(20 * i * 59 / 255)].max()) for i in range(13)]
-    assert rows == [255 - 13 * min(i, 10) for i in range(13)]
-
-
 def test_palette_shows_stroke_order():
     from matplotlib import colormaps
 
@@ -178,25 +164,6 @@ def test_later_strokes_are_drawn_over_earlier_ones():
     for antialias in (False, True):
         img = render_torch(cross, "palette", RenderSpec(size=64, antialias=antialias)).numpy()[0]
         np.testing.assert_array_equal(img[:, 32, 32], img[:, 32, 10])  # the crossing has stroke 2's colour
-
-
-def test_strokes3_gradients_are_monotone():
-    d = simplified([[0, 128], [64, 128], [128, 128], [192, 128], [255, 128]], [[0, 10], [255, 10]])
-    img = render_torch(d, "strokes3", SPEC).numpy()[0]
-    row = img[:, 2 + round(128 * 59 / 255)]
-    inked = row[0] > 0
-    along = row[1][inked]
-    assert along[0] == 32 and np.all(np.diff(along.astype(int)) >= 0) and along.max() == 255
-    assert set(np.unique(row[2][inked])) == {32}
-    assert img[2, 2 + round(10 * 59 / 255), 30] == 255
-
-
-def test_time3_needs_times_and_encodes_them():
-    with pytest.raises(ValueError, match="raw drawings"):
-        render_torch(simplified([[0, 0], [255, 0]]), "time3", SPEC)
-    img = render_torch(raw([[0, 128, 0], [128, 128, 1000], [255, 128, 1050]]), "time3", SPEC).numpy()[0]
-    since, speed = img[0, 2], img[1, 2]
-    assert since[10] < since[50] and speed[10] < speed[50]
 
 
 def test_dots_empty_drawings_and_empty_batches():
