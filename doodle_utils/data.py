@@ -401,10 +401,12 @@ def parse_timestamps(values: Sequence[object]) -> np.ndarray:
     return ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
 
 
-def _check_timestamps(values: Sequence[object], errors: dict[int, tuple[str, str]]) -> None:
-    bad = parse_timestamps(values) == np.iinfo(np.int64).min
-    for r in np.flatnonzero(bad):
+def _check_timestamps(values: Sequence[object], errors: dict[int, tuple[str, str]]) -> np.ndarray:
+    """Parse timestamps, record the unparseable ones in ``errors``, return the parsed values."""
+    ts = parse_timestamps(values)
+    for r in np.flatnonzero(ts == np.iinfo(np.int64).min):
         errors.setdefault(int(r), ("bad_timestamp", f"timestamp {values[r]!r} is not a date-time"))
+    return ts
 
 
 # --------------------------------------------------------------------------- readers
@@ -527,9 +529,7 @@ def _arrow_timestamps(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.n
         stripped = pc.replace_substring_regex(col, pattern=" UTC$", replacement="")
         return pc.cast(stripped, pa.timestamp("us")).to_numpy(zero_copy_only=False).astype(np.int64)
     except pa.ArrowInvalid:  # some value is bad: find which, the slow way
-        values = col.to_pylist()
-        _check_timestamps(values, errors)
-        return parse_timestamps(values)
+        return _check_timestamps(col.to_pylist(), errors)
 
 
 def _line_numbers(start: int, n: int, skipped: list[int]) -> np.ndarray:
@@ -643,9 +643,7 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
     for r, e in kerr.items():
         errors.setdefault(r, e)
     recognized = _parse_recognized(cols["recognized"], errors)
-    ts_us = parse_timestamps(cols["timestamp"])
-    for r in np.flatnonzero(ts_us == np.iinfo(np.int64).min):
-        errors.setdefault(int(r), ("bad_timestamp", f"timestamp {cols['timestamp'][r]!r} is not a date-time"))
+    ts_us = _check_timestamps(cols["timestamp"], errors)
     meta = pd.DataFrame({"key_id": key_id, "word": cols["word"],
                          "countrycode": [c if c is not None else "" for c in cols["countrycode"]],
                          "recognized": recognized, "timestamp": cols["timestamp"]})

@@ -23,7 +23,7 @@ a 256 canvas with the line width scaled up and then downsamples with area interp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -97,7 +97,7 @@ class _Geometry:
     stroke_total: np.ndarray  # (S,) strokes in the stroke's drawing
     point_rank: np.ndarray  # (P,) point index within its stroke
     point_total: np.ndarray  # (P,) points in the point's stroke
-    extra: dict = field(default_factory=dict)
+    drawing_of_stroke: np.ndarray  # (S,) drawing index of each stroke
 
 
 def _scaled(d: Drawings) -> np.ndarray:
@@ -131,7 +131,7 @@ def _geometry(d: Drawings) -> _Geometry:
     drawing_of_stroke = np.repeat(np.arange(len(d)), strokes_per_drawing)
     stroke_rank = np.arange(len(lens)) - do[:-1][drawing_of_stroke]
     return _Geometry(d, _scaled(d), seg_start, stroke_of_point[seg_start], stroke_rank,
-                     strokes_per_drawing[drawing_of_stroke], point_rank, point_total)
+                     strokes_per_drawing[drawing_of_stroke], point_rank, point_total, drawing_of_stroke)
 
 
 def _ramp(pos: np.ndarray, total: np.ndarray, lo: float = 32.0, hi: float = 255.0) -> np.ndarray:
@@ -209,10 +209,8 @@ def segments(d: Drawings, variant: str, spec: RenderSpec = RenderSpec()) -> Segm
     pix = g.xy * scale + pad
     j = g.seg_start
     nxt = np.where(g.point_total[j] > 1, j + 1, j)
-    so, do = d.stroke_offsets, d.drawing_offsets
-    drawing_of_stroke = np.repeat(np.arange(len(d)), np.diff(do))
     return Segments(pix[j].astype(np.float32), pix[nxt].astype(np.float32), r.values(g, spec),
-                    drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, r.channels, len(d))
+                    g.drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, r.channels, len(d))
 
 
 def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec()) -> np.ndarray:
