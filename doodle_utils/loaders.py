@@ -1,0 +1,373 @@
+"""fastai data loaders over the packed store: drawings sampled, augmented and rendered per batch.
+
+A :class:`DoodleDL` is a fastai ``DataLoader`` whose items are drawing indices. It overrides
+``get_idxs`` (the epoch's sample: a shuffle, a class-balanced draw, or the split in order,
+from a seed and the epoch number, so a resumed run sees the same data) and ``create_batches``
+(a whole batch is gathered from the store, augmented on its coordinates and rendered at once,
+instead of fastai's item-by-item collation). Two places to render:
+
+* ``render_on="cpu"``: OpenCV (:func:`.render.render`) inside the loader's worker processes;
+* ``render_on="gpu"``: the workers (or the main process) hand over the packed coordinates,
+  and ``after_batch``, which fastai runs after moving the batch to the device, renders the
+  whole batch there with :func:`.render_torch.render_packed`.
+
+A batch is ``(images, country, label)``: images float in 0..1 ``(N, C, size, size)``, the
+country code index (for a model that embeds it; never painted) and the class index (-1 for
+test drawings). Augmentations act on coordinates before rendering (:class:`Augment`).
+Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
+training batch (:class:`PseudoLabels`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.data.load import DataLoader
+
+from .data import Drawings
+from .render import RENDERERS, RenderSpec, render
+from .store import Store
+
+SAMPLING = ("uniform", "balanced", "sequential")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Coordinate augmentations, each off at 0.
+
+    Attributes:
+        flip: probability of a left-right mirror.
+        scale: the largest relative change of size (uniform in ``1 ± scale``).
+        rotate: the largest rotation in degrees.
+        shear: the largest horizontal shear (x += shear * y, about the centre).
+        shift: the largest shift as a fraction of the 256 canvas.
+        stroke_dropout: probability of dropping each stroke (a drawing keeps at least one).
+
+    Raw drawings (``time3``) are re-normalised by the renderer, so scale and shift have no
+    effect on them; flips, rotation, shear and dropout do.
+    """
+
+    flip: float = 0.0
+    scale: float = 0.0
+    rotate: float = 0.0
+    shear: float = 0.0
+    shift: float = 0.0
+    stroke_dropout: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return any(v > 0 for v in (self.flip, self.scale, self.rotate, self.shear, self.shift,
+                                   self.stroke_dropout))
+
+
+def drop_strokes(d: Drawings, p: float, rng: np.random.Generator) -> Drawings:
+    """Drop each stroke with probability ``p``; a drawing that would lose all keeps its longest."""
+    lens = np.diff(d.stroke_offsets)
+    per_drawing = np.diff(d.drawing_offsets)
+    drawing_of_stroke = np.repeat(np.arange(len(d)), per_drawing)
+    keep = rng.random(len(lens)) >= p
+    kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(d))
+    for i in np.flatnonzero((kept == 0) & (per_drawing > 0)):
+        s0, s1 = d.drawing_offsets[i], d.drawing_offsets[i + 1]
+        keep[s0 + int(np.argmax(lens[s0:s1]))] = True
+    kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(d)).astype(np.int64)
+    stroke_offsets = np.zeros(int(keep.sum()) + 1, np.int64)
+    np.cumsum(lens[keep], out=stroke_offsets[1:])
+    drawing_offsets = np.zeros(len(d) + 1, np.int64)
+    np.cumsum(kept, out=drawing_offsets[1:])
+    pt_keep = np.repeat(keep, lens)
+    return Drawings(d.xy[pt_keep], None if d.t is None else d.t[pt_keep], stroke_offsets, drawing_offsets)
+
+
+def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
+    """A randomly transformed copy of a batch (float32 coordinates, clipped to 0..255)."""
+    if not aug.active:
+        return d
+    if aug.stroke_dropout > 0:
+        d = drop_strokes(d, aug.stroke_dropout, rng)
+    n = len(d)
+    counts = d.point_counts()
+    xy = d.xy.astype(np.float32)
+    if d.raw:  # to the 0..255 frame first, so the transform acts about the drawing's centre
+        from .render import _scaled
+        xy = _scaled(d).astype(np.float32)
+    flip = np.where(rng.random(n) < aug.flip, -1.0, 1.0)
+    s = 1 + rng.uniform(-aug.scale, aug.scale, n)
+    a = np.deg2rad(rng.uniform(-aug.rotate, aug.rotate, n))
+    sh = rng.uniform(-aug.shear, aug.shear, n)
+    t = rng.uniform(-aug.shift, aug.shift, (n, 2)) * 256
+    # per drawing: M = scale * R(a) @ [[1, sh], [0, 1]] @ diag(flip, 1), about the centre 127.5
+    c, si = np.cos(a), np.sin(a)
+    m = np.empty((n, 2, 2))
+    m[:, 0, 0] = s * c * flip
+    m[:, 0, 1] = s * (c * sh - si)
+    m[:, 1, 0] = s * si * flip
+    m[:, 1, 1] = s * (si * sh + c)
+    mp = np.repeat(m, counts, axis=0)
+    tp = np.repeat(t, counts, axis=0)
+    v = xy - 127.5
+    out = np.einsum("pij,pj->pi", mp, v) + 127.5 + tp
+    np.clip(out, 0, 255, out=out)
+    return Drawings(out.astype(np.float32), d.t, d.stroke_offsets, d.drawing_offsets)
+
+
+class Source:
+    """Drawings a loader samples from: a store (opened lazily, so workers reopen it) and the
+    indices of one split, with labels (the store's classes, or given ones for pseudo-labels)."""
+
+    def __init__(self, store_dir: str | Path, idx: np.ndarray | None = None,
+                 labels: np.ndarray | None = None, split: str | None = None,
+                 country_vocab: list[str] | None = None):
+        self.store_dir = str(store_dir)
+        self._store: Store | None = None
+        st = self.store
+        if idx is None:
+            idx = {"train": st.train_idx, "valid": st.valid_idx, None: np.arange(len(st))}[split]
+        self.idx = np.asarray(idx, np.int64)
+        self.labels = (st.labels(self.idx) if labels is None else np.asarray(labels)).astype(np.int64)
+        self.words = st.words
+        self.countries = list(st.countries) if country_vocab is None else list(country_vocab)
+        # country indices in ``countries`` (another store's vocabulary for test drawings);
+        # a country the vocabulary lacks gets the extra index len(countries)
+        pos = {c: i for i, c in enumerate(self.countries)}
+        remap = np.array([pos.get(c, len(self.countries)) for c in st.countries] + [len(self.countries)])
+        raw_c = np.asarray(st.country[self.idx]).astype(np.int64)
+        self.country = remap[np.where(raw_c < 0, len(st.countries), raw_c)]
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_dir, verify="none")
+        return self._store
+
+    def __getstate__(self):
+        return {**self.__dict__, "_store": None}
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):  # fastai asks for indexability; batches come from `take`
+        return self.idx[i]
+
+    def take(self, pos: np.ndarray) -> tuple[Drawings, np.ndarray, np.ndarray]:
+        """(drawings, labels, countries) at positions ``pos`` of this source."""
+        pos = np.asarray(pos, np.int64)
+        return self.store.drawings(self.idx[pos]), self.labels[pos], self.country[pos]
+
+
+@dataclass
+class PseudoLabels:
+    """Test drawings labelled by a model's confident predictions, mixed into training batches.
+
+    Attributes:
+        source: the test store's drawings that passed the threshold, with predicted labels.
+        frac: share of each training batch taken from them.
+    """
+
+    source: Source
+    frac: float
+
+    @classmethod
+    def from_predictions(cls, test_store: str | Path, probs: np.ndarray, threshold: float,
+                         frac: float, country_vocab: list[str] | None = None) -> "PseudoLabels":
+        """Keep test drawings whose top probability is at least ``threshold``."""
+        probs = np.asarray(probs)
+        st = Store(test_store, verify="none")
+        if len(probs) != len(st):
+            raise ValueError(f"{test_store}: {len(st)} test drawings but {len(probs)} predictions")
+        if not 0 < frac < 1:
+            raise ValueError(f"pseudo-label fraction must be in (0, 1), got {frac}")
+        conf = probs.max(axis=1)
+        keep = np.flatnonzero(conf >= threshold)
+        if len(keep) == 0:
+            raise ValueError(f"no test prediction reaches the pseudo-label threshold {threshold} "
+                             f"(highest {conf.max():.3f})")
+        return cls(Source(test_store, keep, probs[keep].argmax(axis=1), country_vocab=country_vocab), frac)
+
+
+class DoodleDL(DataLoader):
+    """A fastai DataLoader that renders whole batches of drawings (see the module docstring).
+
+    Args:
+        source: what to sample from.
+        bs: batch size (a callback may change it between epochs).
+        variant, spec: the renderer and how to draw (``spec.size`` may change between epochs).
+        sampling: "uniform" (a shuffle of the source), "balanced" (classes drawn equally
+            often, drawings with replacement) or "sequential" (in order, for validation/test).
+        epoch_size: drawings per epoch (default: the source's size).
+        augment: coordinate augmentations (training only).
+        render_on: "cpu" or "gpu" (the batch's device renders it, in ``after_batch``).
+        pseudo: test drawings with predicted labels to mix into each batch.
+        seed: with the epoch number, fixes each epoch's sample and augmentation.
+        channels_last: hand images over in channels-last memory format.
+    """
+
+    def __init__(self, source: Source, bs: int = 64, variant: str = "palette",
+                 spec: RenderSpec = RenderSpec(), sampling: str = "uniform",
+                 epoch_size: int | None = None, augment: Augment = Augment(),
+                 render_on: str = "cpu", pseudo: PseudoLabels | None = None, seed: int = 0,
+                 channels_last: bool = False, **kwargs):
+        if sampling not in SAMPLING:
+            raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+        if variant not in RENDERERS:
+            raise ValueError(f"unknown variant {variant!r}; have {sorted(RENDERERS)}")
+        if render_on not in ("cpu", "gpu"):
+            raise ValueError(f"render_on must be 'cpu' or 'gpu', got {render_on!r}")
+        if RENDERERS[variant].needs_time and not source.store.raw:
+            raise ValueError(f"variant {variant!r} needs a raw store with timings; "
+                             f"{source.store_dir} is {source.store.kind}")
+        self.source, self.variant, self.spec, self.sampling = source, variant, spec, sampling
+        self.epoch_size, self.aug, self.render_on = epoch_size, augment, render_on
+        self.pseudo, self.seed, self.channels_last, self.epoch = pseudo, seed, channels_last, 0
+        kwargs.pop("dataset", None), kwargs.pop("n", None)
+        super().__init__(dataset=source, bs=bs, n=epoch_size or len(source), **kwargs)
+
+    # ----- sampling
+    def _rng(self, *extra: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, *extra])
+
+    def get_idxs(self) -> list[int]:
+        """The epoch's positions; pseudo-labelled ones are encoded as ``-1 - position``."""
+        n, rng = self.n, self._rng()
+        if self.sampling == "sequential":
+            idx = np.arange(n) % len(self.source)
+        elif self.sampling == "uniform":
+            reps = math.ceil(n / len(self.source))
+            idx = np.concatenate([rng.permutation(len(self.source)) for _ in range(reps)])[:n]
+        else:
+            labels = self.source.labels
+            classes, inv = np.unique(labels, return_inverse=True)
+            members = np.argsort(inv, kind="stable")
+            start = np.r_[0, np.cumsum(np.bincount(inv))]
+            cls = rng.integers(0, len(classes), n)
+            idx = members[start[cls] + (rng.random(n) * (start[cls + 1] - start[cls])).astype(np.int64)]
+        if self.pseudo is not None:
+            k = max(1, round(self.pseudo.frac * self.bs))
+            n_batches = math.ceil(n / (self.bs - k))
+            main = idx[: n_batches * (self.bs - k)]
+            extra = -1 - rng.integers(0, len(self.pseudo.source), n_batches * k)
+            rows = [np.r_[main[b * (self.bs - k):(b + 1) * (self.bs - k)], extra[b * k:(b + 1) * k]]
+                    for b in range(n_batches)]
+            idx = np.concatenate(rows) if rows else idx
+        return idx.tolist()
+
+    def __len__(self) -> int:
+        if self.pseudo is None:
+            return super().__len__()
+        k = max(1, round(self.pseudo.frac * self.bs))
+        return math.ceil(self.n / (self.bs - k))
+
+    # ----- batches
+    def create_batches(self, samps):
+        buf: list[int] = []
+        for s in samps:
+            buf.append(s)
+            if len(buf) == self.bs:
+                yield self.make_batch(np.asarray(buf, np.int64))
+                buf = []
+        if buf and not self.drop_last:
+            yield self.make_batch(np.asarray(buf, np.int64))
+
+    def make_batch(self, pos: np.ndarray):
+        """Gather, augment and (on CPU) render the drawings at positions ``pos``."""
+        main = pos[pos >= 0]
+        d, y, country = self.source.take(main)
+        if (pos < 0).any():
+            pd_, py, pc = self.pseudo.source.take(-1 - pos[pos < 0])
+            d = Drawings.concat([d, pd_])
+            y, country = np.r_[y, py], np.r_[country, pc]
+        if self.aug.active:
+            d = augment(d, self.aug, self._rng(1, int(pos[0]), len(pos)))
+        # test drawings have no class (-1); fastai computes a loss on every batch it predicts,
+        # so they carry class 0, which nothing reads
+        y_t, c_t = torch.from_numpy(np.maximum(y, 0)), torch.from_numpy(country)
+        if self.render_on == "gpu":
+            xy = torch.from_numpy(np.ascontiguousarray(d.xy, np.float32))
+            t = torch.from_numpy(d.t.astype(np.float32)) if d.t is not None else torch.zeros(0)
+            return (xy, torch.from_numpy(d.stroke_offsets), torch.from_numpy(d.drawing_offsets), t,
+                    c_t, y_t)
+        return torch.from_numpy(render(d, self.variant, self.spec)), c_t, y_t
+
+    def after_batch(self, b):
+        """Render a packed batch on its device (GPU mode); scale to 0..1 floats."""
+        if self.render_on == "gpu":
+            from .render_torch import render_packed
+
+            xy, so, do, t, c, y = b
+            img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
+                                out_dtype=torch.float32)
+        else:
+            img, c, y = b
+            img = img.float().div_(255)
+        if self.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        return img, c, y
+
+    def new(self, **kwargs) -> "DoodleDL":
+        """A copy with some settings changed (fastai calls this for prediction loaders)."""
+        kw = dict(source=self.source, bs=self.bs, variant=self.variant, spec=self.spec,
+                  sampling=self.sampling, epoch_size=self.epoch_size, augment=self.aug,
+                  render_on=self.render_on, pseudo=self.pseudo, seed=self.seed,
+                  channels_last=self.channels_last, num_workers=self.fake_l.num_workers,
+                  drop_last=self.drop_last, device=self.device)
+        for k in ("shuffle", "get_idxs"):
+            kwargs.pop(k, None)
+        kw.update(kwargs)
+        return type(self)(**kw)
+
+    @property
+    def size(self) -> int:
+        return self.spec.size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self.spec = replace(self.spec, size=int(value))
+
+    @property
+    def channels(self) -> int:
+        return RENDERERS[self.variant].channels
+
+
+@dataclass
+class LoaderConfig:
+    """What the loaders of a training run need (built by :func:`make_dls`)."""
+
+    store_dir: str
+    test_store_dir: str | None = None
+    variant: str = "palette"
+    size: int = 64
+    line_width: float = 2.0
+    bs: int = 64
+    sampling: str = "uniform"
+    epoch_size: int | None = None
+    augment: Augment = field(default_factory=Augment)
+    render_on: str = "cpu"
+    num_workers: int = 0
+    seed: int = 0
+    channels_last: bool = False
+    pseudo: PseudoLabels | None = None
+
+
+def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
+    """fastai ``DataLoaders`` (train, valid) on the store's stratified split, and a test loader
+    over ``test_store_dir`` (or None)."""
+    from fastai.data.core import DataLoaders
+
+    spec = RenderSpec(size=cfg.size, line_width=cfg.line_width)
+    train_src, valid_src = Source(cfg.store_dir, split="train"), Source(cfg.store_dir, split="valid")
+    if len(train_src) == 0 or len(valid_src) == 0:
+        raise ValueError(f"{cfg.store_dir}: the split has {len(train_src)} training and "
+                         f"{len(valid_src)} validation drawings; both must be non-empty")
+    common = dict(variant=cfg.variant, spec=spec, render_on=cfg.render_on, seed=cfg.seed,
+                  channels_last=cfg.channels_last, num_workers=cfg.num_workers, device=device)
+    train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,
+                     augment=cfg.augment, pseudo=cfg.pseudo, drop_last=True, **common)
+    eval_bs = max(cfg.bs, 64) * 2
+    valid = DoodleDL(valid_src, bs=eval_bs, sampling="sequential", **common)
+    test = None
+    if cfg.test_store_dir:
+        test = DoodleDL(Source(cfg.test_store_dir, country_vocab=train_src.countries), bs=eval_bs, sampling="sequential", **common)
+    return DataLoaders(train, valid, device=device), test

@@ -1,0 +1,550 @@
+"""Training with fastai: timm backbones, one-cycle or SGDR snapshots, plateau tricks, resume.
+
+:func:`train` runs one configuration (:class:`TrainConfig`, filled from notebook 03's
+parameters) and leaves in its folder::
+
+    checkpoint.pth, state.json   the last finished epoch (weights, optimiser, schedule position)
+    history.csv                  one row per epoch (fastai's CSVLogger, appended on resume)
+    snapshots/snap_NN.pth        the weights at the end of each cycle (SGDR) or of the run
+    preds/snap_NN_{valid,test}.npy, preds/manifest.json
+                                 class probabilities of every snapshot, for notebook 04
+
+Schedules (``schedule``): ``one_cycle`` (``fit_one_cycle``); ``sgdr`` (cosine annealing with
+warm restarts, ``cycles`` of ``cycle_len`` epochs growing by ``cycle_mult``; the schedule is
+built from fastai's ``SchedCos``/``combine_scheds`` here because ``Learner.fit_sgdr`` divides
+by ``cycle_mult - 1`` and so cannot do equal cycles); ``plateau`` (constant LR, divided by
+``plateau_factor`` when the validation loss stalls: fastai's ``ReduceLROnPlateau``);
+``grow_batch`` (constant LR, the batch size multiplied by ``plateau_factor`` instead:
+"don't decay the learning rate, increase the batch size").
+
+Checkpoints are written by :class:`Checkpoint` rather than fastai's ``SaveModelCallback``
+because a killed run must never leave a half-written file: each save goes to a temporary name
+and is renamed. With ``resume=True`` a run whose folder holds a checkpoint of the same
+configuration continues from the epoch after it, at the same point of its LR schedule
+(fastai's ``start_epoch``), with the same data order (loaders seed each epoch by its number)
+and the callbacks' state (batch size, plateau counters) restored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
+
+from ._files import atomic_path, write_text_atomic
+from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
+from .render import RENDERERS
+
+log = logging.getLogger("doodle.train")
+SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# --------------------------------------------------------------------------- model
+
+class DoodleNet(torch.nn.Module):
+    """A timm backbone on rendered drawings, optionally joined by a country embedding.
+
+    Args:
+        arch: any timm model name (``timm.list_models()``).
+        n_classes, in_chans: output classes and image channels (timm adapts the first layer).
+        n_countries, country_dim: the country vocabulary size and embedding width (0: none).
+            With an embedding the backbone's pooled features and the country vector are
+            concatenated before a linear head.
+        pretrained_path: a local weights file (``.pth``/``.bin``/``.safetensors``, e.g. from a
+            Kaggle weights dataset). timm loads it through its pretrained-config ``file``
+            route: the classifier is dropped when the class count differs and the first
+            convolution is adapted to ``in_chans``.
+        drop_rate: dropout before the classifier.
+    """
+
+    def __init__(self, arch: str, n_classes: int, in_chans: int = 3, n_countries: int = 0,
+                 country_dim: int = 0, pretrained_path: str | None = None, drop_rate: float = 0.0):
+        super().__init__()
+        import timm
+
+        kw: dict[str, Any] = dict(in_chans=in_chans, drop_rate=drop_rate)
+        if pretrained_path:
+            if not Path(pretrained_path).is_file():
+                raise FileNotFoundError(f"pretrained weights {pretrained_path}: no such file")
+            kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
+        try:
+            self.body = timm.create_model(arch, num_classes=0 if country_dim else n_classes, **kw)
+        except RuntimeError as e:
+            if "Unknown model" not in str(e):
+                raise
+            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+            raise ValueError(f"unknown timm model {arch!r} (similar: {close})") from e
+        self.country = torch.nn.Embedding(n_countries + 1, country_dim) if country_dim else None
+        self.head = torch.nn.Linear(self.body.num_features + country_dim, n_classes) if country_dim else None
+
+    def forward(self, x: torch.Tensor, country: torch.Tensor | None = None) -> torch.Tensor:
+        if self.country is None:
+            return self.body(x)
+        return self.head(torch.cat([self.body(x), self.country(country)], dim=1))
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (notebook 03's parameters)."""
+
+    store_dir: str
+    out_dir: str
+    test_store_dir: str | None = None
+    arch: str = "resnet18"
+    pretrained_path: str | None = None
+    country_dim: int = 0
+    drop_rate: float = 0.0
+    variant: str = "palette"
+    size: int = 64
+    sizes: dict[int, int] | None = None  # progressive resizing: {first epoch: size}
+    line_width: float = 2.0
+    bs: int = 256
+    accumulate: int = 1  # batches per optimiser step (effective batch bs * accumulate)
+    sampling: str = "uniform"
+    epoch_size: int | None = None
+    augment: dict[str, float] = field(default_factory=dict)
+    render_on: str = "auto"  # "cpu", "gpu", or "auto": the GPU when there is one
+    num_workers: int = 0
+    schedule: str = "one_cycle"
+    epochs: int = 1
+    cycles: int = 3
+    cycle_len: int = 1
+    cycle_mult: int = 1
+    lr: float = 1e-3
+    wd: float = 1e-2
+    opt: str = "adam"
+    plateau_patience: int = 1
+    plateau_factor: float = 2.0
+    max_bs: int = 4096
+    label_smoothing: float = 0.0
+    precision: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    pseudo_preds: str | None = None  # test probabilities (.npy) to pseudo-label from
+    pseudo_threshold: float = 0.95
+    pseudo_frac: float = 0.25
+    resume: bool = True
+    seed: int = 0
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise ValueError naming the parameter that cannot work."""
+        def bad(name: str, why: str):
+            raise ValueError(f"training parameter {name}={getattr(self, name)!r}: {why}")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"one of {SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"one of {PRECISIONS}")
+        if self.opt not in ("adam", "sgd"):
+            bad("opt", "'adam' or 'sgd'")
+        if self.variant not in RENDERERS:
+            bad("variant", f"one of {sorted(RENDERERS)}")
+        if self.render_on not in ("auto", "cpu", "gpu"):
+            bad("render_on", "'auto', 'cpu' or 'gpu'")
+        if self.render_on == "gpu" and not torch.cuda.is_available():
+            bad("render_on", "no CUDA device here")
+        for name in ("bs", "epochs", "cycles", "cycle_len", "cycle_mult", "accumulate", "size"):
+            if getattr(self, name) < 1:
+                bad(name, "must be at least 1")
+        if not self.lr > 0:
+            bad("lr", "must be positive")
+        unknown = set(self.augment) - {f.name for f in dataclasses.fields(Augment)}
+        if unknown:
+            bad("augment", f"unknown keys {sorted(unknown)}")
+        if self.sizes and min(int(k) for k in self.sizes) != 0:
+            bad("sizes", "the first entry must start at epoch 0")
+        if self.pseudo_preds and not self.test_store_dir:
+            bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
+
+    @property
+    def n_epochs(self) -> int:
+        if self.schedule == "sgdr":
+            return sum(self.cycle_len * self.cycle_mult ** i for i in range(self.cycles))
+        return self.epochs
+
+    def snapshot_epochs(self) -> list[int]:
+        """Epoch counts after which a snapshot is saved (cycle ends for SGDR, else the end)."""
+        if self.schedule == "sgdr":
+            return list(np.cumsum([self.cycle_len * self.cycle_mult ** i for i in range(self.cycles)]))
+        return [self.epochs]
+
+    def fingerprint(self) -> str:
+        """Hash of what decides the training trajectory (not ``resume``/``progress``/workers)."""
+        d = {k: v for k, v in dataclasses.asdict(self).items()
+             if k not in ("resume", "progress", "num_workers", "out_dir")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- callbacks
+
+def _base_dl(dl):
+    """The DoodleDL inside a fastai DistributedDL wrapper (or the loader itself)."""
+    return getattr(dl, "dl", dl)
+
+
+def skipped(cb: Callback) -> bool:
+    """True in an epoch that a resumed fit skips (fastai still calls ``after_epoch`` there)."""
+    from fastai.learner import SkipToEpoch
+
+    skip = max((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), default=0)
+    return cb.epoch < skip
+
+
+def set_batch_size(learn, bs: int) -> None:
+    """Change the training batch size (on the wrapper too when training is distributed)."""
+    for dl in {id(x): x for x in (learn.dls.train, _base_dl(learn.dls.train))}.values():
+        dl.bs = bs
+
+
+class EpochSeed(Callback):
+    """Give the loaders the epoch number, which seeds their sample and augmentation."""
+
+    order = -10
+
+    def before_epoch(self):
+        for dl in (self.dls.train, self.dls.valid):
+            _base_dl(dl).epoch = self.epoch
+
+
+class ProgressiveResize(Callback):
+    """Render at ``sizes[e]`` from epoch ``e`` on (e.g. ``{0: 64, 2: 96, 4: 128}``)."""
+
+    order = -9
+
+    def __init__(self, sizes: dict[int, int]):
+        self.sizes = {int(k): int(v) for k, v in sizes.items()}
+
+    def size_at(self, epoch: int) -> int:
+        return self.sizes[max(k for k in self.sizes if k <= epoch)]
+
+    def before_epoch(self):
+        for dl in (self.dls.train, self.dls.valid):
+            _base_dl(dl).size = self.size_at(self.epoch)
+
+
+class _Restorable:
+    """Tracker state that survives a resume: ``restore`` is applied after ``before_fit``."""
+
+    restore: dict | None = None
+
+    def _apply_restore(self):
+        if self.restore:
+            self.best, self.wait = self.restore["best"], self.restore["wait"]
+
+    def tracker_state(self) -> dict:
+        return {"best": float(self.best), "wait": int(self.wait)}
+
+
+class ResumableReduceLROnPlateau(_Restorable, ReduceLROnPlateau):
+    """fastai's ReduceLROnPlateau whose best value and patience counter can be restored."""
+
+    def before_fit(self):
+        super().before_fit()
+        self._apply_restore()
+
+    def after_epoch(self):
+        if not skipped(self):
+            super().after_epoch()
+
+
+class GrowBatchOnPlateau(_Restorable, TrackerCallback):
+    """When ``monitor`` stalls for ``patience`` epochs, multiply the training batch size by
+    ``factor`` (up to ``max_bs``) instead of lowering the learning rate."""
+
+    order = TrackerCallback.order + 2
+
+    def __init__(self, monitor: str = "valid_loss", min_delta: float = 0.0, patience: int = 1,
+                 factor: float = 2.0, max_bs: int = 4096):
+        super().__init__(monitor=monitor, min_delta=min_delta, reset_on_fit=True)
+        self.patience, self.factor, self.max_bs = patience, factor, max_bs
+
+    def before_fit(self):
+        self.wait = 0
+        super().before_fit()
+        self._apply_restore()
+
+    def after_epoch(self):
+        if skipped(self):
+            return
+        super().after_epoch()
+        if self.new_best:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.wait = 0
+            old = _base_dl(self.dls.train).bs
+            new = int(min(old * self.factor, self.max_bs))
+            if new > old:
+                set_batch_size(self.learn, new)
+                print(f"Epoch {self.epoch}: batch size {old} -> {new}")
+
+
+class Checkpoint(Callback):
+    """After each epoch, atomically save weights + optimiser and the run's state (epoch,
+    batch size, tracker state, fingerprint); only on the main process."""
+
+    order = TrackerCallback.order + 10
+
+    def __init__(self, folder: Path, fingerprint: str, trackers: list):
+        self.folder, self.fingerprint, self.trackers = Path(folder), fingerprint, trackers
+
+    def after_epoch(self):
+        from fastai.learner import save_model
+        from fastai.torch_core import rank_distrib
+
+        if rank_distrib() or skipped(self):
+            return
+        with atomic_path(self.folder / "checkpoint.pth") as tmp:
+            save_model(tmp, self.learn.model, self.learn.opt, with_opt=True)
+        state = {"epoch": int(self.epoch), "bs": int(_base_dl(self.dls.train).bs),
+                 "fingerprint": self.fingerprint, "trackers": [t.tracker_state() for t in self.trackers]}
+        write_text_atomic(self.folder / "state.json", json.dumps(state, indent=1))
+
+
+class History(Callback):
+    """One row per finished epoch in ``history.csv``: the recorder's losses and metrics plus
+    the learning rate at the epoch's end, batch size and image size. fastai's CSVLogger is not
+    used because on resume it writes its header again and a row for every skipped epoch."""
+
+    order = TrackerCallback.order + 5
+
+    def __init__(self, path: Path, keep: bool):
+        self.path, self.keep = Path(path), keep
+
+    def before_fit(self):
+        import pandas as pd
+
+        self.rows = pd.read_csv(self.path).to_dict("records") if self.keep and self.path.exists() else []
+
+    def after_epoch(self):
+        import pandas as pd
+        from fastai.torch_core import rank_distrib
+
+        if rank_distrib() or skipped(self):
+            return
+        names = self.recorder.metric_names[1:-1]  # without "epoch" and "time"
+        row = {"epoch": int(self.epoch), **{n: float(v) for n, v in zip(names, self.recorder.values[-1])},
+               "lr": float(self.opt.hypers[-1]["lr"]), "bs": int(_base_dl(self.dls.train).bs),
+               "size": int(_base_dl(self.dls.train).size)}
+        self.rows.append(row)
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+
+
+class Snapshots(Callback):
+    """Save the weights at the end of each listed epoch count (cycle ends) as snap_NN.pth."""
+
+    order = Checkpoint.order - 1
+
+    def __init__(self, folder: Path, ends: list[int]):
+        self.folder, self.ends = Path(folder), [int(e) for e in ends]
+
+    def after_epoch(self):
+        from fastai.torch_core import get_model, rank_distrib
+
+        if rank_distrib() or skipped(self) or self.epoch + 1 not in self.ends:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        k = self.ends.index(self.epoch + 1)
+        with atomic_path(self.folder / f"snap_{k:02d}.pth") as tmp:
+            torch.save(get_model(self.learn.model).state_dict(), tmp)
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    learn: Any
+    folder: Path
+    snapshots: list[Path]
+    resumed_from: int | None  # the epoch a resumed run continued after, else None
+    preds: dict[str, dict[str, Path]]  # snapshot name -> {"valid": path, "test": path}
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | None = None):
+    """The fastai Learner for ``cfg`` (model, loss, optimiser, metrics, precision)."""
+    from functools import partial
+
+    import fastai.callback.fp16  # noqa: F401  (adds Learner.to_bf16 / to_fp16)
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
+    from fastai.callback.channelslast import ChannelsLast
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+    from fastai.optimizer import SGD, Adam
+
+    from .metrics import map3, top3_accuracy
+
+    base = _base_dl(dls.train)
+    model = DoodleNet(cfg.arch, len(base.source.words), base.channels, n_countries, cfg.country_dim,
+                      cfg.pretrained_path, cfg.drop_rate)
+    opt_func = Adam if cfg.opt == "adam" else partial(SGD, mom=0.9)
+    cbs = list(extra_cbs or [])
+    if cfg.channels_last:
+        cbs.append(ChannelsLast())
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=cfg.label_smoothing),
+                    opt_func=opt_func, metrics=[map3, accuracy, top3_accuracy], wd=cfg.wd,
+                    path=cfg.out_dir, model_dir=".", cbs=cbs)
+    dev = dls.device or pick_device()
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision != "fp32":
+        if dev.type != "cuda":
+            raise ValueError(f"precision={precision!r} needs a CUDA device (this run is on {dev})")
+        learn = learn.to_bf16() if precision == "bf16" else learn.to_fp16()
+    if cfg.compile:
+        learn.model.compile()
+    if cfg.accumulate > 1:
+        from fastai.callback.training import GradientAccumulation
+        learn.add_cb(GradientAccumulation(n_acc=cfg.bs * cfg.accumulate))
+    if not cfg.progress:
+        learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    return learn
+
+
+def _sgdr_scheduler(learn, cfg: TrainConfig):
+    from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
+
+    lens = [cfg.cycle_len * cfg.cycle_mult ** i for i in range(cfg.cycles)]
+    pcts = [n / sum(lens) for n in lens]
+    return ParamScheduler({"lr": combine_scheds(pcts, [SchedCos(cfg.lr, 0) for _ in lens])})
+
+
+def make_loaders(cfg: TrainConfig, device: torch.device):
+    """(DataLoaders, test loader) for ``cfg``."""
+    render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    pseudo = None
+    lcfg = LoaderConfig(store_dir=cfg.store_dir, test_store_dir=cfg.test_store_dir, variant=cfg.variant,
+                        size=(ProgressiveResize(cfg.sizes).size_at(0) if cfg.sizes else cfg.size),
+                        line_width=cfg.line_width, bs=cfg.bs, sampling=cfg.sampling,
+                        epoch_size=cfg.epoch_size, augment=Augment(**cfg.augment), render_on=render_on,
+                        num_workers=cfg.num_workers, seed=cfg.seed, channels_last=cfg.channels_last)
+    if cfg.pseudo_preds:
+        from .store import Store
+        vocab = Store(cfg.store_dir, verify="none").countries
+        lcfg.pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
+                                                    cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
+    return make_dls(lcfg, device)
+
+
+def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True) -> TrainResult:
+    """Train (or resume) ``cfg``; save checkpoints, snapshots and their predictions."""
+    cfg.check()
+    torch.manual_seed(cfg.seed)
+    folder = Path(cfg.out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    device = pick_device()
+    dls, test_dl = make_loaders(cfg, device)
+    n_countries = len(_base_dl(dls.train).source.countries)
+    trackers: list = []
+    if cfg.schedule == "plateau":
+        trackers.append(ResumableReduceLROnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor))
+    elif cfg.schedule == "grow_batch":
+        trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
+                                           max_bs=cfg.max_bs))
+    fp = cfg.fingerprint()
+    cbs = [EpochSeed(), Snapshots(folder / "snapshots", cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
+    if cfg.sizes:
+        cbs.append(ProgressiveResize(cfg.sizes))
+    learn = build_learner(cfg, dls, n_countries, cbs + list(extra_cbs or []))
+
+    start, resumed = 0, None
+    state_file = folder / "state.json"
+    if cfg.resume and state_file.exists() and (folder / "checkpoint.pth").exists():
+        state = json.loads(state_file.read_text())
+        if state.get("fingerprint") != fp:
+            raise ValueError(f"{folder}: holds a checkpoint of a different configuration "
+                             f"({state.get('fingerprint')} != {fp}); use another out_dir or resume=False")
+        learn.create_opt()
+        learn.load("checkpoint", with_opt=True, device=device)
+        start = resumed = state["epoch"] + 1
+        set_batch_size(learn, state["bs"])
+        for t, s in zip(trackers, state.get("trackers", [])):
+            t.restore = s
+        log.info(f"resuming {folder} after epoch {state['epoch']}")
+    else:
+        for p in [state_file, folder / "checkpoint.pth", folder / "history.csv", *folder.glob("snapshots/*.pth")]:
+            p.unlink(missing_ok=True)
+    learn.add_cb(History(folder / "history.csv", keep=start > 0))
+    for t in trackers:
+        learn.add_cb(t)
+
+    if start < cfg.n_epochs:
+        if cfg.schedule == "one_cycle":
+            learn.fit_one_cycle(cfg.epochs, cfg.lr, start_epoch=start)
+        elif cfg.schedule == "sgdr":
+            learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(learn, cfg), start_epoch=start)
+        else:
+            learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
+    snaps = sorted((folder / "snapshots").glob("snap_*.pth"))
+    preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds") if predict else {}
+    return TrainResult(learn, folder, snaps, resumed, preds)
+
+
+def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,
+                      folder: Path) -> dict[str, dict[str, Path]]:
+    """Class probabilities of each snapshot on the validation and test drawings (float16
+    .npy files) and a manifest naming the classes, labels and test key_ids."""
+    from fastai.torch_core import get_model
+
+    from .metrics import map_at_k
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = _base_dl(valid_dl).source
+    labels = src.labels
+    model = get_model(learn.model)
+    out: dict[str, dict[str, Path]] = {}
+    entries = []
+    for snap in snaps:
+        model.load_state_dict(torch.load(snap, map_location=learn.dls.device or "cpu", weights_only=True))
+        paths, entry = {}, {"snapshot": snap.stem}
+        for split, dl in (("valid", valid_dl), ("test", test_dl)):
+            if dl is None:
+                continue
+            probs, _ = learn.get_preds(dl=dl, reorder=False)
+            probs = probs.float().numpy()
+            p = folder / f"{snap.stem}_{split}.npy"
+            with atomic_path(p) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, probs.astype(np.float16))
+            paths[split] = p
+            if split == "valid":
+                entry["valid_map3"] = map_at_k(probs, labels)
+        out[snap.stem] = paths
+        entries.append(entry)
+    manifest = {"words": src.words, "valid_store": src.store_dir, "valid_idx": src.idx.tolist(),
+                "valid_labels": labels.tolist(), "snapshots": entries}
+    if test_dl is not None:
+        tsrc = _base_dl(test_dl).source
+        manifest["test_store"] = tsrc.store_dir
+        manifest["test_key_id"] = [str(k) for k in np.asarray(tsrc.store.key_id)[tsrc.idx]]
+    write_text_atomic(folder / "manifest.json", json.dumps(manifest))
+    return out
+
+
+def config_from_params(params: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a notebook's parameters (keys that are not training fields ignored)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw = {k: v for k, v in params.items() if k in names}
+    if isinstance(kw.get("sizes"), dict):
+        kw["sizes"] = {int(k): int(v) for k, v in kw["sizes"].items()}
+    return TrainConfig(**kw)
