@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``kaggle-bundle``.
+``train``, ``kaggle-bundle``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant.
 """
 from __future__ import annotations
@@ -113,6 +113,24 @@ def _run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train(a: argparse.Namespace) -> int:
+    import yaml
+
+    from .train import config_from_params, train
+
+    params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    params.update(_parse_sets(a.set))
+    try:
+        cfg = config_from_params(params, strict=True)
+    except (TypeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = train(cfg)
+    print(f"trained {cfg.arch} into {result.folder}: {len(result.snapshots)} snapshot(s)"
+          + (f", resumed after epoch {result.resumed_from - 1}" if result.resumed_from else ""))
+    return 0
+
+
 def _kaggle_bundle(a: argparse.Namespace) -> int:
     from .kaggle import bundle
 
@@ -169,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (YAML value), e.g. --set n_examples=4")
     s.set_defaults(fn=_run)
+
+    s = sub.add_parser("train", help="train one configuration (also under torchrun for several processes)")
+    s.add_argument("config", nargs="?", help="a YAML file of training parameters (notebook 03's names)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training parameter (YAML value), e.g. --set arch=resnet34")
+    s.set_defaults(fn=_train)
 
     s = sub.add_parser("kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
     s.add_argument("out_dir", type=Path)

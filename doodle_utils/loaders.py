@@ -306,6 +306,13 @@ class DoodleDL(DataLoader):
             img = img.contiguous(memory_format=torch.channels_last)
         return img, c, y
 
+    def to_detach(self, b, cpu: bool = True, gather: bool = True):
+        """Detach predictions without gathering across processes: this loader holds all of its
+        drawings (fastai's DistributedDL wrapper, which holds a share, gathers)."""
+        from fastai.torch_core import to_detach
+
+        return to_detach(b, cpu, gather=False)
+
     def new(self, **kwargs) -> "DoodleDL":
         """A copy with some settings changed (fastai calls this for prediction loaders)."""
         kw = dict(source=self.source, bs=self.bs, variant=self.variant, spec=self.spec,

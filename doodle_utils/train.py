@@ -30,6 +30,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,7 @@ class TrainConfig:
     opt: str = "adam"
     plateau_patience: int = 1
     plateau_factor: float = 2.0
+    plateau_min_delta: float = 0.0  # an improvement smaller than this counts as a plateau
     max_bs: int = 4096
     label_smoothing: float = 0.0
     precision: str = "auto"
@@ -446,6 +449,42 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
     return make_dls(lcfg, device)
 
 
+def world_size() -> int:
+    """Processes in this training job (``WORLD_SIZE``, set by torchrun or accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextmanager
+def _maybe_distributed(learn):
+    """fastai's ``distrib_ctx`` when launched with several processes, else nothing.
+
+    The loaders are wrapped in a ``DistributedDL`` (each process renders its share of every
+    epoch's sample) whose index broadcast also works on CPU with the gloo backend: fastai's
+    moves the indices to CUDA first, which only NCCL needs.
+    """
+    if world_size() < 2:
+        yield
+        return
+    from fastai.distributed import DistributedDL
+
+    class _DDL(DistributedDL):
+        def _broadcast(self, t, rank):
+            dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+            t = torch.tensor(t, dtype=torch.int64, device=dev)
+            torch.distributed.broadcast(t, rank)
+            return t.cpu().tolist()
+
+    original = list(learn.dls.loaders)
+    learn.dls.loaders = [_DDL(dl) for dl in original]
+    try:
+        # SyncBatchNorm is GPU-only; accelerate picks gloo for CPU processes only when told cpu
+        gpu = torch.cuda.is_available()
+        with learn.distrib_ctx(sync_bn=gpu, cpu=not gpu):
+            yield
+    finally:
+        learn.dls.loaders = original
+
+
 def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True) -> TrainResult:
     """Train (or resume) ``cfg``; save checkpoints, snapshots and their predictions."""
     cfg.check()
@@ -457,10 +496,11 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     n_countries = len(_base_dl(dls.train).source.countries)
     trackers: list = []
     if cfg.schedule == "plateau":
-        trackers.append(ResumableReduceLROnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor))
+        trackers.append(ResumableReduceLROnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
+                                                   min_delta=cfg.plateau_min_delta))
     elif cfg.schedule == "grow_batch":
         trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
-                                           max_bs=cfg.max_bs))
+                                           max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
     fp = cfg.fingerprint()
     cbs = [EpochSeed(), Snapshots(folder / "snapshots", cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
     if cfg.sizes:
@@ -489,14 +529,19 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
         learn.add_cb(t)
 
     if start < cfg.n_epochs:
-        if cfg.schedule == "one_cycle":
-            learn.fit_one_cycle(cfg.epochs, cfg.lr, start_epoch=start)
-        elif cfg.schedule == "sgdr":
-            learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(learn, cfg), start_epoch=start)
-        else:
-            learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
+        with _maybe_distributed(learn):
+            if cfg.schedule == "one_cycle":
+                learn.fit_one_cycle(cfg.epochs, cfg.lr, start_epoch=start)
+            elif cfg.schedule == "sgdr":
+                learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(learn, cfg), start_epoch=start)
+            else:
+                learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
     snaps = sorted((folder / "snapshots").glob("snap_*.pth"))
-    preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds") if predict else {}
+    from fastai.torch_core import rank_distrib
+
+    preds = {}
+    if predict and not rank_distrib():  # one process predicts, with the whole model
+        preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds")
     return TrainResult(learn, folder, snaps, resumed, preds)
 
 
@@ -541,9 +586,13 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
     return out
 
 
-def config_from_params(params: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a notebook's parameters (keys that are not training fields ignored)."""
+def config_from_params(params: dict[str, Any], strict: bool = False) -> TrainConfig:
+    """A TrainConfig from a notebook's parameters; other keys are ignored, or with ``strict``
+    an error naming them."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(params) - names)
+    if strict and unknown:
+        raise ValueError(f"unknown training parameters {unknown} (known: {sorted(names)})")
     kw = {k: v for k, v in params.items() if k in names}
     if isinstance(kw.get("sizes"), dict):
         kw["sizes"] = {int(k): int(v) for k, v in kw["sizes"].items()}
