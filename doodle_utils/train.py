@@ -210,7 +210,16 @@ def set_batch_size(learn, bs: int) -> None:
         dl.bs = bs
 
 
-class EpochSeed(Callback):
+class TrainOnly(Callback):
+    """A callback for fits only: fastai also sends fit and epoch events around ``get_preds``
+    (where a checkpoint, snapshot or size change would be wrong), so it stands down there,
+    as fastai's trackers do."""
+
+    def before_fit(self):
+        self.run = not hasattr(self, "gather_preds") and not hasattr(self, "lr_finder")
+
+
+class EpochSeed(TrainOnly):
     """Give the loaders the epoch number, which seeds their sample and augmentation."""
 
     order = -10
@@ -220,7 +229,7 @@ class EpochSeed(Callback):
             _base_dl(dl).epoch = self.epoch
 
 
-class ProgressiveResize(Callback):
+class ProgressiveResize(TrainOnly):
     """Render at ``sizes[e]`` from epoch ``e`` on (e.g. ``{0: 64, 2: 96, 4: 128}``)."""
 
     order = -9
@@ -294,7 +303,7 @@ class GrowBatchOnPlateau(_Restorable, TrackerCallback):
                 print(f"Epoch {self.epoch}: batch size {old} -> {new}")
 
 
-class Checkpoint(Callback):
+class Checkpoint(TrainOnly):
     """After each epoch, atomically save weights + optimiser and the run's state (epoch,
     batch size, tracker state, fingerprint); only on the main process."""
 
@@ -316,9 +325,9 @@ class Checkpoint(Callback):
         write_text_atomic(self.folder / "state.json", json.dumps(state, indent=1))
 
 
-class History(Callback):
+class History(TrainOnly):
     """One row per finished epoch in ``history.csv``: the recorder's losses and metrics plus
-    the learning rate at the epoch's end, batch size and image size. fastai's CSVLogger is not
+    what the epoch trained with: the learning rate of its last batch, batch size, image size. fastai's CSVLogger is not
     used because on resume it writes its header again and a row for every skipped epoch."""
 
     order = TrackerCallback.order + 5
@@ -329,7 +338,13 @@ class History(Callback):
     def before_fit(self):
         import pandas as pd
 
+        super().before_fit()
         self.rows = pd.read_csv(self.path).to_dict("records") if self.keep and self.path.exists() else []
+
+    def before_validate(self):
+        """What this epoch trained with (before a plateau callback changes it)."""
+        dl = _base_dl(self.dls.train)
+        self.trained_with = {"lr": float(self.opt.hypers[-1]["lr"]), "bs": int(dl.bs), "size": int(dl.size)}
 
     def after_epoch(self):
         import pandas as pd
@@ -339,14 +354,13 @@ class History(Callback):
             return
         names = self.recorder.metric_names[1:-1]  # without "epoch" and "time"
         row = {"epoch": int(self.epoch), **{n: float(v) for n, v in zip(names, self.recorder.values[-1])},
-               "lr": float(self.opt.hypers[-1]["lr"]), "bs": int(_base_dl(self.dls.train).bs),
-               "size": int(_base_dl(self.dls.train).size)}
+               **self.trained_with}
         self.rows.append(row)
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
 
 
-class Snapshots(Callback):
+class Snapshots(TrainOnly):
     """Save the weights at the end of each listed epoch count (cycle ends) as snap_NN.pth."""
 
     order = Checkpoint.order - 1

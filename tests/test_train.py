@@ -1,0 +1,337 @@
+"""Training: loaders, model, every schedule trick acting, resume, snapshots, predictions, DDP.
+
+Runs on a small synthetic competition with timm's tiny ``test_resnet`` at 32 px, on CPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastai.callback.core import Callback
+
+from doodle_utils import metrics
+from doodle_utils.loaders import Augment, DoodleDL, PseudoLabels, Source, augment, drop_strokes
+from doodle_utils.render import RenderSpec
+from doodle_utils.store import Store, pack_competition
+from doodle_utils.synth import make_competition
+from doodle_utils.train import DoodleNet, TrainConfig, config_from_params, train
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train_data")
+    make_competition(tmp / "data", classes=6, per_class=50, test_per_class=8, seed=1)
+    pack_competition(tmp / "data", tmp / "store", workers=1, valid_frac=0.2, seed=0)
+    return tmp / "store" / "train", tmp / "store" / "test"
+
+
+def _cfg(stores, out, **kw) -> TrainConfig:
+    base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16,
+                epochs=2, epoch_size=64, lr=2e-3, progress=False, resume=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Record(Callback):
+    """Per training batch: (epoch, iter, lr used, batch size, image shape, memory format)."""
+
+    order = 100
+
+    def __init__(self):
+        self.rows = []
+
+    def after_batch(self):
+        if self.training:
+            x = self.xb[0]
+            self.rows.append((self.epoch, self.iter, float(self.opt.hypers[0]["lr"]), len(x), tuple(x.shape),
+                              x.is_contiguous(memory_format=torch.channels_last)))
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_map_at_3_known_values_and_torch_agrees():
+    probs = np.array([[0.5, 0.3, 0.2, 0.0], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.3, 0.2, 0.4, 0.1]])
+    labels = np.array([0, 2, 3, 1])  # ranks 1, 2, absent, 3
+    assert metrics.map_at_k(probs, labels) == pytest.approx((1 + 1 / 2 + 0 + 1 / 3) / 4)
+    assert float(metrics.map3(torch.tensor(probs), torch.tensor(labels))) == pytest.approx((1 + 0.5 + 0 + 1 / 3) / 4)
+    assert float(metrics.top3_accuracy(torch.tensor(probs), torch.tensor(labels))) == 0.75
+    assert metrics.top_k(np.array([[0.2, 0.4, 0.4]]), 2).tolist() == [[1, 2]]  # ties: lower index first
+    pc = metrics.per_class_accuracy(probs, labels, ["a", "b", "c", "d"])
+    assert pc.set_index("word").loc["d", "map3"] == 0 and pc.set_index("word").loc["a", "top1"] == 1
+
+
+# --------------------------------------------------------------------------- loaders
+
+def test_sampling_is_seeded_per_epoch_and_balanced(stores):
+    src = Source(stores[0], split="train")
+    dl = DoodleDL(src, bs=16, spec=RenderSpec(size=32), sampling="uniform")
+    a = dl.get_idxs()
+    assert sorted(a) == list(range(len(src)))  # a permutation
+    assert dl.get_idxs() == a
+    dl.epoch = 1
+    assert dl.get_idxs() != a
+    # an imbalanced source: class 0 has 10x the drawings of the others
+    keep = np.flatnonzero((src.labels == 0) | (np.arange(len(src)) % 10 == 0))
+    sub = Source(stores[0], idx=src.idx[keep])
+    counts = np.bincount(sub.labels[DoodleDL(sub, sampling="balanced", epoch_size=6000).get_idxs()])
+    assert counts.min() / counts.max() > 0.85
+    uni = np.bincount(sub.labels[DoodleDL(sub, sampling="uniform").get_idxs()])
+    assert uni[0] > 3 * uni[1:].max()
+
+
+def test_batches_are_rendered_images_with_country_and_label(stores):
+    src = Source(stores[1], country_vocab=Store(stores[0]).countries)
+    dl = DoodleDL(src, bs=10, variant="strokes3", spec=RenderSpec(size=32), sampling="sequential")
+    x, c, y = dl.one_batch()
+    assert x.shape == (10, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert (y == 0).all()  # test drawings carry a placeholder class
+    assert c.max() <= len(src.countries)
+
+
+def test_gpu_render_path_matches_cpu_render_path(stores):
+    """render_on="gpu" renders in after_batch with the torch renderer; on CPU tensors here."""
+    src = Source(stores[0], split="valid")
+    kw = dict(bs=24, spec=RenderSpec(size=32), sampling="sequential", variant="palette")
+    a = DoodleDL(src, render_on="cpu", **kw).one_batch()[0]
+    b = DoodleDL(src, render_on="gpu", **kw).one_batch()[0]
+    assert a.shape == b.shape
+    assert (a - b).abs().mean() * 255 < 3  # the renderers' stated tolerance (render_torch.MAX_MAD)
+
+
+def test_augmentations_act(stores):
+    st = Store(stores[0])
+    d = st.drawings(np.arange(40))
+    rng = np.random.default_rng(0)
+    flipped = augment(d, Augment(flip=1.0), rng)
+    assert np.allclose(flipped.xy[:, 0], 255 - d.xy[:, 0].astype(np.float32))
+    assert np.allclose(flipped.xy[:, 1], d.xy[:, 1])
+    turned = augment(d, Augment(rotate=15, scale=0.1), rng)
+    assert not np.allclose(turned.xy, d.xy) and turned.xy.min() >= 0 and turned.xy.max() <= 255
+    all_d = st.drawings(np.arange(len(st)))
+    multi = all_d.take(all_d.stroke_counts() >= 3)
+    assert len(multi) >= 20
+    dropped = drop_strokes(multi, 0.5, rng)
+    assert len(dropped) == len(multi) and (dropped.stroke_counts() >= 1).all()
+    assert 0.3 < dropped.stroke_counts().sum() / multi.stroke_counts().sum() < 0.8
+    everything = drop_strokes(multi, 1.0, rng)  # each drawing keeps its longest stroke
+    assert (everything.stroke_counts() == 1).all()
+    lens = np.diff(multi.stroke_offsets)
+    longest = [lens[a:b].max() for a, b in zip(multi.drawing_offsets[:-1], multi.drawing_offsets[1:])]
+    assert everything.point_counts().tolist() == longest
+
+
+def test_pseudo_labels_fill_a_fixed_share_of_every_batch(stores, tmp_path):
+    test = Store(stores[1])
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(6) * 0.2, len(test)).astype(np.float32)
+    pseudo = PseudoLabels.from_predictions(stores[1], probs, threshold=0.5, frac=0.25)
+    assert (pseudo.source.labels == probs[pseudo.source.idx].argmax(1)).all()
+    assert (probs[pseudo.source.idx].max(1) >= 0.5).all()
+    dl = DoodleDL(Source(stores[0], split="train"), bs=16, spec=RenderSpec(size=32), pseudo=pseudo)
+    idx = np.asarray(dl.get_idxs())
+    per_batch = (idx.reshape(-1, 16) < 0).sum(axis=1)
+    assert (per_batch == 4).all()
+    with pytest.raises(ValueError, match="threshold"):
+        PseudoLabels.from_predictions(stores[1], probs, threshold=1.01, frac=0.25)
+
+
+# --------------------------------------------------------------------------- model
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path):
+    import timm
+
+    src = timm.create_model("test_resnet", num_classes=1000, in_chans=3)
+    path = tmp_path / "weights.pth"
+    torch.save(src.state_dict(), path)
+    net = DoodleNet("test_resnet", n_classes=6, in_chans=1, pretrained_path=str(path))
+    sd, ref = net.body.state_dict(), src.state_dict()
+    first = "stem.conv1.weight" if "stem.conv1.weight" in ref else next(k for k, v in ref.items() if v.ndim == 4)
+    assert torch.allclose(sd[first], ref[first].sum(dim=1, keepdim=True))  # timm's in_chans adaptation
+    same = [k for k in ref if k != first and k in sd and sd[k].shape == ref[k].shape and "fc" not in k]
+    assert same and all(torch.equal(sd[k], ref[k]) for k in same)
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 6)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        DoodleNet("test_resnet", 6, pretrained_path=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="unknown timm model"):
+        DoodleNet("resnet_does_not_exist", 6)
+
+
+def test_country_embedding_joins_the_head():
+    net = DoodleNet("test_resnet", n_classes=6, in_chans=3, n_countries=4, country_dim=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    a = net(x, torch.tensor([0, 0]))
+    b = net(x, torch.tensor([3, 3]))
+    assert a.shape == (2, 6) and not torch.allclose(a, b)
+
+
+# --------------------------------------------------------------------------- schedules and tricks
+
+def test_sgdr_restarts_the_lr_and_snapshots_each_cycle(stores, tmp_path):
+    rec = Record()
+    r = train(_cfg(stores, tmp_path / "sgdr", schedule="sgdr", cycles=3, cycle_len=1, cycle_mult=1,
+                   test_store_dir=str(stores[1])), extra_cbs=[rec])
+    lrs = pd.DataFrame(rec.rows, columns=["epoch", "iter", "lr", "bs", "shape", "cl"])
+    first = lrs[lrs.iter == 0].lr.to_numpy()
+    last = lrs.groupby("epoch").lr.last().to_numpy()
+    assert np.allclose(first, 2e-3, rtol=0.05)  # every cycle restarts at the peak
+    assert (last < 0.2 * first).all()  # and anneals within it
+    assert [p.name for p in r.snapshots] == ["snap_00.pth", "snap_01.pth", "snap_02.pth"]
+    man = json.loads((tmp_path / "sgdr" / "preds" / "manifest.json").read_text())
+    assert [s["snapshot"] for s in man["snapshots"]] == ["snap_00", "snap_01", "snap_02"]
+    valid = np.load(r.preds["snap_02"]["valid"]).astype(np.float32)
+    test = np.load(r.preds["snap_02"]["test"])
+    assert valid.shape == (len(man["valid_labels"]), 6) and test.shape == (len(Store(stores[1])), 6)
+    assert np.allclose(valid.sum(1), 1, atol=1e-2)
+    assert man["snapshots"][2]["valid_map3"] == pytest.approx(metrics.map_at_k(valid, np.array(man["valid_labels"])), abs=1e-3)
+    assert len(man["test_key_id"]) == len(test)
+    # predicting (fastai sends fit events around get_preds) left the run's records alone
+    assert json.loads((tmp_path / "sgdr" / "state.json").read_text())["epoch"] == 2
+    assert list(pd.read_csv(tmp_path / "sgdr" / "history.csv").epoch) == [0, 1, 2]
+    # cycle_mult grows the cycles: 1 + 2 epochs, snapshots after epochs 1 and 3
+    assert _cfg(stores, tmp_path, schedule="sgdr", cycles=2, cycle_mult=2).snapshot_epochs() == [1, 3]
+
+
+class Kill(Callback):
+    order = 200
+
+    def after_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_killed_run_resumes_at_the_same_schedule_position(stores, tmp_path):
+    kw = dict(epochs=3, augment={"flip": 0.5, "rotate": 10, "stroke_dropout": 0.1})
+    full = Record()
+    train(_cfg(stores, tmp_path / "full", **kw), extra_cbs=[full], predict=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(stores, tmp_path / "cut", **kw), extra_cbs=[Kill()], predict=False)
+    assert json.loads((tmp_path / "cut" / "state.json").read_text())["epoch"] == 1
+    part = Record()
+    r = train(_cfg(stores, tmp_path / "cut", resume=True, **kw), extra_cbs=[part], predict=False)
+    assert r.resumed_from == 2
+    assert [row[:3] for row in part.rows] == [row[:3] for row in full.rows if row[0] == 2]
+    h_full = pd.read_csv(tmp_path / "full" / "history.csv")
+    h_cut = pd.read_csv(tmp_path / "cut" / "history.csv")
+    assert list(h_cut.epoch) == [0, 1, 2]
+    assert h_cut.valid_loss.to_numpy() == pytest.approx(h_full.valid_loss.to_numpy(), rel=1e-4)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(_cfg(stores, tmp_path / "cut", resume=True, epochs=3, lr=1e-2), predict=False)
+
+
+def test_reduce_lr_on_plateau_lowers_the_lr(stores, tmp_path):
+    # min_delta larger than any loss change: every epoch after the first is a plateau
+    train(_cfg(stores, tmp_path / "p", schedule="plateau", epochs=3, plateau_min_delta=100.0,
+               plateau_factor=4.0), predict=False)
+    lr = pd.read_csv(tmp_path / "p" / "history.csv").lr.to_numpy()  # what each epoch trained with
+    assert lr == pytest.approx([2e-3, 2e-3, 2e-3 / 4])
+
+
+def test_grow_batch_on_plateau_multiplies_the_batch_size(stores, tmp_path):
+    rec = Record()
+    train(_cfg(stores, tmp_path / "g", schedule="grow_batch", epochs=3, epoch_size=128, plateau_min_delta=100.0,
+               plateau_factor=2.0, max_bs=48), extra_cbs=[rec], predict=False)
+    h = pd.read_csv(tmp_path / "g" / "history.csv")
+    # epoch 0 sets the best loss; epochs 1 and 2 stall, each doubling the size (capped at 48)
+    assert list(h.bs) == [16, 16, 32] and (h.lr == 2e-3).all()
+    seen = pd.DataFrame(rec.rows, columns=["epoch", "iter", "lr", "bs", "shape", "cl"]).groupby("epoch").bs.max()
+    assert list(seen) == [16, 16, 32]  # the loader really hands over bigger batches
+    assert json.loads((tmp_path / "g" / "state.json").read_text())["bs"] == 48
+
+
+def test_progressive_resize_and_channels_last(stores, tmp_path):
+    rec = Record()
+    train(_cfg(stores, tmp_path / "r", sizes={0: 32, 1: 48}, channels_last=True), extra_cbs=[rec], predict=False)
+    shapes = {e: s for e, _, _, _, s, _ in rec.rows}
+    assert shapes[0][-1] == 32 and shapes[1][-1] == 48
+    assert all(cl for *_, cl in rec.rows)
+    assert list(pd.read_csv(tmp_path / "r" / "history.csv")["size"]) == [32, 48]
+
+
+def test_gradient_accumulation_matches_one_large_batch(stores, tmp_path):
+    """4 batches of 8 accumulated give the gradient of one batch of 32 (BatchNorm held in
+    eval mode so that batch statistics do not differ)."""
+    from doodle_utils.train import build_learner, make_loaders, pick_device
+
+    class Grab(Callback):
+        order = 50
+
+        def before_batch(self):
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+        def before_step(self):
+            self.grads = [p.grad.clone() for p in self.model.parameters() if p.grad is not None]
+            raise KeyboardInterrupt  # stop at the first real step
+
+    grads = []
+    for bs, acc in ((32, 1), (8, 4)):
+        cfg = _cfg(stores, tmp_path / f"acc{bs}", bs=bs, accumulate=acc, sampling="uniform", epoch_size=64)
+        torch.manual_seed(0)
+        dls, _ = make_loaders(cfg, pick_device())
+        grab = Grab()
+        learn = build_learner(cfg, dls, n_countries=len(dls.train.source.countries), extra_cbs=[grab])
+        with pytest.raises(KeyboardInterrupt):
+            learn.fit(1, 1e-3)
+        grads.append(grab.grads)
+    assert len(grads[0]) == len(grads[1])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_optimiser_choice_and_precision_checks(stores, tmp_path):
+    from doodle_utils.train import build_learner, make_loaders, pick_device
+
+    cfg = _cfg(stores, tmp_path / "o", opt="sgd")
+    dls, _ = make_loaders(cfg, pick_device())
+    learn = build_learner(cfg, dls, 1)
+    learn.create_opt()
+    assert learn.opt.hypers[0]["mom"] == 0.9 and "sqr_mom" not in learn.opt.hypers[0]
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            build_learner(_cfg(stores, tmp_path / "o", precision="bf16"), dls, 1)
+    with pytest.raises(ValueError, match="schedule"):
+        _cfg(stores, tmp_path, schedule="warp").check()
+    with pytest.raises(ValueError, match="augment"):
+        _cfg(stores, tmp_path, augment={"blur": 1}).check()
+    with pytest.raises(ValueError, match="unknown training parameters"):
+        config_from_params({"store_dir": "x", "out_dir": "y", "lrr": 1}, strict=True)
+
+
+def test_pseudo_labelled_training_and_country_embedding_run(stores, tmp_path):
+    test = Store(stores[1])
+    probs = np.eye(6, dtype=np.float32)[np.arange(len(test)) % 6]
+    np.save(tmp_path / "p.npy", probs)
+    r = train(_cfg(stores, tmp_path / "pl", epochs=1, test_store_dir=str(stores[1]), pseudo_preds=str(tmp_path / "p.npy"),
+                   pseudo_threshold=0.9, pseudo_frac=0.25, country_dim=4))
+    assert r.snapshots and np.load(r.preds["snap_00"]["test"]).shape == (len(test), 6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_training_with_bf16_and_gpu_rendering(stores, tmp_path):
+    r = train(_cfg(stores, tmp_path / "gpu", precision="bf16", render_on="gpu", channels_last=True))
+    assert r.snapshots
+
+
+def test_two_process_data_parallel_training_with_gloo(stores, tmp_path):
+    """`torchrun` with two CPU processes: each renders half of every epoch, DDP averages the
+    gradients (gloo), one process writes checkpoints and predictions."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "doodle_utils", "train",
+           "--set", f"store_dir={stores[0]}", "--set", f"out_dir={out}", "--set", "arch=test_resnet",
+           "--set", "size=32", "--set", "bs=16", "--set", "epoch_size=128", "--set", "epochs=2",
+           "--set", "progress=false"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert (out / "snapshots" / "snap_00.pth").exists() and (out / "preds" / "manifest.json").exists()
+    assert list(pd.read_csv(out / "history.csv").epoch) == [0, 1]
+    assert p.stdout.count("trained test_resnet") == 2  # both processes finished
