@@ -390,6 +390,8 @@ class TrainResult:
     snapshots: list[Path]
     resumed_from: int | None  # the epoch a resumed run continued after, else None
     preds: dict[str, dict[str, Path]]  # snapshot name -> {"valid": path, "test": path}
+    lrs: list[float] = field(default_factory=list)  # LR of every training batch of this fit
+    iters_per_epoch: int = 0
 
 
 def pick_device() -> torch.device:
@@ -550,13 +552,15 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
                 learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(learn, cfg), start_epoch=start)
             else:
                 learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
+    lrs = [float(x) for x in learn.recorder.lrs] if start < cfg.n_epochs else []  # predicting resets them
+    iters = len(dls.train)
     snaps = sorted((folder / "snapshots").glob("snap_*.pth"))
     from fastai.torch_core import rank_distrib
 
     preds = {}
     if predict and not rank_distrib():  # one process predicts, with the whole model
         preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds")
-    return TrainResult(learn, folder, snaps, resumed, preds)
+    return TrainResult(learn, folder, snaps, resumed, preds, lrs, iters)
 
 
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,

@@ -1,0 +1,68 @@
+"""Figures and summaries of a training run for notebook 03 (from its folder and its Learner)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def plot_history(history: pd.DataFrame):
+    """Losses and MAP@3 per epoch, beside what each epoch trained with (LR, batch, size)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.4), constrained_layout=True)
+    ax = fig.subplots(1, 3)
+    e = history["epoch"]
+    ax[0].plot(e, history["train_loss"], "o-", label="train (smoothed)")
+    ax[0].plot(e, history["valid_loss"], "o-", label="valid")
+    ax[0].set(title="loss", xlabel="epoch"), ax[0].legend()
+    ax[1].plot(e, history["map3"], "o-", label="MAP@3")
+    ax[1].plot(e, history["accuracy"], "o-", label="top-1")
+    ax[1].set(title="validation", xlabel="epoch", ylim=(0, 1)), ax[1].legend()
+    ax[2].plot(e, history["lr"], "o-", color="C3")
+    ax[2].set(title="LR of the epoch's last batch", xlabel="epoch", yscale="log")
+    twin = ax[2].twinx()
+    twin.step(e, history["bs"], where="mid", color="C2", label="batch size")
+    twin.step(e, history["size"], where="mid", color="C4", label="image size")
+    twin.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_schedule(lrs: list[float], iters_per_epoch: int):
+    """The learning rate of every training batch of this fit (restarts show as jumps)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 2.8), constrained_layout=True)
+    ax = fig.subplots()
+    x = np.arange(len(lrs)) / max(iters_per_epoch, 1)
+    ax.plot(x, lrs)
+    ax.set(xlabel="epoch", ylabel="learning rate", title="LR per batch")
+    return fig
+
+
+def plot_per_class(per_class: pd.DataFrame, n: int = 12):
+    """MAP@3 of the worst and best ``n`` classes."""
+    from matplotlib.figure import Figure
+
+    show = pd.concat([per_class.head(n), per_class.tail(n)]).drop_duplicates("word")
+    fig = Figure(figsize=(8, 0.22 * len(show) + 1), constrained_layout=True)
+    ax = fig.subplots()
+    ax.barh(show["word"], show["map3"], color=np.where(show["map3"] < per_class["map3"].median(), "C3", "C0"))
+    ax.invert_yaxis()
+    ax.set(xlabel="validation MAP@3", xlim=(0, 1), title=f"worst and best {n} classes")
+    return fig
+
+
+def snapshot_table(preds_dir: str | Path) -> pd.DataFrame:
+    """Validation MAP@3 of each snapshot, from the predictions' manifest."""
+    man = json.loads((Path(preds_dir) / "manifest.json").read_text())
+    return pd.DataFrame(man["snapshots"])
+
+
+def load_valid(preds_dir: str | Path, snapshot: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(probabilities, labels, words) of one snapshot on the validation split."""
+    man = json.loads((Path(preds_dir) / "manifest.json").read_text())
+    probs = np.load(Path(preds_dir) / f"{snapshot}_valid.npy").astype(np.float32)
+    return probs, np.asarray(man["valid_labels"]), man["words"]
