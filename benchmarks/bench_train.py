@@ -1,0 +1,142 @@
+"""Training throughput: fastai end to end from the packed store against the model's own limit.
+
+For each (model, size) — resnet18@64, resnet34@128, seresnext26d_32x4d@128 on a GPU;
+resnet18@32 and @64 on a CPU-only machine (informational) — measured in one run:
+
+* ``limit``: training steps (forward, loss, backward, Adam step) on one batch already on the
+  device — bf16 autocast and channels-last on a GPU, fp32 on a CPU;
+* ``e2e gpu-render``: ``doodle_utils.train`` (fastai ``Learner.fit``) sampling from the store,
+  gathering and augmenting on the CPU and rendering ``palette`` on the GPU (GPU only);
+* ``e2e cpu-render``: the same with OpenCV rendering in N loader worker processes.
+
+Images/s are counted over the training phase of an epoch (validation cancelled), after a
+warm-up epoch; the ratio is against ``limit`` (target on the H100: at least 0.9). On a GPU
+the peak memory of the limit run is reported per batch size. Data: the smoke run's store
+(``outputs/smoke/store/train``), made with ``make demo``. Results go to
+``benchmarks/_work/results_train.json``. Run: ``python -m benchmarks train``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "_work"
+STORE = ROOT / "outputs" / "smoke" / "store" / "train"
+GPU_CONFIGS = (("resnet18", 64), ("resnet34", 128), ("seresnext26d_32x4d", 128))
+CPU_CONFIGS = (("resnet18", 32), ("resnet18", 64))
+
+
+def step_limit(arch: str, size: int, bs: int, device: torch.device, steps: int) -> tuple[float, float]:
+    """(images/s, peak GiB) of training steps on one batch already on ``device``."""
+    from doodle_utils.train import DoodleNet
+
+    model = DoodleNet(arch, 340, 3).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.rand(bs, 3, size, size, device=device)
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 340, (bs,), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    rate = steps * bs / (time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
+    return rate, peak
+
+
+def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int) -> float:
+    """Training images/s of ``doodle_utils.train`` over one epoch of ``steps`` batches."""
+    from fastai.callback.core import Callback, CancelValidException
+
+    from doodle_utils.train import TrainConfig, build_learner, make_loaders, pick_device
+
+    class Clock(Callback):
+        order = 100
+
+        def before_train(self):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+
+        def after_train(self):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.t0)
+
+        def before_validate(self):
+            raise CancelValidException
+
+    cfg = TrainConfig(store_dir=str(STORE), out_dir=str(WORK / "train"), arch=arch, size=size, bs=bs,
+                      epoch_size=bs * steps, render_on=render_on, num_workers=workers, progress=False,
+                      channels_last=torch.cuda.is_available(), resume=False)
+    dls, _ = make_loaders(cfg, pick_device())
+    clock = Clock()
+    clock.times = []
+    learn = build_learner(cfg, dls, len(dls.train.source.countries), extra_cbs=[clock])
+    learn.fit(2, 1e-3)  # the first epoch warms up (cuDNN autotuning, worker start)
+    return bs * steps / clock.times[-1]
+
+
+def run() -> dict:
+    if not (STORE / "manifest.json").exists():
+        raise SystemExit(f"{STORE}: no store; run `make demo` first")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    workers = min(16, os.cpu_count() or 1)
+    configs = GPU_CONFIGS if cuda else CPU_CONFIGS
+    bs, steps = (512, 30) if cuda else (64, 4)
+    rows = []
+    for arch, size in configs:
+        limit, peak = step_limit(arch, size, bs, device, steps)
+        row = {"model": arch, "size": size, "bs": bs, "limit": limit, "peak_gib": peak}
+        if cuda:
+            row["e2e_gpu_render"] = end_to_end(arch, size, bs, steps, "gpu", 0)
+        row["e2e_cpu_render"] = end_to_end(arch, size, bs, steps, "cpu", workers if cuda else 0)
+        rows.append(row)
+    mem = []
+    if cuda:
+        for b in (256, 512, 1024, 2048):
+            mem.append({"model": "resnet18", "size": 64, "bs": b,
+                        "peak_gib": step_limit("resnet18", 64, b, device, 5)[1]})
+    name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    print(f"\ntraining images/s on {name} ({'bf16, channels-last' if cuda else 'CPU, fp32'}), batch {bs}:")
+    print("| model | size | limit (batch on device) | e2e, GPU rendering | e2e, CPU rendering |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        g = f"{r['e2e_gpu_render']:,.0f} ({r['e2e_gpu_render'] / r['limit']:.2f})" if "e2e_gpu_render" in r else "-"
+        c = f"{r['e2e_cpu_render']:,.0f} ({r['e2e_cpu_render'] / r['limit']:.2f})"
+        print(f"| {r['model']} | {r['size']} | {r['limit']:,.0f} (1.00) | {g} | {c} |")
+    for m in mem:
+        print(f"peak memory resnet18@64 batch {m['bs']}: {m['peak_gib']:.2f} GiB")
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = {"device": name, "rows": rows, "memory": mem}
+    (WORK / "results_train.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    run()
