@@ -335,3 +335,13 @@ def test_two_process_data_parallel_training_with_gloo(stores, tmp_path):
     assert (out / "snapshots" / "snap_00.pth").exists() and (out / "preds" / "manifest.json").exists()
     assert list(pd.read_csv(out / "history.csv").epoch) == [0, 1]
     assert p.stdout.count("trained test_resnet") == 2  # both processes finished
+
+
+@pytest.mark.skipif(__import__("shutil").which("cc") is None, reason="torch.compile on CPU needs a C compiler")
+def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(stores, tmp_path):
+    """``compile=True`` compiles the model in place (~1 minute on 2 cores), so checkpoints keep
+    the plain parameter names."""
+    r = train(_cfg(stores, tmp_path / "c", epochs=1, epoch_size=32, compile=True), predict=False)
+    assert getattr(r.learn.model, "_compiled_call_impl", None) is not None
+    plain = DoodleNet("test_resnet", 6, 3)
+    plain.load_state_dict(torch.load(r.snapshots[0], weights_only=True))
