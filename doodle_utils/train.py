@@ -604,6 +604,15 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
     return out
 
 
+def run_config(params: dict[str, Any], store_dir: str | Path, out_dir: str | Path, run_label: str) -> TrainConfig:
+    """Notebook 03's configuration: its parameters plus the run's stores (``<store_dir>/train``,
+    and ``<store_dir>/test`` when one was packed) and ``<out_dir>/train/<run_label>``."""
+    test = Path(store_dir) / "test"
+    return config_from_params({**params, "store_dir": str(Path(store_dir) / "train"),
+                               "test_store_dir": str(test) if (test / "manifest.json").exists() else None,
+                               "out_dir": str(Path(out_dir) / "train" / run_label)})
+
+
 def config_from_params(params: dict[str, Any], strict: bool = False) -> TrainConfig:
     """A TrainConfig from a notebook's parameters; other keys are ignored, or with ``strict``
     an error naming them."""

@@ -106,6 +106,18 @@ def test_gpu_render_path_matches_cpu_render_path(stores):
     assert (a - b).abs().mean() * 255 < 3  # the renderers' stated tolerance (render_torch.MAX_MAD)
 
 
+def test_worker_processes_render_the_same_batches(stores):
+    """CPU rendering in two loader processes gives the batches of the main process, in order
+    (each batch's sample and augmentation depend only on the seed, epoch and its positions)."""
+    src = Source(stores[0], split="train")
+    kw = dict(bs=32, spec=RenderSpec(size=32), augment=Augment(flip=0.5, rotate=10), seed=3)
+    main = list(DoodleDL(src, num_workers=0, **kw))
+    workers = list(DoodleDL(src, num_workers=2, **kw))
+    assert len(main) == len(workers) == len(src) // 32 + (len(src) % 32 > 0)
+    for a, b in zip(main, workers):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+
+
 def test_augmentations_act(stores):
     st = Store(stores[0])
     d = st.drawings(np.arange(40))
@@ -345,3 +357,13 @@ def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(stores, tmp_p
     assert getattr(r.learn.model, "_compiled_call_impl", None) is not None
     plain = DoodleNet("test_resnet", 6, 3)
     plain.load_state_dict(torch.load(r.snapshots[0], weights_only=True))
+
+
+def test_run_config_takes_the_test_store_only_when_packed(stores, tmp_path):
+    from doodle_utils.train import run_config
+
+    cfg = run_config({"arch": "test_resnet", "data_dir": "not a training field"}, stores[0].parent, tmp_path, "lbl")
+    assert cfg.test_store_dir == str(stores[1]) and cfg.store_dir == str(stores[0])
+    assert cfg.out_dir == str(tmp_path / "train" / "lbl") and cfg.arch == "test_resnet"
+    (tmp_path / "only_train").mkdir()
+    assert run_config({}, tmp_path / "only_train", tmp_path, "x").test_store_dir is None
