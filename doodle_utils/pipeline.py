@@ -150,6 +150,7 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     for name, decl in declared.items():
         p = {k: v for k, v in params.items() if k in decl}
         p.update((per_nb.get(name) or {}))
+        p.update({k: v for k, v in (overrides or {}).items() if k in decl})  # --set beats the profile
         for k, v in p.items():
             want = decl[k].get("inferred_type_name", "None")
             types = _TYPES.get(want)

@@ -109,7 +109,7 @@ class TrainConfig:
     drop_rate: float = 0.0
     variant: str = "palette"
     size: int = 64
-    sizes: dict[int, int] | None = None  # progressive resizing: {first epoch: size}
+    progressive_sizes: dict[int, int] | None = None  # {first epoch: size}, e.g. {0: 64, 2: 96, 4: 128}
     line_width: float = 2.0
     bs: int = 256
     accumulate: int = 1  # batches per optimiser step (effective batch bs * accumulate)
@@ -165,8 +165,8 @@ class TrainConfig:
         unknown = set(self.augment) - {f.name for f in dataclasses.fields(Augment)}
         if unknown:
             bad("augment", f"unknown keys {sorted(unknown)}")
-        if self.sizes and min(int(k) for k in self.sizes) != 0:
-            bad("sizes", "the first entry must start at epoch 0")
+        if self.progressive_sizes and min(int(k) for k in self.progressive_sizes) != 0:
+            bad("progressive_sizes", "the first entry must start at epoch 0")
         if self.pseudo_preds and not self.test_store_dir:
             bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
 
@@ -453,7 +453,7 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
     render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
     pseudo = None
     lcfg = LoaderConfig(store_dir=cfg.store_dir, test_store_dir=cfg.test_store_dir, variant=cfg.variant,
-                        size=(ProgressiveResize(cfg.sizes).size_at(0) if cfg.sizes else cfg.size),
+                        size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size),
                         line_width=cfg.line_width, bs=cfg.bs, sampling=cfg.sampling,
                         epoch_size=cfg.epoch_size, augment=Augment(**cfg.augment), render_on=render_on,
                         num_workers=cfg.num_workers, seed=cfg.seed, channels_last=cfg.channels_last)
@@ -519,8 +519,8 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
                                            max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
     fp = cfg.fingerprint()
     cbs = [EpochSeed(), Snapshots(folder / "snapshots", cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
-    if cfg.sizes:
-        cbs.append(ProgressiveResize(cfg.sizes))
+    if cfg.progressive_sizes:
+        cbs.append(ProgressiveResize(cfg.progressive_sizes))
     learn = build_learner(cfg, dls, n_countries, cbs + list(extra_cbs or []))
 
     start, resumed = 0, None
@@ -621,6 +621,6 @@ def config_from_params(params: dict[str, Any], strict: bool = False) -> TrainCon
     if strict and unknown:
         raise ValueError(f"unknown training parameters {unknown} (known: {sorted(names)})")
     kw = {k: v for k, v in params.items() if k in names}
-    if isinstance(kw.get("sizes"), dict):
-        kw["sizes"] = {int(k): int(v) for k, v in kw["sizes"].items()}
+    if isinstance(kw.get("progressive_sizes"), dict):
+        kw["progressive_sizes"] = {int(k): int(v) for k, v in kw["progressive_sizes"].items()}
     return TrainConfig(**kw)

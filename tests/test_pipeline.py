@@ -50,6 +50,13 @@ def test_each_notebook_gets_only_its_parameters(tmp_path, nbs):
     assert per["02_second"] == {"n": 5, "ratio": 0.25, "out_dir": str(tmp_path / "out" / "t")}
 
 
+def test_set_overrides_beat_the_profiles_per_notebook_values(tmp_path, nbs):
+    prof, per = pipeline.load_profile(profile(tmp_path, params={"n": 5}, notebooks={"01_first": {"word": "z", "n": 7}}),
+                                      nbs, overrides={"word": "cli"})
+    assert per["01_first"]["word"] == "cli" and per["02_second"]["word"] == "cli"
+    assert per["01_first"]["n"] == 7 and per["02_second"]["n"] == 5
+
+
 @pytest.mark.parametrize("body, message", [
     ({"params": {"nope": 1}}, "unknown key 'params.nope'"),
     ({"params": {"n": "five"}}, "'n' for 01_first must be int"),

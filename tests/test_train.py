@@ -260,7 +260,7 @@ def test_grow_batch_on_plateau_multiplies_the_batch_size(stores, tmp_path):
 
 def test_progressive_resize_and_channels_last(stores, tmp_path):
     rec = Record()
-    train(_cfg(stores, tmp_path / "r", sizes={0: 32, 1: 48}, channels_last=True), extra_cbs=[rec], predict=False)
+    train(_cfg(stores, tmp_path / "r", progressive_sizes={0: 32, 1: 48}, channels_last=True), extra_cbs=[rec], predict=False)
     shapes = {e: s for e, _, _, _, s, _ in rec.rows}
     assert shapes[0][-1] == 32 and shapes[1][-1] == 48
     assert all(cl for *_, cl in rec.rows)
