@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``kaggle-bundle``.
+``train``, ``balance``, ``check-submission``, ``kaggle-bundle``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant.
 """
 from __future__ import annotations
@@ -131,6 +131,40 @@ def _train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _balance(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .balance import balance, proxy_score
+
+    probs = np.load(a.probs)
+    t0 = time.perf_counter()
+    ranked = balance(probs, a.method)
+    dt = time.perf_counter() - t0
+    from ._files import atomic_path
+
+    with atomic_path(a.out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, ranked.astype(np.int32))
+    print(f"{a.method}: {len(ranked)} drawings in {dt:.2f}s; proxy score {proxy_score(probs):.0f} -> "
+          f"{proxy_score(ranked[:, 0], probs.shape[1]):.0f}; ranked top-3 written to {a.out}")
+    return 0
+
+
+def _check_submission(a: argparse.Namespace) -> int:
+    from .kaggle import SubmissionError, check_submission
+
+    words = None
+    if a.words:
+        words = [w.strip() for w in Path(a.words).read_text().splitlines() if w.strip()]
+    try:
+        n = check_submission(a.file, a.sample, words)
+    except SubmissionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{a.file}: {n} rows, valid")
+    return 0
+
+
 def _kaggle_bundle(a: argparse.Namespace) -> int:
     from .kaggle import bundle
 
@@ -193,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a training parameter (YAML value), e.g. --set arch=resnet34")
     s.set_defaults(fn=_train)
+
+    s = sub.add_parser("balance", help="balance test probabilities (.npy, N x C) to equal class counts")
+    s.add_argument("probs", type=Path)
+    s.add_argument("out", type=Path, help="ranked top-3 class indices (.npy)")
+    s.add_argument("--method", default="greedy", choices=["none", "greedy", "iterative", "optimal"])
+    s.set_defaults(fn=_balance)
+
+    s = sub.add_parser("check-submission", help="validate a key_id,word submission file")
+    s.add_argument("file", type=Path)
+    s.add_argument("--sample", type=Path, help="sample_submission.csv: the same key_ids must appear")
+    s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them)")
+    s.set_defaults(fn=_check_submission)
 
     s = sub.add_parser("kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
     s.add_argument("out_dir", type=Path)

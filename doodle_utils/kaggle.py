@@ -211,3 +211,90 @@ def validate_metadata(folder: str | Path) -> list[str]:
         if not any("doodle-setup" in c.metadata.get("tags", []) for c in nb.cells):
             out.append("the notebook lacks the doodle_utils set-up cell")
     return out
+
+
+# --------------------------------------------------------------------------- submissions
+
+class SubmissionError(ValueError):
+    """A submission file Kaggle would reject or mis-score: names the file and first bad row."""
+
+
+def label(word: str) -> str:
+    """A class name as Kaggle's submission spells it (spaces -> underscores)."""
+    return word.replace(" ", "_")
+
+
+def write_submission(path: str | Path, key_ids: Sequence, ranked, words: Sequence[str],
+                     sample: str | Path | None = None) -> Path:
+    """Write ``key_id,word`` with up to three space-separated labels per drawing, atomically,
+    after checking it (against ``sample_submission.csv`` when given).
+
+    Args:
+        key_ids: the test drawings' key_ids, in the order of ``ranked``'s rows.
+        ranked: (N, k) class indices into ``words``, best first (k from 1 to 3).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ._files import atomic_path
+
+    ranked = np.asarray(ranked)
+    if ranked.ndim != 2 or not 1 <= ranked.shape[1] <= 3 or len(ranked) != len(key_ids):
+        raise SubmissionError(f"{path}: need (N, 1..3) ranked classes for {len(key_ids)} key_ids, got {ranked.shape}")
+    names = np.array([label(w) for w in words], dtype=object)
+    text = [" ".join(r) for r in names[ranked]]
+    df = pd.DataFrame({"key_id": [str(k) for k in key_ids], "word": text})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+        check_submission(tmp, sample, words, shown_as=path)
+    return path
+
+
+def check_submission(path: str | Path, sample: str | Path | None = None, words: Sequence[str] | None = None,
+                     shown_as: str | Path | None = None) -> int:
+    """Validate a submission; return its row count.
+
+    Checks: the header ``key_id,word``; every row has a key_id and 1-3 space-separated labels,
+    no label twice; labels are known classes (``words``, spaces as underscores) when given;
+    key_ids are unique and, with ``sample``, the same set as ``sample_submission.csv``'s.
+
+    Raises:
+        SubmissionError: naming the file, the first bad row (1-based line) and the problem.
+    """
+    import csv
+
+    name = shown_as or path
+    known = {label(w) for w in words} if words is not None else None
+    seen: dict[str, int] = {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != ["key_id", "word"]:
+            raise SubmissionError(f"{name}: line 1: header must be 'key_id,word', got {header}")
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 2:
+                raise SubmissionError(f"{name}: line {line}: {len(row)} fields, expected 2")
+            key, text = row[0].strip(), row[1].split()
+            if not key.isdigit():
+                raise SubmissionError(f"{name}: line {line}: key_id {row[0]!r} is not a number")
+            if key in seen:
+                raise SubmissionError(f"{name}: line {line}: key_id {key} repeats line {seen[key]}")
+            seen[key] = line
+            if not 1 <= len(text) <= 3:
+                raise SubmissionError(f"{name}: line {line} (key_id {key}): {len(text)} labels, expected 1 to 3")
+            if len(set(text)) != len(text):
+                raise SubmissionError(f"{name}: line {line} (key_id {key}): a label repeats in {row[1]!r}")
+            if known is not None and (bad := [t for t in text if t not in known]):
+                raise SubmissionError(f"{name}: line {line} (key_id {key}): unknown class {bad[0]!r}")
+    if sample is not None:
+        with open(sample, newline="") as f:
+            want = [r[0].strip() for r in list(csv.reader(f))[1:] if r]
+        if len(want) != len(seen):
+            raise SubmissionError(f"{name}: {len(seen)} rows, {sample} has {len(want)}")
+        missing = next((k for k in want if k not in seen), None)
+        if missing is not None:
+            extra = next(k for k in seen if k not in set(want))
+            raise SubmissionError(f"{name}: line {seen[extra]}: key_id {extra} is not in {sample} "
+                                  f"(which has {missing}, missing here)")
+    return len(seen)
