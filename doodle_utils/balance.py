@@ -219,3 +219,22 @@ def compare(probs: np.ndarray, labels: np.ndarray | None = None, caps: np.ndarra
                                 None if labels is None else map_at_k_ranked(ranked, labels),
                                 float(logp[np.arange(len(top1)), top1].sum()), over))
     return out
+
+
+def hidden_test_labels(data_dir, key_ids, words) -> np.ndarray | None:
+    """Class indices of the test drawings from ``test_labels.csv`` (the synthetic
+    competition writes one; Kaggle's data has none: None)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(data_dir) / "test_labels.csv"
+    if not path.exists() or key_ids is None:
+        return None
+    df = pd.read_csv(path, dtype={"key_id": str})
+    word_of = dict(zip(df["key_id"], df["word"]))
+    index = {w: i for i, w in enumerate(words)}
+    missing = [k for k in key_ids if k not in word_of]
+    if missing:
+        raise ValueError(f"{path}: no label for key_id {missing[0]} ({len(missing)} missing)")
+    return np.array([index.get(word_of[k], -1) for k in key_ids])

@@ -65,3 +65,13 @@ def test_rendering_results_on_the_synthetic_default(smoke_run):
         assert set(m["images_s"][v]) == {"32", "64"} and min(m["images_s"][v].values()) > 0
     for fig in m["figures"]:
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5_000
+
+
+def test_smoke_pipeline_ends_with_a_validated_submission(smoke_run):
+    from doodle_utils.kaggle import check_submission
+
+    out, _ = smoke_run
+    sample = out.parent / "data" / "sample_submission.csv"
+    assert check_submission(out / "submission.csv", sample) == len(sample.read_text().splitlines()) - 1
+    balanced = json.loads((out / "metrics" / "05_balance_submit.json").read_text())
+    assert {r["method"] for r in balanced["test"]} == {"none", "greedy", "iterative", "optimal"}

@@ -1,0 +1,182 @@
+"""Snapshot and model ensembles of saved class probabilities (notebook 04).
+
+Members are the per-snapshot predictions that :func:`.train.predict_snapshots` writes
+(``<run>/preds/snap_NN_{valid,test}.npy`` with a ``manifest.json``), from one run or several
+runs over the same store. They combine by a weighted arithmetic mean of probabilities or a
+weighted geometric mean (mean of log-probabilities, renormalised). Weights come from greedy
+ensemble selection with replacement (Caruana et al. 2004): start empty, repeatedly add the
+member that most improves the score, a member may be added again; the weights are the
+counts. The score is validation MAP@3, or, with no labels, minus the proxy score on the test
+predictions (:func:`.balance.proxy_score`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .balance import proxy_score
+from .metrics import map_at_k
+
+
+@dataclass
+class Member:
+    """One snapshot's predictions."""
+
+    name: str  # "<run>/<snapshot>"
+    valid: np.ndarray
+    test: np.ndarray | None
+
+
+@dataclass
+class Members:
+    """Snapshots of one or more runs over the same validation and test drawings."""
+
+    members: list[Member]
+    labels: np.ndarray
+    words: list[str]
+    test_key_id: list[str] | None
+
+
+def load_runs(run_dirs: list[str | Path]) -> Members:
+    """Every snapshot's predictions of the given training folders (``<out_dir>/train/<label>``)."""
+    members, ref = [], None
+    for run in map(Path, run_dirs):
+        mpath = run / "preds" / "manifest.json"
+        if not mpath.exists():
+            raise FileNotFoundError(f"{mpath}: no predictions (train with predict=True first)")
+        man = json.loads(mpath.read_text())
+        key = (man["words"], man["valid_idx"], man.get("test_key_id"))
+        if ref is None:
+            ref = (key, man)
+        elif key != ref[0]:
+            raise ValueError(f"{run}: predicts other classes or drawings than {run_dirs[0]}")
+        for snap in man["snapshots"]:
+            name = snap["snapshot"]
+            test = run / "preds" / f"{name}_test.npy"
+            members.append(Member(f"{run.name}/{name}", np.load(run / "preds" / f"{name}_valid.npy").astype(np.float32),
+                                  np.load(test).astype(np.float32) if test.exists() else None))
+    if ref is None:
+        raise ValueError("no training runs given")
+    man = ref[1]
+    return Members(members, np.asarray(man["valid_labels"]), man["words"], man.get("test_key_id"))
+
+
+def combine(probs: list[np.ndarray], weights: np.ndarray | None = None, mean: str = "arith") -> np.ndarray:
+    """Weighted arithmetic or geometric mean of class probabilities (rows sum to 1)."""
+    w = np.ones(len(probs)) if weights is None else np.asarray(weights, np.float64)
+    if len(w) != len(probs) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be non-negative, one per member, not all zero")
+    w = w / w.sum()
+    if mean == "arith":
+        out = sum(wi * p.astype(np.float64) for wi, p in zip(w, probs) if wi > 0)
+    elif mean == "geom":
+        out = np.exp(sum(wi * np.log(np.maximum(p.astype(np.float64), 1e-12)) for wi, p in zip(w, probs) if wi > 0))
+    else:
+        raise ValueError(f"mean must be 'arith' or 'geom', got {mean!r}")
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def select_weights(probs: list[np.ndarray], score: Callable[[np.ndarray], float], rounds: int = 20,
+                   mean: str = "arith") -> np.ndarray:
+    """Greedy selection with replacement: weights (counts) that maximise ``score``."""
+    counts = np.zeros(len(probs))
+    best = -np.inf
+    for _ in range(rounds):
+        trials = []
+        for i in range(len(probs)):
+            c = counts.copy()
+            c[i] += 1
+            trials.append(score(combine(probs, c, mean)))
+        i = int(np.argmax(trials))
+        if trials[i] <= best and counts.sum() > 0:
+            break
+        counts[i] += 1
+        best = trials[i]
+    return counts
+
+
+def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataFrame", dict[str, np.ndarray]]:
+    """Validation MAP@3 (and test proxy score) of every member and of the ensembles: equal
+    weights, weights selected on validation MAP@3, and weights selected on the test proxy."""
+    import pandas as pd
+
+    valid = [x.valid for x in m.members]
+    tests = [x.test for x in m.members]
+    has_test = all(t is not None for t in tests)
+    rows = []
+    for x in m.members:
+        rows.append({"model": x.name, "valid_map3": map_at_k(x.valid, m.labels),
+                     "test_proxy": proxy_score(x.test) if has_test else None})
+    weights = {"equal": np.ones(len(valid)),
+               "selected on valid MAP@3": select_weights(valid, lambda p: map_at_k(p, m.labels), rounds, mean)}
+    if has_test:
+        weights["selected on test proxy"] = select_weights(tests, lambda p: -proxy_score(p), rounds, mean)
+    for name, w in weights.items():
+        rows.append({"model": f"ensemble, {name}", "valid_map3": map_at_k(combine(valid, w, mean), m.labels),
+                     "test_proxy": proxy_score(combine(tests, w, mean)) if has_test else None})
+    return pd.DataFrame(rows), weights
+
+
+def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dict[str, Path]:
+    """Write the ensemble's validation/test probabilities and a manifest (for notebook 05)."""
+    from ._files import atomic_path, write_text_atomic
+
+    out = Path(out_dir)
+    paths = {}
+    for split in ("valid", "test"):
+        probs = [getattr(x, split) for x in m.members]
+        if any(p is None for p in probs):
+            continue
+        p = out / f"{split}.npy"
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, combine(probs, weights, mean).astype(np.float16))
+        paths[split] = p
+    write_text_atomic(out / "manifest.json", json.dumps({
+        "words": m.words, "valid_labels": m.labels.tolist(), "test_key_id": m.test_key_id, "mean": mean,
+        "members": [x.name for x in m.members], "weights": [float(w) for w in weights]}))
+    return paths
+
+
+def run_dirs(out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:
+    """Training folders under ``<out_dir>/train`` that hold predictions (``labels``: only those)."""
+    base = Path(out_dir) / "train"
+    found = sorted(p.parent.parent for p in base.glob("*/preds/manifest.json"))
+    if labels:
+        missing = [x for x in labels if not (base / x / "preds" / "manifest.json").exists()]
+        if missing:
+            raise FileNotFoundError(f"{base}: no predictions for {missing} (have {[p.name for p in found]})")
+        return [base / x for x in labels]
+    if not found:
+        raise FileNotFoundError(f"{base}: no training run with predictions; run notebook 03 first")
+    return found
+
+
+def load_saved(folder: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(validation probabilities, test probabilities or None, manifest) saved by :func:`save`."""
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    if not mpath.exists():
+        raise FileNotFoundError(f"{mpath}: no ensemble; run notebook 04 first")
+    test = folder / "test.npy"
+    return (np.load(folder / "valid.npy").astype(np.float32),
+            np.load(test).astype(np.float32) if test.exists() else None, json.loads(mpath.read_text()))
+
+
+def plot_members(table: "pd.DataFrame"):
+    """Validation MAP@3 against the test proxy score, one point per member and ensemble."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), constrained_layout=True)
+    ax = fig.subplots()
+    ens = table["model"].str.startswith("ensemble")
+    ax.scatter(table.loc[~ens, "test_proxy"], table.loc[~ens, "valid_map3"], label="snapshots")
+    ax.scatter(table.loc[ens, "test_proxy"], table.loc[ens, "valid_map3"], marker="*", s=160, label="ensembles")
+    ax.set(xlabel="test proxy score (lower: more balanced)", ylabel="validation MAP@3",
+           title="does the label-free proxy track MAP@3?")
+    ax.legend()
+    return fig
