@@ -4,7 +4,9 @@ Input: a simulated classifier on a class-balanced labelled set of Kaggle's test 
 (112,199 drawings × 340 classes, 330 per class less one): logits N(0, 1) plus 2.2 for the
 true class plus a fixed per-class bias N(0, 0.6), so some classes are over-predicted, the
 situation balancing is for. ``none`` (plain top-3) is the baseline in the same run. The
-``--small`` option runs 359 × 12 instead. Run: ``python -m benchmarks balance``.
+``--small`` option runs 359 × 12 instead. When the ``real_sample`` profile's notebook 03 has
+run, a second table balances its held-out real predictions, cut to a balanced set (4
+drawings of every class that has 4). Run: ``python -m benchmarks balance``.
 """
 from __future__ import annotations
 
@@ -26,19 +28,49 @@ def simulated(n_per: int, c: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return (p / p.sum(1, keepdims=True)).astype(np.float32), labels
 
 
+REAL_PREDS = Path(__file__).resolve().parents[1] / "outputs" / "real_sample" / "train" / "real_resnet18_palette64" / "preds"
+
+
+def real_balanced(preds_dir: Path = REAL_PREDS, per_class: int = 4) -> tuple[np.ndarray, np.ndarray] | None:
+    """A balanced real set: the real-sample profile's held-out predictions, ``per_class``
+    drawings of every class that has that many (None when that run is not there)."""
+    man_path = preds_dir / "manifest.json"
+    if not man_path.exists():
+        return None
+    man = json.loads(man_path.read_text())
+    last = man["snapshots"][-1]["snapshot"]
+    probs = np.load(preds_dir / f"{last}_valid.npy").astype(np.float32)
+    labels = np.asarray(man["valid_labels"])
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)
+                           if (labels == c).sum() >= per_class])
+    kept_classes = np.unique(labels[keep])
+    sub = probs[keep][:, kept_classes]  # the classes of the balanced set only
+    remap = np.searchsorted(kept_classes, labels[keep])
+    return sub / sub.sum(1, keepdims=True), remap
+
+
+def _table(title: str, rows: list[dict]) -> None:
+    base = rows[0]
+    print(f"\n{title}:")
+    print("| method | seconds | proxy score | MAP@3 (Δ vs none) | total log-prob | max over cap |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['method']} | {r['seconds']:.2f} | {r['proxy']:,.0f} | {r['map3']:.4f} ({r['map3'] - base['map3']:+.4f}) "
+              f"| {r['log_prob']:,.0f} | {r['max_over_cap']} |")
+
+
 def run(argv: list[str] | None = None) -> list[dict]:
     from doodle_utils.balance import compare
 
     small = "--small" in (argv if argv is not None else sys.argv[2:])
     probs, labels = simulated(30, 12) if small else simulated(330, 340)
     rows = [r.__dict__ for r in compare(probs, labels)]
-    base = rows[0]
-    print(f"\nbalancing {probs.shape[0]:,} × {probs.shape[1]} (simulated biased classifier):")
-    print("| method | seconds | proxy score | MAP@3 (Δ vs none) | total log-prob | max over cap |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['method']} | {r['seconds']:.2f} | {r['proxy']:,.0f} | {r['map3']:.4f} ({r['map3'] - base['map3']:+.4f}) "
-              f"| {r['log_prob']:,.0f} | {r['max_over_cap']} |")
+    _table(f"balancing {probs.shape[0]:,} × {probs.shape[1]} (simulated biased classifier)", rows)
+    real = real_balanced()
+    if real is not None:
+        real_rows = [r.__dict__ for r in compare(*real)]
+        _table(f"balancing {real[0].shape[0]:,} × {real[0].shape[1]} (real sample, held out, balanced)", real_rows)
+        rows = rows + [{**r, "set": "real"} for r in real_rows]
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "results_balance.json").write_text(json.dumps(rows, indent=1))
     return rows

@@ -130,15 +130,15 @@ def iterative(probs: np.ndarray, caps: np.ndarray | None = None, step: float = 0
     return top_k(logp + best_w, 3)
 
 
-def optimal(probs: np.ndarray, caps: np.ndarray | None = None, k: int = 8,
+def optimal(probs: np.ndarray, caps: np.ndarray | None = None, k: int = 3,
             max_rounds: int = 20) -> np.ndarray:
     """The exact maximum-likelihood assignment within the caps (see the module docstring)."""
     first, _ = optimal_assignment(probs, caps, k, max_rounds)
     return _rank_with_first(np.asarray(probs), first)
 
 
-def optimal_assignment(probs: np.ndarray, caps: np.ndarray | None = None, k: int = 8,
-                       max_rounds: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def optimal_assignment(probs: np.ndarray, caps: np.ndarray | None = None, k: int = 3,
+                       max_rounds: int = 20, solver: str = "highs-ds") -> tuple[np.ndarray, np.ndarray]:
     """(class of each drawing, class prices) of the optimal capped assignment."""
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
@@ -159,7 +159,7 @@ def optimal_assignment(probs: np.ndarray, caps: np.ndarray | None = None, k: int
         a_eq = csr_matrix((np.ones(m), (rows, np.arange(m))), shape=(n, m))
         a_ub = csr_matrix((np.ones(m), (cols, np.arange(m))), shape=(c, m))
         res = linprog(-s[rows, cols], A_ub=a_ub, b_ub=caps, A_eq=a_eq, b_eq=np.ones(n),
-                      bounds=(0, 1), method="highs-ds")
+                      bounds=(0, 1), method=solver)
         if res.status != 0:
             raise RuntimeError(f"balancing LP failed: {res.message}")
         price = -np.asarray(res.ineqlin.marginals)  # >= 0: the value of a class's last place
