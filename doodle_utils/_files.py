@@ -37,6 +37,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def save_npy_atomic(path: str | os.PathLike, array) -> Path:
+    """``np.save`` through :func:`atomic_path`: a reader never sees a partial array."""
+    import numpy as np
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+    return path
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks (memory independent of file size)."""
     h = hashlib.sha256()

@@ -140,11 +140,9 @@ def _balance(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ranked = balance(probs, a.method)
     dt = time.perf_counter() - t0
-    from ._files import atomic_path
+    from ._files import save_npy_atomic
 
-    with atomic_path(a.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, ranked.astype(np.int32))
+    save_npy_atomic(a.out, ranked.astype(np.int32))
     print(f"{a.method}: {len(ranked)} drawings in {dt:.2f}s; proxy score {proxy_score(probs):.0f} -> "
           f"{proxy_score(ranked[:, 0], probs.shape[1]):.0f}; ranked top-3 written to {a.out}")
     return 0

@@ -123,7 +123,7 @@ def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataF
 
 def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dict[str, Path]:
     """Write the ensemble's validation/test probabilities and a manifest (for notebook 05)."""
-    from ._files import atomic_path, write_text_atomic
+    from ._files import save_npy_atomic, write_text_atomic
 
     out = Path(out_dir)
     paths = {}
@@ -131,11 +131,7 @@ def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dic
         probs = [getattr(x, split) for x in m.members]
         if any(p is None for p in probs):
             continue
-        p = out / f"{split}.npy"
-        with atomic_path(p) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, combine(probs, weights, mean).astype(np.float16))
-        paths[split] = p
+        paths[split] = save_npy_atomic(out / f"{split}.npy", combine(probs, weights, mean).astype(np.float16))
     write_text_atomic(out / "manifest.json", json.dumps({
         "words": m.words, "valid_labels": m.labels.tolist(), "test_key_id": m.test_key_id, "mean": mean,
         "members": [x.name for x in m.members], "weights": [float(w) for w in weights]}))

@@ -294,7 +294,8 @@ def check_submission(path: str | Path, sample: str | Path | None = None, words: 
             raise SubmissionError(f"{name}: {len(seen)} rows, {sample} has {len(want)}")
         missing = next((k for k in want if k not in seen), None)
         if missing is not None:
-            extra = next(k for k in seen if k not in set(want))
+            want_set = set(want)
+            extra = next(k for k in seen if k not in want_set)
             raise SubmissionError(f"{name}: line {seen[extra]}: key_id {extra} is not in {sample} "
                                   f"(which has {missing}, missing here)")
     return len(seen)

@@ -245,7 +245,7 @@ class DoodleDL(DataLoader):
             cls = rng.integers(0, len(classes), n)
             idx = members[start[cls] + (rng.random(n) * (start[cls + 1] - start[cls])).astype(np.int64)]
         if self.pseudo is not None:
-            k = max(1, round(self.pseudo.frac * self.bs))
+            k = self._pseudo_per_batch
             n_batches = math.ceil(n / (self.bs - k))
             main = idx[: n_batches * (self.bs - k)]
             extra = -1 - rng.integers(0, len(self.pseudo.source), n_batches * k)
@@ -257,8 +257,12 @@ class DoodleDL(DataLoader):
     def __len__(self) -> int:
         if self.pseudo is None:
             return super().__len__()
-        k = max(1, round(self.pseudo.frac * self.bs))
-        return math.ceil(self.n / (self.bs - k))
+        return math.ceil(self.n / (self.bs - self._pseudo_per_batch))
+
+    @property
+    def _pseudo_per_batch(self) -> int:
+        """Pseudo-labelled drawings in each batch (at least one)."""
+        return max(1, round(self.pseudo.frac * self.bs))
 
     # ----- batches
     def create_batches(self, samps):

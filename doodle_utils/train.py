@@ -41,7 +41,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
 
-from ._files import atomic_path, write_text_atomic
+from ._files import atomic_path, save_npy_atomic, write_text_atomic
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
 from .render import RENDERERS
 
@@ -170,16 +170,18 @@ class TrainConfig:
         if self.pseudo_preds and not self.test_store_dir:
             bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
 
+    def cycle_lengths(self) -> list[int]:
+        """Epochs of each SGDR cycle (``cycle_len`` growing by ``cycle_mult``)."""
+        return [self.cycle_len * self.cycle_mult ** i for i in range(self.cycles)]
+
     @property
     def n_epochs(self) -> int:
-        if self.schedule == "sgdr":
-            return sum(self.cycle_len * self.cycle_mult ** i for i in range(self.cycles))
-        return self.epochs
+        return sum(self.cycle_lengths()) if self.schedule == "sgdr" else self.epochs
 
     def snapshot_epochs(self) -> list[int]:
         """Epoch counts after which a snapshot is saved (cycle ends for SGDR, else the end)."""
         if self.schedule == "sgdr":
-            return list(np.cumsum([self.cycle_len * self.cycle_mult ** i for i in range(self.cycles)]))
+            return [int(e) for e in np.cumsum(self.cycle_lengths())]
         return [self.epochs]
 
     def fingerprint(self) -> str:
@@ -440,10 +442,10 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     return learn
 
 
-def _sgdr_scheduler(learn, cfg: TrainConfig):
+def _sgdr_scheduler(cfg: TrainConfig):
     from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
 
-    lens = [cfg.cycle_len * cfg.cycle_mult ** i for i in range(cfg.cycles)]
+    lens = cfg.cycle_lengths()
     pcts = [n / sum(lens) for n in lens]
     return ParamScheduler({"lr": combine_scheds(pcts, [SchedCos(cfg.lr, 0) for _ in lens])})
 
@@ -451,7 +453,6 @@ def _sgdr_scheduler(learn, cfg: TrainConfig):
 def make_loaders(cfg: TrainConfig, device: torch.device):
     """(DataLoaders, test loader) for ``cfg``."""
     render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    pseudo = None
     lcfg = LoaderConfig(store_dir=cfg.store_dir, test_store_dir=cfg.test_store_dir, variant=cfg.variant,
                         size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size),
                         line_width=cfg.line_width, bs=cfg.bs, sampling=cfg.sampling,
@@ -549,7 +550,7 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
             if cfg.schedule == "one_cycle":
                 learn.fit_one_cycle(cfg.epochs, cfg.lr, start_epoch=start)
             elif cfg.schedule == "sgdr":
-                learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(learn, cfg), start_epoch=start)
+                learn.fit(cfg.n_epochs, cfg.lr, cbs=_sgdr_scheduler(cfg), start_epoch=start)
             else:
                 learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
     lrs = [float(x) for x in learn.recorder.lrs] if start < cfg.n_epochs else []  # predicting resets them
@@ -585,11 +586,7 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
                 continue
             probs, _ = learn.get_preds(dl=dl, reorder=False)
             probs = probs.float().numpy()
-            p = folder / f"{snap.stem}_{split}.npy"
-            with atomic_path(p) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, probs.astype(np.float16))
-            paths[split] = p
+            paths[split] = save_npy_atomic(folder / f"{snap.stem}_{split}.npy", probs.astype(np.float16))
             if split == "valid":
                 entry["valid_map3"] = map_at_k(probs, labels)
         out[snap.stem] = paths
