@@ -12,8 +12,10 @@ instead of fastai's item-by-item collation). Two places to render:
   whole batch there with :func:`.render_torch.render_packed`.
 
 A batch is ``(images, country, label)``: images float in 0..1 ``(N, C, size, size)``, the
-country code index (for a model that embeds it; never painted) and the class index (-1 for
-test drawings). Augmentations act on coordinates before rendering (:class:`Augment`).
+country code index (for a model that embeds it; never painted) and the class index (0 for
+test drawings, which have none). With ``input="points"`` nothing is rendered: a batch is
+``(features, mask, country, label)`` from :func:`.pointcnn.point_features` (computed where
+CPU rendering would be), for :class:`.pointcnn.PointCNN`. Augmentations act on coordinates before rendering (:class:`Augment`).
 Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
 training batch (:class:`PseudoLabels`).
 """
@@ -32,6 +34,7 @@ from .render import RENDERERS, RenderSpec, render
 from .store import Store
 
 SAMPLING = ("uniform", "balanced", "sequential")
+INPUTS = ("image", "points")
 
 
 @dataclass(frozen=True)
@@ -203,25 +206,32 @@ class DoodleDL(DataLoader):
         pseudo: test drawings with predicted labels to mix into each batch.
         seed: with the epoch number, fixes each epoch's sample and augmentation.
         channels_last: hand images over in channels-last memory format.
+        input: "image" (rendered) or "points" (per-point features for the point model).
+        points, resample: the point budget per drawing and how points are chosen
+            (``input="points"``; see :func:`.pointcnn.point_features`).
     """
 
     def __init__(self, source: Source, bs: int = 64, variant: str = "palette",
                  spec: RenderSpec = RenderSpec(), sampling: str = "uniform",
                  epoch_size: int | None = None, augment: Augment = Augment(),
                  render_on: str = "cpu", pseudo: PseudoLabels | None = None, seed: int = 0,
-                 channels_last: bool = False, **kwargs):
+                 channels_last: bool = False, input: str = "image", points: int = 128,
+                 resample: str = "length", **kwargs):
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
         if sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
         if variant not in RENDERERS:
             raise ValueError(f"unknown variant {variant!r}; have {sorted(RENDERERS)}")
         if render_on not in ("cpu", "gpu"):
             raise ValueError(f"render_on must be 'cpu' or 'gpu', got {render_on!r}")
-        if RENDERERS[variant].needs_time and not source.store.raw:
+        if input == "image" and RENDERERS[variant].needs_time and not source.store.raw:
             raise ValueError(f"variant {variant!r} needs a raw store with timings; "
                              f"{source.store_dir} is {source.store.kind}")
         self.source, self.variant, self.spec, self.sampling = source, variant, spec, sampling
         self.epoch_size, self.aug, self.render_on = epoch_size, augment, render_on
         self.pseudo, self.seed, self.channels_last, self.epoch = pseudo, seed, channels_last, 0
+        self.input, self.points, self.resample = input, int(points), resample
         kwargs.pop("dataset", None), kwargs.pop("n", None)
         super().__init__(dataset=source, bs=bs, n=epoch_size or len(source), **kwargs)
 
@@ -288,6 +298,11 @@ class DoodleDL(DataLoader):
         # test drawings have no class (-1); fastai computes a loss on every batch it predicts,
         # so they carry class 0, which nothing reads
         y_t, c_t = torch.from_numpy(np.maximum(y, 0)), torch.from_numpy(country)
+        if self.input == "points":
+            from .pointcnn import point_features
+
+            feats, mask = point_features(d, self.points, self.resample)
+            return torch.from_numpy(feats), torch.from_numpy(mask), c_t, y_t
         if self.render_on == "gpu":
             xy = torch.from_numpy(np.ascontiguousarray(d.xy, np.float32))
             t = torch.from_numpy(d.t.astype(np.float32)) if d.t is not None else torch.zeros(0)
@@ -297,6 +312,8 @@ class DoodleDL(DataLoader):
 
     def after_batch(self, b):
         """Render a packed batch on its device (GPU mode); scale to 0..1 floats."""
+        if self.input == "points":
+            return b
         if self.render_on == "gpu":
             from .render_torch import render_packed
 
@@ -322,7 +339,9 @@ class DoodleDL(DataLoader):
         kw = dict(source=self.source, bs=self.bs, variant=self.variant, spec=self.spec,
                   sampling=self.sampling, epoch_size=self.epoch_size, augment=self.aug,
                   render_on=self.render_on, pseudo=self.pseudo, seed=self.seed,
-                  channels_last=self.channels_last, num_workers=self.fake_l.num_workers,
+                  channels_last=self.channels_last, input=self.input, points=self.points,
+                  resample=self.resample,
+                  num_workers=self.fake_l.num_workers,
                   drop_last=self.drop_last, device=self.device)
         for k in ("shuffle", "get_idxs"):
             kwargs.pop(k, None)
@@ -331,14 +350,22 @@ class DoodleDL(DataLoader):
 
     @property
     def size(self) -> int:
-        return self.spec.size
+        """The image size, or the point budget for ``input="points"``."""
+        return self.points if self.input == "points" else self.spec.size
 
     @size.setter
     def size(self, value: int) -> None:
-        self.spec = replace(self.spec, size=int(value))
+        if self.input == "points":
+            self.points = int(value)
+        else:
+            self.spec = replace(self.spec, size=int(value))
 
     @property
     def channels(self) -> int:
+        """Image channels, or per-point features for ``input="points"``."""
+        if self.input == "points":
+            from .pointcnn import FEATURES
+            return len(FEATURES)
         return RENDERERS[self.variant].channels
 
 
@@ -360,6 +387,9 @@ class LoaderConfig:
     seed: int = 0
     channels_last: bool = False
     pseudo: PseudoLabels | None = None
+    input: str = "image"
+    points: int = 128
+    resample: str = "length"
 
 
 def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
@@ -373,7 +403,8 @@ def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
         raise ValueError(f"{cfg.store_dir}: the split has {len(train_src)} training and "
                          f"{len(valid_src)} validation drawings; both must be non-empty")
     common = dict(variant=cfg.variant, spec=spec, render_on=cfg.render_on, seed=cfg.seed,
-                  channels_last=cfg.channels_last, num_workers=cfg.num_workers, device=device)
+                  channels_last=cfg.channels_last, num_workers=cfg.num_workers, device=device,
+                  input=cfg.input, points=cfg.points, resample=cfg.resample)
     train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,
                      augment=cfg.augment, pseudo=cfg.pseudo, drop_last=True, **common)
     eval_bs = max(cfg.bs, 64) * 2

@@ -1,5 +1,8 @@
 """The runner: numbered notebooks executed in order with papermill, from a profile.
 
+The order is the numbering, except that 06 (the point model, a second training notebook)
+runs before 04 (the ensemble of every training run's predictions).
+
 A profile (``params/*.yaml``) names the run and its parameters::
 
     run_name: smoke                 # outputs go to <output_root>/<run_name>/
@@ -37,8 +40,9 @@ from ._files import write_text_atomic
 from .paths import REPO
 
 NOTEBOOKS = REPO / "notebooks"
-# the suite's notebooks, in order; the runner says which are not written yet
-PLANNED = ("01_eda", "02_rendering", "03_train", "04_snapshot_ensemble", "05_balance_submit", "06_point_cnn")
+# the suite's notebooks in the order the runner runs them: both training notebooks (03, the
+# image model; 06, the point model) come before the ensemble (04) that reads their predictions
+PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_ensemble", "05_balance_submit")
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
 KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources"}
 DATA_KEYS = {"synth", "pack"}
@@ -75,8 +79,10 @@ def missing_notebooks(folder: Path = NOTEBOOKS) -> list[str]:
 
 
 def notebook_list(folder: Path = NOTEBOOKS) -> list[Path]:
-    """The numbered notebooks (``NN_slug.ipynb``), in order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks (``NN_slug.ipynb``) in run order: the suite's as ``PLANNED``
+    orders them, then any others by name."""
+    rank = {name: i for i, name in enumerate(PLANNED)}
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"), key=lambda p: (rank.get(p.stem, len(PLANNED)), p.stem))
 
 
 def declared_parameters(nb: Path) -> dict[str, dict]:

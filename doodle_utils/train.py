@@ -47,10 +47,32 @@ from .render import RENDERERS
 
 log = logging.getLogger("doodle.train")
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
+MODELS = ("image", "points")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 # --------------------------------------------------------------------------- model
+
+def create_backbone(arch: str, num_classes: int, in_chans: int, pretrained_path: str | Path | None = None,
+                    drop_rate: float = 0.0) -> torch.nn.Module:
+    """A timm model (``num_classes=0``: pooled features), weights from a local file if given:
+    timm loads it through its pretrained-config ``file`` route, dropping the classifier when
+    the class count differs and adapting the first convolution to ``in_chans``."""
+    import timm
+
+    kw: dict[str, Any] = dict(in_chans=in_chans, drop_rate=drop_rate)
+    if pretrained_path:
+        if not Path(pretrained_path).is_file():
+            raise FileNotFoundError(f"pretrained weights {pretrained_path}: no such file")
+        kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
+    try:
+        return timm.create_model(arch, num_classes=num_classes, **kw)
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+        raise ValueError(f"unknown timm model {arch!r} (similar: {close})") from e
+
 
 class DoodleNet(torch.nn.Module):
     """A timm backbone on rendered drawings, optionally joined by a country embedding.
@@ -71,20 +93,7 @@ class DoodleNet(torch.nn.Module):
     def __init__(self, arch: str, n_classes: int, in_chans: int = 3, n_countries: int = 0,
                  country_dim: int = 0, pretrained_path: str | None = None, drop_rate: float = 0.0):
         super().__init__()
-        import timm
-
-        kw: dict[str, Any] = dict(in_chans=in_chans, drop_rate=drop_rate)
-        if pretrained_path:
-            if not Path(pretrained_path).is_file():
-                raise FileNotFoundError(f"pretrained weights {pretrained_path}: no such file")
-            kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
-        try:
-            self.body = timm.create_model(arch, num_classes=0 if country_dim else n_classes, **kw)
-        except RuntimeError as e:
-            if "Unknown model" not in str(e):
-                raise
-            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
-            raise ValueError(f"unknown timm model {arch!r} (similar: {close})") from e
+        self.body = create_backbone(arch, 0 if country_dim else n_classes, in_chans, pretrained_path, drop_rate)
         self.country = torch.nn.Embedding(n_countries + 1, country_dim) if country_dim else None
         self.head = torch.nn.Linear(self.body.num_features + country_dim, n_classes) if country_dim else None
 
@@ -103,6 +112,7 @@ class TrainConfig:
     store_dir: str
     out_dir: str
     test_store_dir: str | None = None
+    model: str = "image"  # "image": DoodleNet on rendered drawings; "points": pointcnn.PointCNN
     arch: str = "resnet18"
     pretrained_path: str | None = None
     country_dim: int = 0
@@ -140,6 +150,15 @@ class TrainConfig:
     resume: bool = True
     seed: int = 0
     progress: bool = True
+    # the point model (model="points"; see doodle_utils.pointcnn)
+    points: int = 128  # point budget per drawing
+    grid: int = 32  # scatter grid side
+    point_dim: int = 64  # features per point (the trunk's input channels)
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # one 1-D conv block each
+    point_kernel: int = 5
+    stem: str = "auto"  # the trunk's stem: drop (ResNet family), keep, or auto
+    resample: str = "length"  # which points: spread along the pen path ("length") or the drawing's own ("index")
+    ink: bool = False  # one of the point_dim features is the constant 1 (marks the cells the pen crossed)
 
     def check(self) -> None:
         """Raise ValueError naming the parameter that cannot work."""
@@ -151,6 +170,24 @@ class TrainConfig:
             bad("precision", f"one of {PRECISIONS}")
         if self.opt not in ("adam", "sgd"):
             bad("opt", "'adam' or 'sgd'")
+        if self.model not in MODELS:
+            bad("model", f"one of {MODELS}")
+        if self.model == "points":
+            from .pointcnn import RESAMPLING, STEMS
+            if self.points < 2:
+                bad("points", "a drawing needs a budget of at least 2 points")
+            if self.grid < 2 or self.point_dim < 1:
+                bad("grid" if self.grid < 2 else "point_dim", "too small")
+            if not self.dilations or any(int(x) < 1 for x in self.dilations):
+                bad("dilations", "a non-empty list of positive integers")
+            if self.point_kernel < 1 or self.point_kernel % 2 == 0:
+                bad("point_kernel", "a positive odd number")
+            if self.stem not in STEMS:
+                bad("stem", f"one of {STEMS}")
+            if self.resample not in RESAMPLING:
+                bad("resample", f"one of {RESAMPLING}")
+            if self.progressive_sizes:
+                bad("progressive_sizes", "image sizes do not apply to the point model")
         if self.variant not in RENDERERS:
             bad("variant", f"one of {sorted(RENDERERS)}")
         if self.render_on not in ("auto", "cpu", "gpu"):
@@ -329,8 +366,10 @@ class Checkpoint(TrainOnly):
 
 class History(TrainOnly):
     """One row per finished epoch in ``history.csv``: the recorder's losses and metrics plus
-    what the epoch trained with: the learning rate of its last batch, batch size, image size. fastai's CSVLogger is not
-    used because on resume it writes its header again and a row for every skipped epoch."""
+    what the epoch trained with: the learning rate of its last batch, batch size, image size
+    (the point budget for the point model), and ``train_s``, the seconds of its training
+    phase (loading and rendering included, validation not). fastai's CSVLogger is not used
+    because on resume it writes its header again and a row for every skipped epoch."""
 
     order = TrackerCallback.order + 5
 
@@ -343,10 +382,16 @@ class History(TrainOnly):
         super().before_fit()
         self.rows = pd.read_csv(self.path).to_dict("records") if self.keep and self.path.exists() else []
 
+    def before_train(self):
+        import time
+        self.t0 = time.perf_counter()
+
     def before_validate(self):
         """What this epoch trained with (before a plateau callback changes it)."""
+        import time
         dl = _base_dl(self.dls.train)
-        self.trained_with = {"lr": float(self.opt.hypers[-1]["lr"]), "bs": int(dl.bs), "size": int(dl.size)}
+        self.trained_with = {"lr": float(self.opt.hypers[-1]["lr"]), "bs": int(dl.bs), "size": int(dl.size),
+                             "train_s": time.perf_counter() - self.t0}
 
     def after_epoch(self):
         import pandas as pd
@@ -415,8 +460,15 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     from .metrics import map3, top3_accuracy
 
     base = _base_dl(dls.train)
-    model = DoodleNet(cfg.arch, len(base.source.words), base.channels, n_countries, cfg.country_dim,
-                      cfg.pretrained_path, cfg.drop_rate)
+    n_classes = len(base.source.words)
+    if cfg.model == "points":
+        from .pointcnn import PointCNN
+        model = PointCNN(cfg.arch, n_classes, base.channels, cfg.grid, cfg.point_dim, cfg.dilations,
+                         cfg.point_kernel, cfg.stem, n_countries, cfg.country_dim, cfg.pretrained_path,
+                         cfg.drop_rate, cfg.ink)
+    else:
+        model = DoodleNet(cfg.arch, n_classes, base.channels, n_countries, cfg.country_dim,
+                          cfg.pretrained_path, cfg.drop_rate)
     opt_func = Adam if cfg.opt == "adam" else partial(SGD, mom=0.9)
     cbs = list(extra_cbs or [])
     if cfg.channels_last:
@@ -457,7 +509,9 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
                         size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size),
                         line_width=cfg.line_width, bs=cfg.bs, sampling=cfg.sampling,
                         epoch_size=cfg.epoch_size, augment=Augment(**cfg.augment), render_on=render_on,
-                        num_workers=cfg.num_workers, seed=cfg.seed, channels_last=cfg.channels_last)
+                        num_workers=cfg.num_workers, seed=cfg.seed,
+                        channels_last=cfg.channels_last and cfg.model == "image",
+                        input=cfg.model, points=cfg.points, resample=cfg.resample)
     if cfg.pseudo_preds:
         from .store import Store
         vocab = Store(cfg.store_dir, verify="none").countries
@@ -541,6 +595,7 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     else:
         for p in [state_file, folder / "checkpoint.pth", folder / "history.csv", *folder.glob("snapshots/*.pth")]:
             p.unlink(missing_ok=True)
+    write_text_atomic(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
     learn.add_cb(History(folder / "history.csv", keep=start > 0))
     for t in trackers:
         learn.add_cb(t)

@@ -66,3 +66,48 @@ def load_valid(preds_dir: str | Path, snapshot: str) -> tuple[np.ndarray, np.nda
     man = json.loads((Path(preds_dir) / "manifest.json").read_text())
     probs = np.load(Path(preds_dir) / f"{snapshot}_valid.npy").astype(np.float32)
     return probs, np.asarray(man["valid_labels"]), man["words"]
+
+
+def run_table(out_dir: str | Path) -> pd.DataFrame:
+    """One row per training run under ``<out_dir>/train`` (image and point models alike):
+    what it is, its parameter count, its training budget and speed, and its validation MAP@3
+    (last epoch, and the best snapshot). Runs from before ``config.json`` existed are skipped."""
+    import torch
+
+    rows = []
+    for folder in sorted(Path(out_dir).glob("train/*/config.json")):
+        folder = folder.parent
+        cfg = json.loads((folder / "config.json").read_text())
+        hist_path = folder / "history.csv"
+        if not hist_path.exists():
+            continue
+        hist = pd.read_csv(hist_path)
+        points = cfg.get("model", "image") == "points"
+        snaps = sorted(folder.glob("snapshots/snap_*.pth"))
+        n_params = (sum(v.numel() for k, v in torch.load(snaps[-1], map_location="cpu", weights_only=True).items()
+                        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+                    if snaps else None)
+        man_path = folder / "preds" / "manifest.json"
+        snap_map = [e.get("valid_map3") for e in json.loads(man_path.read_text())["snapshots"]] if man_path.exists() else []
+        per_epoch = cfg.get("epoch_size") or _train_size(cfg["store_dir"])
+        train_s = hist["train_s"].sum() if "train_s" in hist else float("nan")
+        row = {"run": folder.name, "model": "points" if points else "image", "arch": cfg["arch"],
+               "input": (f"{cfg['points']} pts → {cfg['grid']}² grid × {cfg['point_dim']}" if points
+                         else f"{cfg['variant']} {cfg['size']} px"),
+               "params_M": n_params / 1e6 if n_params else float("nan"), "epochs": len(hist),
+               "train_s": train_s,
+               "drawings_s": (per_epoch * len(hist) / train_s) if per_epoch and train_s == train_s else float("nan"),
+               "valid_map3_last": float(hist["map3"].iloc[-1]),
+               "valid_map3_best_snapshot": max((m for m in snap_map if m is not None), default=float("nan"))}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _train_size(store_dir: str) -> int | None:
+    """Drawings in a store's training split (None when the store is gone)."""
+    from .store import Store
+
+    try:
+        return len(Store(store_dir, verify="none").train_idx)
+    except (FileNotFoundError, ValueError):
+        return None
