@@ -71,6 +71,9 @@ def cases():
     p = rng.dirichlet(np.ones(6), 50)
     out.append(("uneven caps, one of 0", p, np.array([20, 0, 3, 11, 9, 7])))
     out.append(("caps summing to 3N", p, np.array([50, 40, 1, 30, 20, 9])))
+    p = rng.dirichlet(np.ones(6), 50)
+    p[:, 0] += 0.5  # class 0 wanted by most, room everywhere else
+    out.append(("room to spare, one cap binding", p / p.sum(1, keepdims=True), np.array([5, 40, 40, 40, 40, 40])))
     out.append(("ties", np.round(rng.random((40, 5)), 1) + 0.01, np.array([8, 8, 8, 8, 8])))
     out.append(("all equal", np.full((30, 4), 0.25), np.array([10, 5, 10, 5])))
     peaked = np.full((45, 6), 1e-40)  # softmax underflow: most classes floored at log(1e-30)
@@ -127,7 +130,7 @@ def test_exact_finish_places_every_drawing_from_nothing():
 def test_duality_gap_catches_a_worse_or_infeasible_assignment():
     probs, _ = biased(10, 7, seed=3)
     s = log_scores(probs)
-    caps = balance.default_caps(len(s), 7)
+    caps = balance.default_caps(len(s), 7) + np.array([2, 0, 0, 0, 0, 0, 0])  # 72 places, 70 drawings
     first, price = balance.optimal_assignment(probs, caps)
     assert balance.duality_gap(s, first, price, caps) < 1e-9
     # swap two drawings of different classes: still within the caps, total lower
@@ -136,9 +139,10 @@ def test_duality_gap_catches_a_worse_or_infeasible_assignment():
     worse[i], worse[j] = first[j], first[i]
     loss = s[[i, j], first[[i, j]]].sum() - s[[i, j], worse[[i, j]]].sum()
     assert balance.duality_gap(s, worse, price, caps) >= loss - 1e-12 > 0
-    over = first.copy()
-    over[:] = 0
-    assert balance.duality_gap(s, over, price, caps) == np.inf
+    assert balance.duality_gap(s, np.zeros_like(first), price, caps) == np.inf  # over a cap
+    # raising every price by 1 leaves each drawing's choice as good, but prices the 2 places
+    # left empty: the bound grows by 2
+    assert balance.duality_gap(s, first, price + 1, caps) == pytest.approx(2)
 
 
 def test_optimal_ranks_2nd_and_3rd_by_reduced_score():
