@@ -77,7 +77,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
     argv = argv or []
     small, highs = "--small" in argv, "--highs" in argv
     for engine in ("numba", "torch"):  # compile (numba) and load (torch) outside the timings
-        optimal(np.random.default_rng(0).dirichlet(np.ones(4), 30), engine=engine)
+        optimal(simulated(10, 5)[0], engine=engine)
     probs, labels = simulated(30, 12) if small else simulated(330, 340)
     rows = [r.__dict__ for r in compare(probs, labels, methods=methods(highs))]
     _table(f"balancing {probs.shape[0]:,} × {probs.shape[1]} (simulated biased classifier)", rows)
