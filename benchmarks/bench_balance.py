@@ -5,10 +5,11 @@ Input: a simulated classifier on a class-balanced labelled set of Kaggle's test 
 true class plus a fixed per-class bias N(0, 0.6), so some classes are over-predicted, the
 situation balancing is for. ``none`` (plain top-3) is the baseline in the same run. Rows:
 ``optimal`` is the numba auction with its exact finish (the default); ``optimal, torch`` the
-torch auction on the CPU (the GPU code path); ``optimal, 2nd/3rd by probs`` the same
-assignment ranked as before (2nd and 3rd labels from the raw probabilities). ``--highs`` adds
-the SciPy HiGHS reference (about 3.5 minutes at full size). numba's one-off compilation is
-done before the timings. The ``--small`` option runs 359 × 12 instead. When the
+torch auction on the CPU (the GPU code path; its many small rounds make it sensitive to other
+load on the CPU: 4.5 s on an idle dev-2c, 13.7 s beside a training run); ``optimal, 2nd/3rd
+by probs`` the same assignment ranked as before (2nd and 3rd labels from the raw
+probabilities). ``--highs`` adds the SciPy HiGHS reference (about 3.5 minutes at full size).
+numba's one-off compilation is done before the timings. The ``--small`` option runs 359 × 12 instead. When the
 ``real_sample`` profile's notebook 03 has run, a second table balances its held-out real
 predictions, cut to a balanced set (4 drawings of every class that has 4).
 Run: ``python -m benchmarks balance``, or ``python -m benchmarks.bench_balance [--highs] [--small]``.
