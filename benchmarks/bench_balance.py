@@ -3,10 +3,16 @@
 Input: a simulated classifier on a class-balanced labelled set of Kaggle's test size
 (112,199 drawings × 340 classes, 330 per class less one): logits N(0, 1) plus 2.2 for the
 true class plus a fixed per-class bias N(0, 0.6), so some classes are over-predicted, the
-situation balancing is for. ``none`` (plain top-3) is the baseline in the same run. The
-``--small`` option runs 359 × 12 instead. When the ``real_sample`` profile's notebook 03 has
-run, a second table balances its held-out real predictions, cut to a balanced set (4
-drawings of every class that has 4). Run: ``python -m benchmarks balance``.
+situation balancing is for. ``none`` (plain top-3) is the baseline in the same run. Rows:
+``optimal`` is the numba auction with its exact finish (the default); ``optimal, torch`` the
+torch auction on the CPU (the GPU code path; its many small rounds make it sensitive to other
+load on the CPU: 4.5 s on an idle dev-2c, 13.7 s beside a training run); ``optimal, 2nd/3rd
+by probs`` the same assignment ranked as before (2nd and 3rd labels from the raw
+probabilities). ``--highs`` adds the SciPy HiGHS reference (about 3.5 minutes at full size).
+numba's one-off compilation is done before the timings. The ``--small`` option runs 359 × 12 instead. When the
+``real_sample`` profile's notebook 03 has run, a second table balances its held-out real
+predictions, cut to a balanced set (4 drawings of every class that has 4).
+Run: ``python -m benchmarks balance``, or ``python -m benchmarks.bench_balance [--highs] [--small]``.
 """
 from __future__ import annotations
 
@@ -49,6 +55,13 @@ def real_balanced(preds_dir: Path = REAL_PREDS, per_class: int = 4) -> tuple[np.
     return sub / sub.sum(1, keepdims=True), remap
 
 
+def methods(highs: bool) -> list:
+    rows = ["none", "greedy", "iterative", "optimal",
+            ("optimal, torch (cpu)", "optimal", {"engine": "torch", "device": "cpu"}),
+            ("optimal, 2nd/3rd by probs", "optimal", {"rank": "probs"})]
+    return rows + ([("optimal, highs", "optimal", {"engine": "highs"})] if highs else [])
+
+
 def _table(title: str, rows: list[dict]) -> None:
     base = rows[0]
     print(f"\n{title}:")
@@ -56,19 +69,22 @@ def _table(title: str, rows: list[dict]) -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['method']} | {r['seconds']:.2f} | {r['proxy']:,.0f} | {r['map3']:.4f} ({r['map3'] - base['map3']:+.4f}) "
-              f"| {r['log_prob']:,.0f} | {r['max_over_cap']} |")
+              f"| {r['log_prob']:,.3f} | {r['max_over_cap']} |")
 
 
 def run(argv: list[str] | None = None) -> list[dict]:
-    from doodle_utils.balance import compare
+    from doodle_utils.balance import compare, optimal
 
-    small = "--small" in (argv if argv is not None else sys.argv[2:])
+    argv = argv or []
+    small, highs = "--small" in argv, "--highs" in argv
+    for engine in ("numba", "torch"):  # compile (numba) and load (torch) outside the timings
+        optimal(simulated(10, 5)[0], engine=engine)
     probs, labels = simulated(30, 12) if small else simulated(330, 340)
-    rows = [r.__dict__ for r in compare(probs, labels)]
+    rows = [r.__dict__ for r in compare(probs, labels, methods=methods(highs))]
     _table(f"balancing {probs.shape[0]:,} × {probs.shape[1]} (simulated biased classifier)", rows)
     real = real_balanced()
     if real is not None:
-        real_rows = [r.__dict__ for r in compare(*real)]
+        real_rows = [r.__dict__ for r in compare(*real, methods=methods(highs))]
         _table(f"balancing {real[0].shape[0]:,} × {real[0].shape[1]} (real sample, held out, balanced)", real_rows)
         rows = rows + [{**r, "set": "real"} for r in real_rows]
     WORK.mkdir(parents=True, exist_ok=True)
@@ -77,4 +93,4 @@ def run(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    run()
+    run(sys.argv[1:])
