@@ -1,11 +1,12 @@
 """``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all) and print tables."""
 import sys
 
-from . import bench_balance, bench_pack, bench_real, bench_render, bench_simplify, bench_synth, bench_train
+from . import (bench_balance, bench_pack, bench_points, bench_real, bench_render, bench_simplify, bench_synth,
+               bench_train)
 
 BENCHMARKS = {"pack": bench_pack.run, "render": bench_render.run, "simplify": bench_simplify.run,
               "synth": bench_synth.run, "train": bench_train.run,
-              "real": bench_real.run, "balance": bench_balance.run}
+              "real": bench_real.run, "balance": bench_balance.run, "points": bench_points.run}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

@@ -137,8 +137,9 @@ def _balance(a: argparse.Namespace) -> int:
     from .balance import balance, proxy_score
 
     probs = np.load(a.probs)
+    kw = {"engine": a.engine, "device": a.device} if a.method == "optimal" else {}
     t0 = time.perf_counter()
-    ranked = balance(probs, a.method)
+    ranked = balance(probs, a.method, **kw)
     dt = time.perf_counter() - t0
     from ._files import save_npy_atomic
 
@@ -230,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("probs", type=Path)
     s.add_argument("out", type=Path, help="ranked top-3 class indices (.npy)")
     s.add_argument("--method", default="greedy", choices=["none", "greedy", "iterative", "optimal"])
+    s.add_argument("--engine", default="numba", choices=["numba", "torch", "highs"],
+                   help="how optimal is solved: numba (CPU), torch (any --device), highs (SciPy LP)")
+    s.add_argument("--device", default="cpu", help="torch device for --engine torch, e.g. cuda")
     s.set_defaults(fn=_balance)
 
     s = sub.add_parser("check-submission", help="validate a key_id,word submission file")

@@ -42,7 +42,8 @@ def test_smoke_profile_runs_every_notebook(smoke_run):
     names = [nb.stem for nb in pipeline.notebook_list()]
     assert [r.name for r in results] == names and all(r.status == "ran" for r in results)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert sorted(metrics) == names
+    assert sorted(metrics) == sorted(names)
+    assert names.index("06_point_cnn") < names.index("04_snapshot_ensemble")  # 04 ensembles both models
     for name in names:
         assert (out / f"{name}.ipynb").exists()
     assert "run finished" in (out / "run.log").read_text()
@@ -75,3 +76,16 @@ def test_smoke_pipeline_ends_with_a_validated_submission(smoke_run):
     assert check_submission(out / "submission.csv", sample) == len(sample.read_text().splitlines()) - 1
     balanced = json.loads((out / "metrics" / "05_balance_submit.json").read_text())
     assert {r["method"] for r in balanced["test"]} == {"none", "greedy", "iterative", "optimal"}
+
+
+def test_point_model_is_compared_and_ensembled(smoke_run):
+    out, _ = smoke_run
+    m = json.loads((out / "metrics.json").read_text())
+    runs = {r["model"]: r for r in m["06_point_cnn"]["runs"]}
+    assert set(runs) == {"image", "points"}
+    assert runs["points"]["valid_map3_last"] == pytest.approx(m["06_point_cnn"]["valid_map3"])
+    assert runs["points"]["drawings_s"] > 0 and runs["image"]["drawings_s"] > 0
+    members = {r["model"].split("/")[0] for r in m["04_snapshot_ensemble"]["table"]}
+    assert {"points_resnet18_g32", "resnet18_palette64"} <= members
+    for fig in m["06_point_cnn"]["figures"]:
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 5_000

@@ -74,3 +74,13 @@ def test_cli_check_submission_and_balance(tmp_path, capsys):
     assert main(["balance", str(tmp_path / "p.npy"), str(tmp_path / "r.npy"), "--method", "optimal"]) == 0
     ranked = np.load(tmp_path / "r.npy")
     assert ranked.shape == (40, 3) and np.bincount(ranked[:, 0], minlength=4).max() <= 10
+    # every engine gives an assignment of the same (optimal) total
+    from doodle_utils.balance import ENGINES
+    s = np.log(probs)
+    totals = []
+    for engine in ENGINES:
+        assert main(["balance", str(tmp_path / "p.npy"), str(tmp_path / f"r_{engine}.npy"), "--method", "optimal",
+                     "--engine", engine]) == 0
+        first = np.load(tmp_path / f"r_{engine}.npy")[:, 0]
+        totals.append(s[np.arange(40), first].sum())
+    np.testing.assert_allclose(totals, totals[0], rtol=1e-6)
