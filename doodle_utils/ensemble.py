@@ -138,17 +138,25 @@ def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dic
     return paths
 
 
-def run_dirs(out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:
-    """Training folders under ``<out_dir>/train`` that hold predictions (``labels``: only those)."""
-    base = Path(out_dir) / "train"
-    found = sorted(p.parent.parent for p in base.glob("*/preds/manifest.json"))
+def run_dirs(out_dir: str | Path, labels: list[str] | None = None,
+             more: list[str | Path] | None = None) -> list[Path]:
+    """Training folders ``<d>/train/<label>`` that hold predictions, for ``d`` in ``out_dir``
+    and ``more`` (e.g. the outputs of training kernels attached to a Kaggle kernel);
+    ``labels``: only those (searched in the same folders, first match wins)."""
+    bases = [Path(out_dir) / "train", *(Path(m) / "train" for m in more or [])]
+    found = [p.parent.parent for base in bases for p in sorted(base.glob("*/preds/manifest.json"))]
     if labels:
-        missing = [x for x in labels if not (base / x / "preds" / "manifest.json").exists()]
+        by_label: dict[str, Path] = {}
+        for p in found:
+            by_label.setdefault(p.name, p)
+        missing = [x for x in labels if x not in by_label]
         if missing:
-            raise FileNotFoundError(f"{base}: no predictions for {missing} (have {[p.name for p in found]})")
-        return [base / x for x in labels]
+            raise FileNotFoundError(f"{', '.join(map(str, bases))}: no predictions for {missing} "
+                                    f"(have {sorted(by_label)})")
+        return [by_label[x] for x in labels]
     if not found:
-        raise FileNotFoundError(f"{base}: no training run with predictions; run notebook 03 first")
+        raise FileNotFoundError(f"{', '.join(map(str, bases))}: no training run with predictions; "
+                                "run notebook 03 or 06 first")
     return found
 
 

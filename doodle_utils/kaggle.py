@@ -33,6 +33,12 @@ LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 REQUIRED = ("id", "title", "code_file", "language", "kernel_type")
+# notebooks that read other notebooks' outputs: notebook prefix -> (its parameter, producers).
+# As kernels, a consumer lists its producers in ``kernel_sources``; Kaggle mounts each one's
+# output under ``<kernel_input_root>/<kernel slug>/`` (``/kaggle/input`` unless the profile's
+# ``kaggle.kernel_input_root`` says otherwise), and the parameter is pointed there.
+CONSUMERS = {"04": ("train_dirs", ("03", "06")), "05": ("ensemble_dir", ("04",))}
+KAGGLE_INPUT_ROOT = "/kaggle/input"
 
 
 def slugify(text: str) -> str:
@@ -106,8 +112,14 @@ def _title(nb_path: Path) -> str:
     return f"doodle {nb_path.stem.replace('_', ' ')}"
 
 
+def kernel_slug(nb_path: Path) -> str:
+    """The slug of a notebook's kernel (from its title)."""
+    return slugify(_title(nb_path))
+
+
 def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, enable_gpu: bool,
-                    dataset_sources: Sequence[str] = (), blob: bytes | None = None) -> Path:
+                    dataset_sources: Sequence[str] = (), blob: bytes | None = None,
+                    kernel_sources: Sequence[str] = ()) -> Path:
     """Write one kernel folder for ``nb_path``; returns the folder."""
     nb = nbformat.read(nb_path, as_version=4)
     pcell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
@@ -128,7 +140,7 @@ def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, en
         "language": "python", "kernel_type": "notebook", "is_private": True,
         "enable_gpu": enable_gpu, "enable_tpu": False, "enable_internet": False,
         "dataset_sources": list(dataset_sources), "competition_sources": [COMPETITION],
-        "kernel_sources": [], "model_sources": [],
+        "kernel_sources": list(kernel_sources), "model_sources": [],
     }
     write_text_atomic(folder / "kernel-metadata.json", json.dumps(meta, indent=2))
     return folder
@@ -140,7 +152,10 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     """Write a kernel folder per notebook, with the profile's parameters; returns the folders.
 
     The profile's ``kaggle`` section gives ``user``, ``gpu_notebooks`` (name prefixes that
-    get ``enable_gpu``) and ``dataset_sources`` (e.g. a pretrained-weights dataset).
+    get ``enable_gpu``), ``dataset_sources`` (e.g. a pretrained-weights dataset) and
+    ``kernel_input_root``. Notebooks that read other notebooks' outputs (:data:`CONSUMERS`)
+    get those kernels as ``kernel_sources`` and their parameter pointed at where Kaggle
+    mounts them, unless the profile sets it.
     """
     import yaml
 
@@ -148,15 +163,27 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
-    cfg = (yaml.safe_load(Path(profile).read_text()) or {}).get("kaggle") or {}
+    raw = yaml.safe_load(Path(profile).read_text()) or {}
+    cfg, set_in_profile = raw.get("kaggle") or {}, raw.get("notebooks") or {}
     user = user or cfg.get("user") or "your-kaggle-username"
     blob = package_zip()
     folders = []
+    root = cfg.get("kernel_input_root", KAGGLE_INPUT_ROOT).rstrip("/")
     for nb in nbs:
         gpu = any(nb.stem.startswith(p) for p in cfg.get("gpu_notebooks", []))
         params = {k: v for k, v in per_nb[nb.stem].items()}
+        sources = []
+        consumer = CONSUMERS.get(nb.stem[:2])
+        if consumer:
+            param, producers = consumer
+            slugs = [kernel_slug(p) for p in nbs if p.stem[:2] in producers]
+            sources = [f"{user}/{s}" for s in slugs]
+            if slugs and param not in (set_in_profile.get(nb.stem) or {}):
+                params[param] = ([f"{root}/{s}" for s in slugs] if param == "train_dirs"
+                                 else f"{root}/{slugs[0]}/ensemble")
         folders.append(bundle_notebook(nb, Path(out_dir), params, user=user, enable_gpu=gpu,
-                                       dataset_sources=cfg.get("dataset_sources", []), blob=blob))
+                                       dataset_sources=cfg.get("dataset_sources", []), blob=blob,
+                                       kernel_sources=sources))
     for f in folders:
         problems = validate_metadata(f)
         if problems:

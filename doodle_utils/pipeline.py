@@ -44,7 +44,7 @@ NOTEBOOKS = REPO / "notebooks"
 # image model; 06, the point model) come before the ensemble (04) that reads their predictions
 PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_ensemble", "05_balance_submit")
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
-KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources"}
+KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources", "kernel_input_root"}
 DATA_KEYS = {"synth", "pack"}
 SYNTH_KEYS = {"classes", "per_class", "test_per_class", "seed", "unrecognized"}
 PACK_KEYS = {"workers", "valid_frac", "seed", "lenient", "kind"}

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from doodle_utils import kaggle
+from conftest import ROOT
 from test_pipeline import make_nb
 
 
@@ -96,3 +97,21 @@ def test_set_parameter_defaults_keeps_types_and_comments():
     assert out == "a: int = 7  # first\nb = '/kaggle/working'\nc: list = [3]  # multi-line\nd: float = 0.5\n"
     with pytest.raises(ValueError, match="does not declare"):
         kaggle.set_parameter_defaults(src, {"zzz": 1})
+
+
+def test_suite_bundle_chains_the_ensemble_and_submission_kernels(tmp_path):
+    """04 reads the training kernels' outputs, 05 reads 04's, where Kaggle mounts them."""
+    folders = {f.name: f for f in kaggle.bundle(tmp_path / "bundle", ROOT / "params" / "kaggle.yaml", user="me")}
+    meta = {k: json.loads((f / "kernel-metadata.json").read_text()) for k, f in folders.items()}
+    assert all(kaggle.validate_metadata(f) == [] for f in folders.values())
+    assert meta["04_snapshot_ensemble"]["kernel_sources"] == ["me/doodle-03-train", "me/doodle-06-point-cnn"]
+    assert meta["05_balance_submit"]["kernel_sources"] == ["me/doodle-04-snapshot-ensemble"]
+    assert meta["03_train"]["kernel_sources"] == [] and meta["06_point_cnn"]["enable_gpu"]
+
+    def params(name):
+        nb = nbformat.read(folders[name] / f"{name}.ipynb", as_version=4)
+        src = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
+        return {line.split(":")[0]: line for line in src.splitlines()}
+
+    assert "['/kaggle/input/doodle-03-train', '/kaggle/input/doodle-06-point-cnn']" in params("04_snapshot_ensemble")["train_dirs"]
+    assert "'/kaggle/input/doodle-04-snapshot-ensemble/ensemble'" in params("05_balance_submit")["ensemble_dir"]

@@ -1,0 +1,69 @@
+"""Ensembles: the means, greedy selection, finding runs (also in other folders), saving."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from doodle_utils import ensemble
+from doodle_utils.metrics import map_at_k
+
+
+def _run(base, label, probs_by_snap, labels, key_ids=("1", "2", "3", "4")):
+    """A training folder as predict_snapshots leaves it."""
+    preds = base / "train" / label / "preds"
+    preds.mkdir(parents=True)
+    entries = []
+    for snap, p in probs_by_snap.items():
+        np.save(preds / f"{snap}_valid.npy", p.astype(np.float16))
+        np.save(preds / f"{snap}_test.npy", p.astype(np.float16))
+        entries.append({"snapshot": snap, "valid_map3": map_at_k(p, labels)})
+    (preds / "manifest.json").write_text(json.dumps({
+        "words": ["a", "b", "c"], "valid_idx": [0, 1, 2, 3], "valid_labels": labels.tolist(),
+        "test_key_id": list(key_ids), "snapshots": entries}))
+    return base / "train" / label
+
+
+LABELS = np.array([0, 1, 2, 0])
+GOOD = np.array([[.6, .3, .1], [.2, .7, .1], [.1, .2, .7], [.3, .6, .1]], np.float32)  # last one wrong
+OTHER = np.array([[.5, .1, .4], [.1, .5, .4], [.3, .1, .6], [.7, .2, .1]], np.float32)  # last one right
+
+
+def test_means_and_selection():
+    arith = ensemble.combine([GOOD, OTHER])
+    np.testing.assert_allclose(arith, (GOOD + OTHER) / 2, atol=1e-6)
+    geom = ensemble.combine([GOOD, OTHER], mean="geom")
+    g = np.sqrt(GOOD * OTHER)
+    np.testing.assert_allclose(geom, g / g.sum(1, keepdims=True), atol=1e-6)
+    with pytest.raises(ValueError, match="weights"):
+        ensemble.combine([GOOD, OTHER], [1, -1])
+    w = ensemble.select_weights([GOOD, OTHER], lambda p: map_at_k(p, LABELS))
+    assert map_at_k(ensemble.combine([GOOD, OTHER], w), LABELS) >= max(map_at_k(GOOD, LABELS), map_at_k(OTHER, LABELS))
+
+
+def test_runs_are_found_in_the_run_folder_and_in_more_folders(tmp_path):
+    _run(tmp_path / "here", "image", {"snap_00": GOOD}, LABELS)
+    _run(tmp_path / "kernel_06", "points", {"snap_00": OTHER, "snap_01": GOOD}, LABELS)
+    found = ensemble.run_dirs(tmp_path / "here", more=[tmp_path / "kernel_06"])
+    assert [p.name for p in found] == ["image", "points"]
+    assert [p.name for p in ensemble.run_dirs(tmp_path / "here", ["points"], [tmp_path / "kernel_06"])] == ["points"]
+    with pytest.raises(FileNotFoundError, match="no predictions for \\['nope'\\]"):
+        ensemble.run_dirs(tmp_path / "here", ["nope"], [tmp_path / "kernel_06"])
+    with pytest.raises(FileNotFoundError, match="notebook 03 or 06"):
+        ensemble.run_dirs(tmp_path / "empty")
+    members = ensemble.load_runs(found)
+    assert [m.name for m in members.members] == ["image/snap_00", "points/snap_00", "points/snap_01"]
+    table, weights = ensemble.report(members)
+    assert len(table) == 3 + len(weights)
+    paths = ensemble.save(tmp_path / "ens", members, weights["equal"], "arith")
+    valid, test, man = ensemble.load_saved(tmp_path / "ens")
+    assert valid.shape == test.shape == (4, 3) and man["members"] == [m.name for m in members.members]
+    assert set(paths) == {"valid", "test"}
+
+
+def test_runs_over_other_drawings_do_not_mix(tmp_path):
+    a = _run(tmp_path, "a", {"snap_00": GOOD}, LABELS)
+    b = _run(tmp_path / "x", "b", {"snap_00": GOOD}, LABELS, key_ids=("9", "2", "3", "4"))
+    with pytest.raises(ValueError, match="other classes or drawings"):
+        ensemble.load_runs([a, b])
