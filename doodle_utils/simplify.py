@@ -105,7 +105,10 @@ def _dist(px, py, sx, sy, cx, cy, norm, degenerate):
     the arithmetic of ``rdp.pldist``: ``|cross(c, s - p)| / norm``."""
     if degenerate:
         return np.sqrt((px - sx) * (px - sx) + (py - sy) * (py - sy))
-    return abs(cx * (sy - py) - cy * (sx - px)) / norm
+    cross = abs(cx * (sy - py) - cy * (sx - px))
+    if norm == 0.0:  # a chord whose squared length underflows: x / 0 as numpy (rdp) gives it
+        return np.inf if cross > 0.0 else 0.0
+    return cross / norm
 
 
 @numba.njit(cache=True, inline="always")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from doodle_utils.simplify import (_simplify_kernel, agreement_report, simplify_packed,
@@ -224,6 +224,7 @@ def test_invariant_under_exact_translation_and_power_of_two_scaling(drawing, dx,
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.lists(st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4)), min_size=1,
                          max_size=15), min_size=1, max_size=4))
+@example([[(0.0, 3.1780479825390137e-257), (0.0, 1.0), (0.0, 0.0)]])  # a chord whose squared length underflows
 def test_output_shape_and_stroke_endpoints(drawing):
     strokes = [_arr(s) for s in drawing]
     out = simplify_strokes(strokes)
