@@ -34,18 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .bench_real import _pack  # the same packing: one worker, 20% held out, seed 0
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work" / "points"
 SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
 AUG = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}
-
-
-def _pack(sources: list[Path], target: Path, **kw) -> Path:
-    from doodle_utils.store import current_manifest, pack
-
-    if current_manifest(target, sources) is None:
-        pack(sources, target, workers=1, valid_frac=0.2, seed=0, **kw)
-    return target
 
 
 def stores(datasets: list[str]) -> dict[str, dict[str, Path]]:
@@ -55,16 +49,17 @@ def stores(datasets: list[str]) -> dict[str, dict[str, Path]]:
         if not SAMPLE.is_dir():
             raise SystemExit(f"{SAMPLE}: the real sample is not there (use --datasets synthetic)")
         src = sorted(SAMPLE.glob("*.ndjson"))
-        out["real"] = {"simplified": _pack(src, WORK / "real_simplified", kind="simplified"),
-                       "raw": _pack(src, WORK / "real_raw", kind="raw")}
+        out["real"] = {"simplified": WORK / "real_simplified", "raw": WORK / "real_raw"}
+        for kind, target in out["real"].items():
+            _pack(src, target, kind=kind)
     if "synthetic" in datasets:
         from doodle_utils import synth
 
         data = WORK / "synth"
         if not (data / "test_simplified.csv").exists():
             synth.make_competition(data, classes=len(synth.CLASSES), per_class=300, test_per_class=1, seed=0)
-        out["synthetic"] = {"simplified": _pack(sorted((data / "train_simplified").glob("*.csv")),
-                                                WORK / "synth_simplified", kind="simplified")}
+        out["synthetic"] = {"simplified": WORK / "synth_simplified"}
+        _pack(sorted((data / "train_simplified").glob("*.csv")), out["synthetic"]["simplified"], kind="simplified")
     return out
 
 

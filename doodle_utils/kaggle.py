@@ -33,11 +33,13 @@ LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 REQUIRED = ("id", "title", "code_file", "language", "kernel_type")
-# notebooks that read other notebooks' outputs: notebook prefix -> (its parameter, producers).
-# As kernels, a consumer lists its producers in ``kernel_sources``; Kaggle mounts each one's
-# output under ``<kernel_input_root>/<kernel slug>/`` (``/kaggle/input`` unless the profile's
-# ``kaggle.kernel_input_root`` says otherwise), and the parameter is pointed there.
-CONSUMERS = {"04": ("train_dirs", ("03", "06")), "05": ("ensemble_dir", ("04",))}
+# notebooks that read other notebooks' outputs: notebook prefix -> (its parameter, producers,
+# the parameter's value from the producers' mounts). As kernels, a consumer lists its
+# producers in ``kernel_sources``; Kaggle mounts each one's output under
+# ``<kernel_input_root>/<kernel slug>/`` (``/kaggle/input`` unless the profile's
+# ``kaggle.kernel_input_root`` says otherwise).
+CONSUMERS = {"04": ("train_dirs", ("03", "06"), lambda mounts: mounts),
+             "05": ("ensemble_dir", ("04",), lambda mounts: f"{mounts[0]}/ensemble")}
 KAGGLE_INPUT_ROOT = "/kaggle/input"
 
 
@@ -175,12 +177,11 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
         sources = []
         consumer = CONSUMERS.get(nb.stem[:2])
         if consumer:
-            param, producers = consumer
+            param, producers, value = consumer
             slugs = [kernel_slug(p) for p in nbs if p.stem[:2] in producers]
             sources = [f"{user}/{s}" for s in slugs]
             if slugs and param not in (set_in_profile.get(nb.stem) or {}):
-                params[param] = ([f"{root}/{s}" for s in slugs] if param == "train_dirs"
-                                 else f"{root}/{slugs[0]}/ensemble")
+                params[param] = value([f"{root}/{s}" for s in slugs])
         folders.append(bundle_notebook(nb, Path(out_dir), params, user=user, enable_gpu=gpu,
                                        dataset_sources=cfg.get("dataset_sources", []), blob=blob,
                                        kernel_sources=sources))

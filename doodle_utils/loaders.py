@@ -15,7 +15,8 @@ A batch is ``(images, country, label)``: images float in 0..1 ``(N, C, size, siz
 country code index (for a model that embeds it; never painted) and the class index (0 for
 test drawings, which have none). With ``input="points"`` nothing is rendered: a batch is
 ``(features, mask, country, label)`` from :func:`.pointcnn.point_features` (computed where
-CPU rendering would be), for :class:`.pointcnn.PointCNN`. Augmentations act on coordinates before rendering (:class:`Augment`).
+CPU rendering would be), for :class:`.pointcnn.PointCNN`. Augmentations act on coordinates
+before rendering (:class:`Augment`).
 Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
 training batch (:class:`PseudoLabels`).
 """

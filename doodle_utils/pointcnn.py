@@ -57,7 +57,7 @@ def sample_points(d: Drawings, budget: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def _point_time(d: Drawings, stroke: np.ndarray) -> np.ndarray:
-    """The ``time`` feature of every point (see :func:`point_features`)."""
+    """The ``time`` feature of every point (see :func:`point_features`; the batch has points)."""
     lens = np.diff(d.stroke_offsets)
     drawing = np.repeat(np.arange(len(d)), d.point_counts())
     if d.raw:
@@ -65,9 +65,9 @@ def _point_time(d: Drawings, stroke: np.ndarray) -> np.ndarray:
         first = d.stroke_offsets[d.drawing_offsets[:-1]]
         has = d.point_counts() > 0
         t0 = np.zeros(len(d))
-        t0[has] = np.minimum.reduceat(t, first[has]) if has.any() else 0
+        t0[has] = np.minimum.reduceat(t, first[has])
         dur = np.zeros(len(d))
-        dur[has] = np.maximum.reduceat(t, first[has]) - t0[has] if has.any() else 0
+        dur[has] = np.maximum.reduceat(t, first[has]) - t0[has]
         return (t - t0[drawing]) / np.maximum(dur[drawing], 1.0)
     stroke_rank = stroke - d.drawing_offsets[:-1][drawing]
     in_stroke = (np.arange(len(stroke)) - d.stroke_offsets[stroke]) / np.maximum(lens[stroke] - 1, 1)
@@ -113,8 +113,9 @@ def _by_length(d: Drawings, xy: np.ndarray, time: np.ndarray, stroke: np.ndarray
     seq_xy = np.r_[xy[starts], xy[p] + w[:, None] * (xy[nxt] - xy[p]), xy[ends]][order]
     seq_time = np.r_[time[starts], time[p] + w * (time[nxt] - time[p]), time[ends]][order]
     # a drawing with more stroke ends than the budget keeps an even choice of them
-    local, grp, _ = _even(np.bincount(seq_draw, minlength=len(d)), budget)
-    keep = (np.cumsum(np.bincount(seq_draw, minlength=len(d))) - np.bincount(seq_draw, minlength=len(d)))[grp] + local
+    counts = np.bincount(seq_draw, minlength=len(d))
+    local, grp, _ = _even(counts, budget)
+    keep = (np.cumsum(counts) - counts)[grp] + local
     return seq_draw[keep], seq_stroke[keep], seq_xy[keep], seq_time[keep]
 
 

@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,12 +384,10 @@ class History(TrainOnly):
         self.rows = pd.read_csv(self.path).to_dict("records") if self.keep and self.path.exists() else []
 
     def before_train(self):
-        import time
         self.t0 = time.perf_counter()
 
     def before_validate(self):
         """What this epoch trained with (before a plateau callback changes it)."""
-        import time
         dl = _base_dl(self.dls.train)
         self.trained_with = {"lr": float(self.opt.hypers[-1]["lr"]), "bs": int(dl.bs), "size": int(dl.size),
                              "train_s": time.perf_counter() - self.t0}

@@ -87,8 +87,8 @@ def run_table(out_dir: str | Path) -> pd.DataFrame:
         n_params = (sum(v.numel() for k, v in torch.load(snaps[-1], map_location="cpu", weights_only=True).items()
                         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
                     if snaps else None)
-        man_path = folder / "preds" / "manifest.json"
-        snap_map = [e.get("valid_map3") for e in json.loads(man_path.read_text())["snapshots"]] if man_path.exists() else []
+        snaps_map3 = (snapshot_table(folder / "preds").get("valid_map3", pd.Series(dtype=float)).dropna()
+                      if (folder / "preds" / "manifest.json").exists() else pd.Series(dtype=float))
         per_epoch = cfg.get("epoch_size") or _train_size(cfg["store_dir"])
         train_s = hist["train_s"].sum() if "train_s" in hist else float("nan")
         row = {"run": folder.name, "model": "points" if points else "image", "arch": cfg["arch"],
@@ -98,7 +98,7 @@ def run_table(out_dir: str | Path) -> pd.DataFrame:
                "train_s": train_s,
                "drawings_s": (per_epoch * len(hist) / train_s) if per_epoch and train_s == train_s else float("nan"),
                "valid_map3_last": float(hist["map3"].iloc[-1]),
-               "valid_map3_best_snapshot": max((m for m in snap_map if m is not None), default=float("nan"))}
+               "valid_map3_best_snapshot": float(snaps_map3.max()) if len(snaps_map3) else float("nan")}
         rows.append(row)
     return pd.DataFrame(rows)
 
