@@ -6,7 +6,8 @@ true class plus a fixed per-class bias N(0, 0.6), so some classes are over-predi
 situation balancing is for. ``none`` (plain top-3) is the baseline in the same run. Rows:
 ``optimal`` is the numba auction with its exact finish (the default); ``optimal, torch`` the
 torch auction on the CPU (the GPU code path; its many small rounds make it sensitive to other
-load on the CPU: 4.5 s on an idle dev-2c, 13.7 s beside a training run); ``optimal, 2nd/3rd
+load on the CPU: 4.5 s on an idle dev-2c, 13.7 s beside a training run), and ``optimal, torch
+(cuda)`` the same on the GPU when there is one; ``optimal, 2nd/3rd
 by probs`` the same assignment ranked as before (2nd and 3rd labels from the raw
 probabilities). ``--highs`` adds the SciPy HiGHS reference (about 3.5 minutes at full size).
 numba's one-off compilation is done before the timings. The ``--small`` option runs 359 × 12 instead. When the
@@ -59,7 +60,15 @@ def methods(highs: bool) -> list:
     rows = ["none", "greedy", "iterative", "optimal",
             ("optimal, torch (cpu)", "optimal", {"engine": "torch", "device": "cpu"}),
             ("optimal, 2nd/3rd by probs", "optimal", {"rank": "probs"})]
+    if _cuda():
+        rows.insert(5, ("optimal, torch (cuda)", "optimal", {"engine": "torch", "device": "cuda"}))
     return rows + ([("optimal, highs", "optimal", {"engine": "highs"})] if highs else [])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _table(title: str, rows: list[dict]) -> None:
@@ -79,6 +88,8 @@ def run(argv: list[str] | None = None) -> list[dict]:
     small, highs = "--small" in argv, "--highs" in argv
     for engine in ("numba", "torch"):  # compile (numba) and load (torch) outside the timings
         optimal(simulated(10, 5)[0], engine=engine)
+    if _cuda():
+        optimal(simulated(10, 5)[0], engine="torch", device="cuda")
     probs, labels = simulated(30, 12) if small else simulated(330, 340)
     rows = [r.__dict__ for r in compare(probs, labels, methods=methods(highs))]
     _table(f"balancing {probs.shape[0]:,} × {probs.shape[1]} (simulated biased classifier)", rows)

@@ -11,15 +11,18 @@ renders the raw drawings, the other variants the simplified ones. Default ``Rend
 * ``cpu xN``: the same over a ``multiprocessing`` pool of N = ``os.cpu_count()`` processes,
   two chunks of 256 drawings per process (the pool is started before timing; images stay
   in the workers);
-* ``torch cpu``: ``render_packed`` on CPU tensors, all cores (informational), 2,000 drawings
-  at 32 px down to 64 at 256 px (a canvas pass costs ~size**2);
+* ``torch cpu``: ``render_packed(engine="torch")`` on CPU tensors, all cores (informational),
+  2,000 drawings at 32 px down to 64 at 256 px (a canvas pass costs ~size**2);
 * ``torch cuda``: ``render_packed`` on batches of 4,096 drawings already on the GPU
-  (synchronised, after a warm-up), and ``+copy``: ``render_torch`` from host arrays.
+  (synchronised, after a warm-up): ``triton`` (the Triton kernel, the default on CUDA),
+  ``torch`` (the sparse torch engine), ``triton b512`` (a training batch of 512) and
+  ``triton +copy`` (``render_torch`` from host arrays).
 
 Each rate is the best of repeated timings within a short budget (the baseline's is the best
 of four such budgets, one beside each variant); ratios are against the baseline at that size.
 The whole CPU run takes about a minute on 2 cores. Results go to
-``benchmarks/_work/results_render.json``. Run: ``python -m benchmarks render``.
+``benchmarks/_work/results_render.json``. Run: ``python -m benchmarks render``, or
+``python -m benchmarks.bench_render --gpu-only`` for the baseline and the GPU rows alone.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ SIZES = (32, 64, 128, 256)
 VARIANTS = ("mono", "palette", "strokes3", "time3")
 CPU_DRAWINGS = 1024  # drawings per CPU timing
 GPU_BATCH = 4096
+TRAIN_BATCH = 512  # a training step's batch
 BUDGET_S = 0.8  # time per measurement (best of as many repeats as fit, at least 2)
 
 
@@ -114,6 +118,9 @@ def cpu_rates(simp, raw) -> dict:
 
 
 def torch_rates(simp, raw, device: str) -> dict:
+    """Rates of ``render_packed``: on the CPU the torch engine; on CUDA the Triton kernel (the
+    default there), the torch engine, the kernel from host arrays (+copy) and the kernel on a
+    training-sized batch of 512."""
     import torch
 
     from doodle_utils.render import RenderSpec
@@ -125,19 +132,24 @@ def torch_rates(simp, raw, device: str) -> dict:
     for v in VARIANTS:
         src = raw if v == "time3" else simp
         for size in SIZES:
-            if cuda:
-                idx = np.arange(GPU_BATCH) % len(src)
-                batch = src.take(idx)
-            else:  # a CPU canvas pass costs ~ size**2: keep each timing short
-                batch = src.take(np.arange(min(len(src), max(64, 512 * 64 * 64 // size ** 2))))
             spec = RenderSpec(size=size)
+            if not cuda:  # a CPU canvas pass costs ~ size**2: keep each timing short
+                batch = src.take(np.arange(min(len(src), max(64, 512 * 64 * 64 // size ** 2))))
+                tensors = to_tensors(batch, device)
+                render_packed(*tensors, variant=v, spec=spec, engine="torch")  # warm-up
+                out.setdefault(v, {})[size] = best_rate(
+                    lambda: render_packed(*tensors, variant=v, spec=spec, engine="torch"), len(batch))
+                continue
+            batch = src.take(np.arange(GPU_BATCH) % len(src))
             tensors = to_tensors(batch, device)
-            render_packed(*tensors, variant=v, spec=spec)  # warm-up
-            on_device = best_rate(lambda: render_packed(*tensors, variant=v, spec=spec), len(batch), sync=sync)
-            out.setdefault(v, {})[size] = on_device
-            if cuda:
-                out.setdefault(v + " +copy", {})[size] = best_rate(
-                    lambda: render_torch(batch, v, spec, device=device), len(batch), sync=sync)
+            for label, engine, n in (("triton", "triton", GPU_BATCH), ("torch", "torch", GPU_BATCH),
+                                     ("triton b512", "triton", TRAIN_BATCH)):
+                part = tensors if n == GPU_BATCH else to_tensors(batch.take(np.arange(n)), device)
+                render_packed(*part, variant=v, spec=spec, engine=engine)  # warm-up (compiles)
+                out.setdefault(f"{v} {label}", {})[size] = best_rate(
+                    lambda: render_packed(*part, variant=v, spec=spec, engine=engine), n, sync=sync)
+            out.setdefault(f"{v} triton +copy", {})[size] = best_rate(
+                lambda: render_torch(batch, v, spec, device=device), len(batch), sync=sync)
     return out
 
 
@@ -155,14 +167,31 @@ def print_table(res: dict) -> None:
             print(f"{group + ': ' + v:34s}" + cells)
 
 
-def run() -> dict:
+def baseline_rates(simp) -> dict:
+    """The baseline alone (for ``--gpu-only``): best of four budgets per size."""
+    import cv2
+
+    from doodle_utils.render import render_baseline
+
+    cv2.setNumThreads(1)
+    s = simp.take(np.arange(CPU_DRAWINGS))
+    return {"baseline": {size: max(best_rate(lambda: render_baseline(s, size=size), len(s)) for _ in range(4))
+                         for size in SIZES}}
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """All rows; ``--gpu-only`` measures the baseline and the CUDA rows only."""
     import torch
 
+    gpu_only = "--gpu-only" in (argv or [])
     t0 = time.perf_counter()
     simp, raw, source = load_drawings()
-    rates = cpu_rates(simp, raw)  # before any CUDA use: the pool forks
-    torch.set_num_threads(os.cpu_count() or 1)
-    rates["torch_cpu"] = torch_rates(simp, raw, "cpu")
+    if gpu_only:
+        rates = baseline_rates(simp)
+    else:
+        rates = cpu_rates(simp, raw)  # before any CUDA use: the pool forks
+        torch.set_num_threads(os.cpu_count() or 1)
+        rates["torch_cpu"] = torch_rates(simp, raw, "cpu")
     gpu = None
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
@@ -178,4 +207,6 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    run()
+    import sys
+
+    run(sys.argv[1:])

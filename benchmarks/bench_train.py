@@ -3,14 +3,17 @@
 For each (model, size) — resnet18@64, resnet34@128, seresnext26d_32x4d@128 on a GPU;
 resnet18@32 and @64 on a CPU-only machine (informational) — measured in one run:
 
-* ``limit``: training steps (forward, loss, backward, Adam step) on one batch already on the
-  device — bf16 autocast and channels-last on a GPU, fp32 on a CPU;
-* ``e2e gpu-render``: ``doodle_utils.train`` (fastai ``Learner.fit``) sampling from the store,
-  gathering and augmenting on the CPU and rendering ``palette`` on the GPU (GPU only);
-* ``e2e cpu-render``: the same with OpenCV rendering in N loader worker processes.
+* ``limit``: training steps (forward, loss, backward, PyTorch Adam step) on one batch already
+  on the device — bf16 autocast and channels-last on a GPU, fp32 on a CPU;
+* ``e2e gpu-render``: ``doodle_utils.train`` (fastai ``Learner.fit``, ``opt="adamw"``)
+  sampling from the store, gathering and augmenting in 8 loader workers and rendering
+  ``palette`` on the GPU with the Triton kernel (GPU only); also with fastai's own Adam and no
+  workers (the previous default set-up), to show what each change is worth;
+* ``e2e cpu-render``: the same with OpenCV rendering in N loader worker processes;
+* ``loader alone``: the images/s the training loader delivers on the device, no model (GPU only).
 
-Images/s are counted over the training phase of an epoch (validation cancelled), after a
-warm-up epoch; the ratio is against ``limit`` (target on the H100: at least 0.9). On a GPU
+Images/s are counted over the training phase of an epoch (validation cancelled; 100 batches
+on a GPU), after a warm-up epoch; the ratio is against ``limit`` (target on the H100: at least 0.9). On a GPU
 the peak memory of the limit run is reported per batch size. Data: the smoke run's store
 (``outputs/smoke/store/train``), made with ``make demo``. Results go to
 ``benchmarks/_work/results_train.json``. Run: ``python -m benchmarks train``.
@@ -68,11 +71,19 @@ def step_limit(arch: str, size: int, bs: int, device: torch.device, steps: int) 
     return rate, peak
 
 
-def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int) -> float:
+def _config(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int, opt: str):
+    from doodle_utils.train import TrainConfig
+
+    return TrainConfig(store_dir=str(STORE), out_dir=str(WORK / "train"), arch=arch, size=size, bs=bs,
+                       epoch_size=bs * steps, render_on=render_on, num_workers=workers, progress=False,
+                       channels_last=torch.cuda.is_available(), resume=False, opt=opt)
+
+
+def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int, opt: str = "adamw") -> float:
     """Training images/s of ``doodle_utils.train`` over one epoch of ``steps`` batches."""
     from fastai.callback.core import Callback, CancelValidException
 
-    from doodle_utils.train import TrainConfig, build_learner, make_loaders, pick_device
+    from doodle_utils.train import build_learner, make_loaders, pick_device
 
     class Clock(Callback):
         order = 100
@@ -90,9 +101,7 @@ def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, worker
         def before_validate(self):
             raise CancelValidException
 
-    cfg = TrainConfig(store_dir=str(STORE), out_dir=str(WORK / "train"), arch=arch, size=size, bs=bs,
-                      epoch_size=bs * steps, render_on=render_on, num_workers=workers, progress=False,
-                      channels_last=torch.cuda.is_available(), resume=False)
+    cfg = _config(arch, size, bs, steps, render_on, workers, opt)
     dls, _ = make_loaders(cfg, pick_device())
     clock = Clock()
     clock.times = []
@@ -101,22 +110,43 @@ def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, worker
     return bs * steps / clock.times[-1]
 
 
+def loader_only(size: int, bs: int, steps: int, render_on: str, workers: int) -> float:
+    """Images/s the training loader delivers on the device with no model (second epoch)."""
+    from doodle_utils.train import make_loaders, pick_device
+
+    dls, _ = make_loaders(_config("resnet18", size, bs, steps, render_on, workers, "adamw"), pick_device())
+    rate = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for b in dls.train:
+            pass
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        rate = bs * steps / (time.perf_counter() - t0)
+    return rate
+
+
 def run() -> dict:
     if not (STORE / "manifest.json").exists():
         raise SystemExit(f"{STORE}: no store; run `make demo` first")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     workers = min(16, os.cpu_count() or 1)
+    gpu_workers = min(8, workers)
     configs = GPU_CONFIGS if cuda else CPU_CONFIGS
-    bs, steps = (512, 30) if cuda else (64, 4)
+    bs, steps, e2e_steps = (512, 30, 100) if cuda else (64, 4, 4)
     rows = []
     for arch, size in configs:
         limit, peak = step_limit(arch, size, bs, device, steps)
         row = {"model": arch, "size": size, "bs": bs, "limit": limit, "peak_gib": peak}
         if cuda:
-            row["e2e_gpu_render"] = end_to_end(arch, size, bs, steps, "gpu", 0)
-        row["e2e_cpu_render"] = end_to_end(arch, size, bs, steps, "cpu", workers if cuda else 0)
+            row["e2e_gpu_render"] = end_to_end(arch, size, bs, e2e_steps, "gpu", gpu_workers)
+            row["e2e_gpu_render_fastai_adam_w0"] = end_to_end(arch, size, bs, e2e_steps, "gpu", 0, "adam")
+            row["loader_gpu_render"] = loader_only(size, bs, e2e_steps, "gpu", gpu_workers)
+            row["loader_cpu_render"] = loader_only(size, bs, e2e_steps, "cpu", workers)
+        row["e2e_cpu_render"] = end_to_end(arch, size, bs, e2e_steps, "cpu", workers if cuda else 0)
         rows.append(row)
+        print(json.dumps(row), flush=True)
     mem = []
     if cuda:
         for b in (256, 512, 1024, 2048):
@@ -124,12 +154,16 @@ def run() -> dict:
                         "peak_gib": step_limit("resnet18", 64, b, device, 5)[1]})
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
     print(f"\ntraining images/s on {name} ({'bf16, channels-last' if cuda else 'CPU, fp32'}), batch {bs}:")
-    print("| model | size | limit (batch on device) | e2e, GPU rendering | e2e, CPU rendering |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    cols = [("e2e_gpu_render", f"e2e, GPU rendering, AdamW, {gpu_workers} workers"),
+            ("e2e_gpu_render_fastai_adam_w0", "e2e, GPU rendering, fastai Adam, no workers"),
+            ("e2e_cpu_render", f"e2e, CPU rendering ({workers if cuda else 0} workers)"),
+            ("loader_gpu_render", "loader alone, GPU rendering"), ("loader_cpu_render", "loader alone, CPU rendering")]
+    cols = [(k, label) for k, label in cols if any(k in r for r in rows)]
+    print("| model | size | limit (batch on device) | " + " | ".join(label for _, label in cols) + " |")
+    print("| --- | ---: | ---: |" + " ---: |" * len(cols))
     for r in rows:
-        g = f"{r['e2e_gpu_render']:,.0f} ({r['e2e_gpu_render'] / r['limit']:.2f})" if "e2e_gpu_render" in r else "-"
-        c = f"{r['e2e_cpu_render']:,.0f} ({r['e2e_cpu_render'] / r['limit']:.2f})"
-        print(f"| {r['model']} | {r['size']} | {r['limit']:,.0f} (1.00) | {g} | {c} |")
+        cells = [f"{r[k]:,.0f} ({r[k] / r['limit']:.2f})" if k in r else "-" for k, _ in cols]
+        print(f"| {r['model']} | {r['size']} | {r['limit']:,.0f} (1.00) | " + " | ".join(cells) + " |")
     for m in mem:
         print(f"peak memory resnet18@64 batch {m['bs']}: {m['peak_gib']:.2f} GiB")
     WORK.mkdir(parents=True, exist_ok=True)

@@ -311,6 +311,26 @@ class DoodleDL(DataLoader):
                     c_t, y_t)
         return torch.from_numpy(render(d, self.variant, self.spec)), c_t, y_t
 
+    def __iter__(self):
+        """fastai's loop, but a batch from pinned memory goes to the GPU without blocking the
+        host (fastai's ``to_device`` waits for the copy, and so for the step before it)."""
+        from fastai.torch_core import to_device
+
+        self.randomize()
+        self.before_iter()
+        self._DataLoader__idxs = self.get_idxs()  # fastai's sample() reads this name
+        from fastai.data.load import _loaders
+
+        for b in _loaders[self.fake_l.num_workers == 0](self.fake_l):
+            if self.pin_memory and type(b) is list:  # pinning turns tuples into lists
+                b = tuple(b)
+            if self.device is not None:
+                b = to_device(b, self.device, non_blocking=self.pin_memory)
+            yield self.after_batch(b)
+        self.after_iter()
+        if hasattr(self, "it"):
+            del self.it
+
     def after_batch(self, b):
         """Render a packed batch on its device (GPU mode); scale to 0..1 floats."""
         if self.input == "points":
@@ -320,10 +340,10 @@ class DoodleDL(DataLoader):
 
             xy, so, do, t, c, y = b
             img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
-                                out_dtype=torch.float32)
-        else:
-            img, c, y = b
-            img = img.float().div_(255)
+                                out_dtype=torch.float32, channels_last=self.channels_last)
+            return img, c, y
+        img, c, y = b
+        img = img.float().div_(255)
         if self.channels_last:
             img = img.contiguous(memory_format=torch.channels_last)
         return img, c, y
@@ -342,7 +362,7 @@ class DoodleDL(DataLoader):
                   render_on=self.render_on, pseudo=self.pseudo, seed=self.seed,
                   channels_last=self.channels_last, input=self.input, points=self.points,
                   resample=self.resample,
-                  num_workers=self.fake_l.num_workers,
+                  num_workers=self.fake_l.num_workers, pin_memory=self.pin_memory,
                   drop_last=self.drop_last, device=self.device)
         for k in ("shuffle", "get_idxs"):
             kwargs.pop(k, None)
@@ -403,8 +423,10 @@ def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
     if len(train_src) == 0 or len(valid_src) == 0:
         raise ValueError(f"{cfg.store_dir}: the split has {len(train_src)} training and "
                          f"{len(valid_src)} validation drawings; both must be non-empty")
+    pin = torch.device(device).type == "cuda" if device is not None else False
     common = dict(variant=cfg.variant, spec=spec, render_on=cfg.render_on, seed=cfg.seed,
                   channels_last=cfg.channels_last, num_workers=cfg.num_workers, device=device,
+                  pin_memory=pin,
                   input=cfg.input, points=cfg.points, resample=cfg.resample)
     train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,
                      augment=cfg.augment, pseudo=cfg.pseudo, drop_last=True, **common)

@@ -10,6 +10,9 @@ What it holds:
 * :func:`rasterise`: segments to images, vectorised over the whole batch.
 * :func:`render_packed` (CSR tensors in, images out: what training calls with store batches)
   and :func:`render_torch` (a :class:`.data.Drawings` batch in, like :func:`.render.render`).
+  On a CUDA device they hand anti-aliased pens to :mod:`.render_triton`, one Triton kernel
+  that follows :func:`rasterise`'s rules without a host sync (equal images on the tests'
+  drawings); ``engine="torch"`` keeps this module's path.
 
 Algorithm (no Python loop over drawings, strokes or segments). Each segment touches only the
 pixels near it: it walks its major axis (x when ``|dx| > |dy|``, else y) one pixel column at a
@@ -121,7 +124,10 @@ class _Geometry:
     point_total: torch.Tensor
 
 
-def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Tensor | None) -> _Geometry:
+def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Tensor | None,
+              every_point: bool = False) -> _Geometry:
+    """Per-point and per-segment facts; ``every_point`` treats every point as a segment start
+    (fixed shapes, no host sync: :mod:`.render_triton` masks the points that start none)."""
     dev = xy.device
     n_pts, n_strokes, n_draw = xy.shape[0], so.numel() - 1, do.numel() - 1
     lens = so[1:] - so[:-1]
@@ -129,7 +135,10 @@ def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Ten
     point_rank = torch.arange(n_pts, device=dev) - so[:-1][stroke_of_point]
     point_total = lens[stroke_of_point]
     # a segment joins point j and j+1 of the same stroke; a 1-point stroke gives a dot (j, j)
-    seg_start = torch.nonzero((point_rank < point_total - 1) | (point_total == 1)).flatten()
+    if every_point:
+        seg_start = torch.arange(n_pts, device=dev)
+    else:
+        seg_start = torch.nonzero((point_rank < point_total - 1) | (point_total == 1)).flatten()
     per_drawing = do[1:] - do[:-1]
     drawing_of_stroke = torch.repeat_interleave(torch.arange(n_draw, device=dev), per_drawing,
                                                 output_size=n_strokes)
@@ -184,9 +193,15 @@ def _lut(cmap: str) -> np.ndarray:
     return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
+@lru_cache(maxsize=16)
+def _lut_on(cmap: str, device: torch.device) -> torch.Tensor:
+    """The colour map on ``device``, copied once (a copy per batch would wait for the device)."""
+    return torch.from_numpy(_lut(cmap)).to(device)
+
+
 @_values("palette")
 def _palette(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
-    lut = torch.from_numpy(_lut(spec.cmap)).to(g.xy.device)
+    lut = _lut_on(spec.cmap, g.xy.device)
     s = g.seg_stroke
     return lut[_ramp(g.stroke_rank[s], g.stroke_total[s], 0, 255).long()]
 
@@ -463,9 +478,26 @@ def rasterise(seg: TorchSegments, spec: RenderSpec, out_dtype: torch.dtype = tor
 
 def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
                   t: torch.Tensor | None = None, variant: str = "mono", spec: RenderSpec = RenderSpec(),
-                  out_dtype: torch.dtype = torch.uint8) -> torch.Tensor:
-    """Render a CSR batch already on the device (the training entry): (N, C, size, size)."""
-    return rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec), spec, out_dtype)
+                  out_dtype: torch.dtype = torch.uint8, engine: str = "auto",
+                  channels_last: bool = False) -> torch.Tensor:
+    """Render a CSR batch already on the device (the training entry): (N, C, size, size).
+
+    ``engine``: "torch" (:func:`rasterise`), "triton" (:mod:`.render_triton`'s kernel: no host
+    sync; anti-aliased pens; on CPU tensors it runs in Triton's slow interpreter, for tests) or
+    "auto" (Triton on a CUDA device for anti-aliased pens, else torch). ``channels_last``
+    returns that memory format.
+    """
+    from . import render_triton
+
+    if engine not in ("auto", "torch", "triton"):
+        raise ValueError(f"engine must be 'auto', 'torch' or 'triton', got {engine!r}")
+    if engine == "auto":
+        engine = "triton" if render_triton.available(xy.device) and render_triton.supports(spec) else "torch"
+    if engine == "triton":
+        return render_triton.render_points(xy, stroke_offsets, drawing_offsets, t, variant, spec, out_dtype,
+                                           channels_last)
+    img = rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec), spec, out_dtype)
+    return img.contiguous(memory_format=torch.channels_last) if channels_last else img
 
 
 def to_tensors(d: Drawings, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
@@ -479,6 +511,7 @@ def to_tensors(d: Drawings, device: str | torch.device = "cpu") -> tuple[torch.T
 
 
 def render_torch(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec(),
-                 device: str | torch.device = "cpu", out_dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+                 device: str | torch.device = "cpu", out_dtype: torch.dtype = torch.uint8,
+                 engine: str = "auto") -> torch.Tensor:
     """Render a batch like :func:`.render.render`, on ``device``: (N, C, size, size) tensor."""
-    return render_packed(*to_tensors(d, device), variant=variant, spec=spec, out_dtype=out_dtype)
+    return render_packed(*to_tensors(d, device), variant=variant, spec=spec, out_dtype=out_dtype, engine=engine)

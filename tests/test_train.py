@@ -219,8 +219,9 @@ class Kill(Callback):
             raise KeyboardInterrupt("killed")
 
 
-def test_a_killed_run_resumes_at_the_same_schedule_position(stores, tmp_path):
-    kw = dict(epochs=3, augment={"flip": 0.5, "rotate": 10, "stroke_dropout": 0.1})
+@pytest.mark.parametrize("opt", ["adam", "adamw"])
+def test_a_killed_run_resumes_at_the_same_schedule_position(stores, tmp_path, opt):
+    kw = dict(epochs=3, augment={"flip": 0.5, "rotate": 10, "stroke_dropout": 0.1}, opt=opt)
     full = Record()
     train(_cfg(stores, tmp_path / "full", **kw), extra_cbs=[full], predict=False)
     with pytest.raises(KeyboardInterrupt):
@@ -307,6 +308,29 @@ def test_optimiser_choice_and_precision_checks(stores, tmp_path):
     learn = build_learner(cfg, dls, 1)
     learn.create_opt()
     assert learn.opt.hypers[0]["mom"] == 0.9 and "sqr_mom" not in learn.opt.hypers[0]
+    # PyTorch's AdamW behind fastai: fastai Adam's defaults, and one-cycle drives its lr and betas
+    cfg = _cfg(stores, tmp_path / "w", opt="adamw", epochs=1)
+    learn = build_learner(cfg, dls, 1)
+
+    class Seen(Callback):
+        def before_fit(self):
+            self.rows = []
+
+        def after_batch(self):
+            if self.training:
+                g = self.opt.opt.param_groups[0]
+                self.rows.append((g["lr"], g["betas"][0], g["weight_decay"]))
+
+    seen = Seen()
+    learn.fit_one_cycle(1, 1e-3, cbs=[seen])
+    assert isinstance(learn.opt.opt, torch.optim.AdamW)
+    assert learn.opt.opt.defaults["eps"] == 1e-5 and learn.opt.opt.param_groups[0]["betas"][1] == 0.99
+    lr, mom, wd = np.array(seen.rows).T
+    assert lr.max() == pytest.approx(1e-3, rel=0.05) and lr[0] < 0.2 * lr.max() and lr[-1] < 0.5 * lr.max()
+    assert mom.min() == pytest.approx(0.85, abs=0.01) and mom[0] == pytest.approx(0.95, abs=0.01)
+    assert (wd == cfg.wd).all()
+    with pytest.raises(ValueError, match="opt"):
+        _cfg(stores, tmp_path, opt="lamb").check()
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="needs a CUDA device"):
             build_learner(_cfg(stores, tmp_path / "o", precision="bf16"), dls, 1)
