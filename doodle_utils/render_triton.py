@@ -111,7 +111,9 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
     if n > 1:
         new_run[1:] |= (value[1:] != value[:-1]).any(dim=1)
     run = torch.where(is_seg, torch.cumsum(new_run & is_seg, 0, dtype=torch.int32), 0).to(torch.int32)
-    vals = value.to(torch.float32)[:, [0, min(1, value.shape[1] - 1), min(2, value.shape[1] - 1)]]
+    value = value.to(torch.float32)
+    c = value.shape[1]  # slices, not a list index (that would copy an index tensor to the device)
+    vals = torch.stack([value[:, 0], value[:, min(1, c - 1)], value[:, min(2, c - 1)]], dim=1)
     return PointTable(seg, run.contiguous(), vals.contiguous(), g.point_offsets.contiguous(),
                       canvas, RENDERERS[variant].channels, do.numel() - 1)
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
 
 from ._files import atomic_path, save_npy_atomic, write_text_atomic
@@ -489,9 +490,56 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     if cfg.accumulate > 1:
         from fastai.callback.training import GradientAccumulation
         learn.add_cb(GradientAccumulation(n_acc=cfg.bs * cfg.accumulate))
-    if not cfg.progress:
-        learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    progress = [cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"]
+    learn.remove_cbs(progress)
+    if dev.type == "cuda":
+        learn.add_cb(DeviceLoss())
+    if cfg.progress:
+        learn.add_cb(QuietProgress() if dev.type == "cuda" or not progress else progress[0])
     return learn
+
+
+class DeviceLoss(Callback):
+    """Keeps fastai's smoothed training loss on the GPU.
+
+    fastai's ``AvgSmoothLoss`` copies every batch's loss to the host, and its progress bar
+    prints it every batch: each is a wait for the GPU, after which it sits idle while the host
+    queues the next batch. Here the running mean stays on the device; the loss history is
+    copied once per epoch (before anything reads it) and the progress bar shows the loss every
+    50 batches (:class:`QuietProgress`).
+    """
+
+    order = -10  # before the Recorder resets its smoothed loss
+
+    def before_fit(self):
+        from fastai.learner import AvgSmoothLoss
+
+        class _OnDevice(AvgSmoothLoss):
+            def accumulate(self, learn):
+                self.count += 1
+                self.val = torch.lerp(learn.loss.mean().detach().float(), self.val, self.beta)
+
+        if hasattr(self.learn, "recorder"):
+            self.learn.recorder.smooth_loss = _OnDevice(beta=self.learn.recorder.smooth_loss.beta)
+
+    def after_epoch(self):
+        rec = getattr(self.learn, "recorder", None)
+        if rec is None:
+            return
+        idx = [i for i, v in enumerate(rec.losses) if isinstance(v, torch.Tensor)]
+        if idx:
+            values = torch.stack([rec.losses[i].float() for i in idx]).tolist()
+            for i, v in zip(idx, values):
+                rec.losses[i] = torch.tensor(v)
+
+
+class QuietProgress(ProgressCallback):
+    """fastai's progress bar, showing the loss every 50 batches (reading it waits for the GPU)."""
+
+    def after_batch(self):
+        self.pbar.update(self.iter + 1)
+        if self.iter % 50 == 0 and hasattr(self, "smooth_loss"):
+            self.pbar.comment = f"{self.smooth_loss.item():.4f}"
 
 
 def _torch_adamw(params, lr: float, **kwargs):

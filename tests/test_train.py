@@ -391,3 +391,25 @@ def test_run_config_takes_the_test_store_only_when_packed(stores, tmp_path):
     assert cfg.out_dir == str(tmp_path / "train" / "lbl") and cfg.arch == "test_resnet"
     (tmp_path / "only_train").mkdir()
     assert run_config({}, tmp_path / "only_train", tmp_path, "x").test_store_dir is None
+
+
+def test_device_loss_keeps_fastai_s_loss_record(stores, tmp_path):
+    """DeviceLoss (on by default on a GPU) leaves the smoothed loss and its history as fastai
+    records them, while keeping the running mean where the loss is."""
+    from doodle_utils.train import DeviceLoss, build_learner, make_loaders, pick_device
+
+    def run(extra):
+        torch.manual_seed(0)
+        cfg = _cfg(stores, tmp_path / "dl", epochs=2)
+        dls, _ = make_loaders(cfg, pick_device())
+        learn = build_learner(cfg, dls, 1, extra_cbs=extra)
+        learn.fit(2, 1e-3)
+        return learn
+
+    plain, kept = run([]), run([DeviceLoss()])
+    assert type(kept.recorder.smooth_loss).__name__ == "_OnDevice"
+    assert len(kept.recorder.losses) == len(plain.recorder.losses) == 8
+    assert all(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in kept.recorder.losses)
+    np.testing.assert_allclose([float(v) for v in kept.recorder.losses], [float(v) for v in plain.recorder.losses],
+                               rtol=1e-5)
+    assert kept.recorder.values[-1][0] == pytest.approx(plain.recorder.values[-1][0], rel=1e-5)
