@@ -517,7 +517,9 @@ class DeviceLoss(Callback):
         class _OnDevice(AvgSmoothLoss):
             def accumulate(self, learn):
                 self.count += 1
-                self.val = torch.lerp(learn.loss.mean().detach().float(), self.val, self.beta)
+                loss = learn.loss.mean().detach().float()
+                # lerp's formula; torch.lerp itself refuses the 0-dim CPU start value with CUDA
+                self.val = loss + self.beta * (self.val - loss)
 
         if hasattr(self.learn, "recorder"):
             self.learn.recorder.smooth_loss = _OnDevice(beta=self.learn.recorder.smooth_loss.beta)
