@@ -528,11 +528,9 @@ class DeviceLoss(Callback):
         rec = getattr(self.learn, "recorder", None)
         if rec is None:
             return
-        idx = [i for i, v in enumerate(rec.losses) if isinstance(v, torch.Tensor)]
-        if idx:
-            values = torch.stack([rec.losses[i].float() for i in idx]).tolist()
-            for i, v in zip(idx, values):
-                rec.losses[i] = torch.tensor(v)
+        for i, v in enumerate(rec.losses):  # the epoch's (the GPU has finished them: no wait)
+            if isinstance(v, torch.Tensor) and v.device.type != "cpu":
+                rec.losses[i] = v.detach().cpu()
 
 
 class QuietProgress(ProgressCallback):
