@@ -14,8 +14,9 @@ resnet18@32 and @64 on a CPU-only machine (informational) — measured in one ru
 
 Images/s are counted over the training phase of an epoch (validation cancelled; 100 batches
 on a GPU), after a warm-up epoch: in the steady state (from the 10th batch to the end) and
-over the whole epoch (which also pays for starting the loader's workers); the ratio is against ``limit`` (target on the H100: at least 0.9). On a GPU
-the peak memory of the limit run is reported per batch size. Data: the smoke run's store
+over the whole epoch (which also pays for starting the loader's workers); the ratio is
+against ``limit`` (target on the H100: at least 0.9). On a GPU the peak memory of the limit
+run is reported per batch size. Data: the smoke run's store
 (``outputs/smoke/store/train``), made with ``make demo``. Results go to
 ``benchmarks/_work/results_train.json``. Run: ``python -m benchmarks train``.
 """
