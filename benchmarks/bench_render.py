@@ -11,6 +11,8 @@ renders the raw drawings, the other variants the simplified ones. Default ``Rend
 * ``cpu xN``: the same over a ``multiprocessing`` pool of N = ``os.cpu_count()`` processes,
   two chunks of 256 drawings per process (the pool is started before timing; images stay
   in the workers);
+* ``cpu x1 numba`` and ``cpu xN numba``: the same two with ``render(..., engine="numba")``
+  (``render_numba``, compiled before the pool forks);
 * ``torch cpu``: ``render_packed(engine="torch")`` on CPU tensors, all cores (informational),
   2,000 drawings at 32 px down to 64 at 256 px (a canvas pass costs ~size**2);
 * ``torch cuda``: ``render_packed`` on batches of 4,096 drawings already on the GPU
@@ -20,7 +22,7 @@ renders the raw drawings, the other variants the simplified ones. Default ``Rend
 
 Each rate is the best of repeated timings within a short budget (the baseline's is the best
 of four such budgets, one beside each variant); ratios are against the baseline at that size.
-The whole CPU run takes about a minute on 2 cores. Results go to
+The whole CPU run takes about a minute and a half on 2 cores. Results go to
 ``benchmarks/_work/results_render.json``. Run: ``python -m benchmarks render``, or
 ``python -m benchmarks.bench_render --gpu-only`` for the baseline and the GPU rows alone.
 """
@@ -87,8 +89,8 @@ def _chunk_render(args) -> int:
     from doodle_utils.render import render
 
     cv2.setNumThreads(1)
-    d, variant, spec = args
-    return len(render(d, variant, spec))
+    d, variant, spec, engine = args
+    return len(render(d, variant, spec, engine=engine))
 
 
 def cpu_rates(simp, raw) -> dict:
@@ -98,22 +100,26 @@ def cpu_rates(simp, raw) -> dict:
 
     cv2.setNumThreads(1)
     n_proc = os.cpu_count() or 1
-    out: dict = {"baseline": {}, "cpu_x1": {}, f"cpu_x{n_proc}": {}}
+    groups = {"opencv": ("cpu_x1", f"cpu_x{n_proc}"), "numba": ("cpu_x1 numba", f"cpu_x{n_proc} numba")}
+    out: dict = {"baseline": {}, **{g: {} for pair in groups.values() for g in pair}}
     s, r = simp.take(np.arange(CPU_DRAWINGS)), raw.take(np.arange(CPU_DRAWINGS))
+    render(s.take([0]), "mono", RenderSpec(size=32), engine="numba")  # compile (or load) before forking
     # two chunks of 256 drawings per process and call, cycling through the drawings
     chunks = {id(x): [x.take((np.arange(256) + 256 * i) % len(x)) for i in range(2 * n_proc)] for x in (s, r)}
     with get_context("fork").Pool(n_proc) as pool:
-        pool.map(_chunk_render, [(chunks[id(s)][0], "mono", RenderSpec(size=32))] * n_proc)  # start the workers
+        for engine in groups:  # start the workers
+            pool.map(_chunk_render, [(chunks[id(s)][0], "mono", RenderSpec(size=32), engine)] * n_proc)
         for size in SIZES:
             for v in VARIANTS:  # the baseline again beside each variant (the VM is noisy): best kept
                 out["baseline"][size] = max(out["baseline"].get(size, 0.0),
                                             best_rate(lambda: render_baseline(s, size=size), len(s)))
                 d = r if v == "time3" else s
                 spec = RenderSpec(size=size)
-                out["cpu_x1"].setdefault(v, {})[size] = best_rate(lambda: render(d, v, spec), len(d))
-                work = [(c, v, spec) for c in chunks[id(d)]]
-                out[f"cpu_x{n_proc}"].setdefault(v, {})[size] = best_rate(
-                    lambda: pool.map(_chunk_render, work, chunksize=1), 256 * len(work))
+                for engine, (one, many) in groups.items():
+                    out[one].setdefault(v, {})[size] = best_rate(lambda: render(d, v, spec, engine=engine), len(d))
+                    work = [(c, v, spec, engine) for c in chunks[id(d)]]
+                    out[many].setdefault(v, {})[size] = best_rate(
+                        lambda: pool.map(_chunk_render, work, chunksize=1), 256 * len(work))
     return out
 
 

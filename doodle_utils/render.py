@@ -213,8 +213,26 @@ def segments(d: Drawings, variant: str, spec: RenderSpec = RenderSpec()) -> Segm
                     g.drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, r.channels, len(d))
 
 
-def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec()) -> np.ndarray:
-    """Render a batch on the CPU: uint8 array (N, C, size, size)."""
+ENGINES = ("opencv", "numba")  # how :func:`render` draws on the CPU
+
+
+def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec(),
+           engine: str = "opencv") -> np.ndarray:
+    """Render a batch on the CPU: uint8 array (N, C, size, size).
+
+    Args:
+        d: the drawings (raw ones for variants that need times).
+        variant: a name in :data:`RENDERERS`.
+        spec: how to draw.
+        engine: ``"opencv"`` (``cv2.polylines``, below) or ``"numba"``
+            (:func:`.render_numba.render_numba`: render_torch's rules compiled, faster per core).
+    """
+    if engine == "numba":
+        from .render_numba import render_numba
+
+        return render_numba(d, variant, spec)
+    if engine != "opencv":
+        raise ValueError(f"unknown render engine {engine!r}; have {list(ENGINES)}")
     seg = segments(d, variant, spec)
     canvas = seg.canvas
     lw_canvas = max(1, int(round(spec.line_width * canvas / spec.size)))
