@@ -331,8 +331,9 @@ def plot_variants(images: dict[str, np.ndarray], titles: list[str] | None = None
 
 
 def time_renderers(batches: dict[str, Drawings], sizes: list[int], spec: RenderSpec,
-                   min_seconds: float = 0.5) -> "pd.DataFrame":
-    """Images/s of each variant (and of the popular kernel's baseline) per size, one core."""
+                   min_seconds: float = 0.5, engines: tuple[str, ...] = ENGINES) -> "pd.DataFrame":
+    """Images/s of each variant per engine (rows ``palette`` for OpenCV, ``palette · numba``)
+    and of the popular kernel's baseline, per size, one core."""
     import time
     from dataclasses import replace
 
@@ -341,12 +342,15 @@ def time_renderers(batches: dict[str, Drawings], sizes: list[int], spec: RenderS
     rows = []
     for size in sizes:
         s = replace(spec, size=size)
-        jobs = {name: (lambda d=d, name=name: render(d, name, s)) for name, d in batches.items()}
+        jobs = {}
+        for engine in engines:
+            for name, d in batches.items():
+                label = name if engine == "opencv" else f"{name} · {engine}"
+                jobs[label] = (len(d), lambda d=d, name=name, engine=engine: render(d, name, s, engine=engine))
         simplified_batch = next(d for d in batches.values() if not d.raw)
-        jobs["baseline (cv2.line loop)"] = lambda: render_baseline(simplified_batch, size)
-        for name, job in jobs.items():
-            n = len(batches.get(name, simplified_batch))
-            job()  # warm up
+        jobs["baseline (cv2.line loop)"] = (len(simplified_batch), lambda: render_baseline(simplified_batch, size))
+        for name, (n, job) in jobs.items():
+            job()  # warm up (and compile)
             k, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < min_seconds:
                 job()

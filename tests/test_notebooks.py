@@ -62,7 +62,9 @@ def test_rendering_results_on_the_synthetic_default(smoke_run):
     out, _ = smoke_run
     m = json.loads((out / "metrics.json").read_text())["02_rendering"]
     assert m["variants"] == ["mono", "palette", "strokes3", "time3"]  # the smoke store has raw timings
-    for v in m["variants"] + ["baseline (cv2.line loop)"]:
+    timed = m["variants"] + [f"{v} · numba" for v in m["variants"]] + ["baseline (cv2.line loop)"]
+    assert sorted(m["images_s"]) == sorted(timed)  # both CPU engines
+    for v in timed:
         assert set(m["images_s"][v]) == {"32", "64"} and min(m["images_s"][v].values()) > 0
     for fig in m["figures"]:
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5_000
