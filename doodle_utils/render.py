@@ -101,19 +101,20 @@ class _Geometry:
 
 
 def _scaled(d: Drawings) -> np.ndarray:
-    """Coordinates in 0..255: simplified as they are, raw aligned and scaled like Google's."""
-    if not d.raw:
-        return d.xy.astype(np.float64)
+    """Coordinates in 0..255: simplified as they are, raw aligned and scaled like Google's
+    (each drawing's minimum to 0 and its longer side to 255; vectorised over the batch)."""
     xy = d.xy.astype(np.float64)
-    out = np.empty_like(xy)
+    if not d.raw or len(xy) == 0:
+        return xy
     pts = d.stroke_offsets[d.drawing_offsets]
-    for i in range(len(d)):
-        a, b = pts[i], pts[i + 1]
-        v = xy[a:b]
-        lo = v.min(axis=0)
-        ext = (v.max(axis=0) - lo).max()
-        out[a:b] = (v - lo) * (255.0 / ext) if ext > 0 else 0.0
-    return out
+    counts = np.diff(pts)
+    starts = pts[:-1][counts > 0]  # reduceat needs increasing starts: skip empty drawings
+    lo = np.minimum.reduceat(xy, starts, axis=0)
+    ext = (np.maximum.reduceat(xy, starts, axis=0) - lo).max(axis=1)
+    factor = 255.0 / np.where(ext > 0, ext, 1.0)
+    factor[ext <= 0] = 0.0
+    owner = np.repeat(np.arange(len(starts)), counts[counts > 0])
+    return (xy - lo[owner]) * factor[owner][:, None]
 
 
 def _geometry(d: Drawings) -> _Geometry:
