@@ -314,13 +314,12 @@ class DoodleDL(DataLoader):
     def __iter__(self):
         """fastai's loop, but a batch from pinned memory goes to the GPU without blocking the
         host (fastai's ``to_device`` waits for the copy, and so for the step before it)."""
+        from fastai.data.load import _loaders
         from fastai.torch_core import to_device
 
         self.randomize()
         self.before_iter()
         self._DataLoader__idxs = self.get_idxs()  # fastai's sample() reads this name
-        from fastai.data.load import _loaders
-
         for b in _loaders[self.fake_l.num_workers == 0](self.fake_l):
             if self.pin_memory and type(b) is list:  # pinning turns tuples into lists
                 b = tuple(b)

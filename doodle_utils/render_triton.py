@@ -56,7 +56,8 @@ TILE = 32  # pixels per tile side (a program draws one tile of one drawing)
 
 
 def available(device: torch.device | str) -> bool:
-    """True when the kernel can run for tensors on ``device`` (CUDA with Triton installed)."""
+    """True when the kernel can run for tensors on ``device`` (CUDA with Triton installed),
+    unless the environment sets ``DOODLE_NO_TRITON`` (back to the torch engine, e.g. to compare)."""
     if torch.device(device).type != "cuda" or os.environ.get("DOODLE_NO_TRITON"):
         return False
     return triton is not None
@@ -100,7 +101,7 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
     j = torch.arange(n, device=dev)
     nxt = torch.where(g.point_total > 1, torch.clamp(j + 1, max=max(n - 1, 0)), j)
     p0 = torch.round(pix * 16) / 16
-    p1 = torch.round(pix[nxt] * 16) / 16
+    p1 = p0[nxt]
     d = p1 - p0
     len2 = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]
     inv = torch.where(len2 > 0, 1.0 / len2.clamp(min=1e-12), 0.0)

@@ -42,6 +42,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
+from fastai.learner import AvgSmoothLoss
 
 from ._files import atomic_path, save_npy_atomic, write_text_atomic
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
@@ -499,6 +500,16 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     return learn
 
 
+class _OnDevice(AvgSmoothLoss):
+    """fastai's smoothed loss without the copy to the host (see :class:`DeviceLoss`)."""
+
+    def accumulate(self, learn):
+        self.count += 1
+        loss = learn.loss.mean().detach().float()
+        # lerp's formula; torch.lerp itself refuses the 0-dim CPU start value with CUDA
+        self.val = loss + self.beta * (self.val - loss)
+
+
 class DeviceLoss(Callback):
     """Keeps fastai's smoothed training loss on the GPU.
 
@@ -512,15 +523,6 @@ class DeviceLoss(Callback):
     order = -10  # before the Recorder resets its smoothed loss
 
     def before_fit(self):
-        from fastai.learner import AvgSmoothLoss
-
-        class _OnDevice(AvgSmoothLoss):
-            def accumulate(self, learn):
-                self.count += 1
-                loss = learn.loss.mean().detach().float()
-                # lerp's formula; torch.lerp itself refuses the 0-dim CPU start value with CUDA
-                self.val = loss + self.beta * (self.val - loss)
-
         if hasattr(self.learn, "recorder"):
             self.learn.recorder.smooth_loss = _OnDevice(beta=self.learn.recorder.smooth_loss.beta)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_render_torch import agreement, batch_for, batches, simplified  # noqa: F401 (batches: fixture)
+from test_render_torch import agreement, batch_for, batches, simplified, spec_grid  # noqa: F401 (batches: fixture)
 
 from doodle_utils import data
 from doodle_utils.data import Drawings
@@ -14,7 +14,6 @@ from doodle_utils.render import RENDERERS, RenderSpec, render
 from doodle_utils.render_numba import render_numba
 from doodle_utils.render_torch import MAX_MAD, MIN_IOU, render_torch
 
-SIZES = (32, 64, 128)
 # against render_torch: the same rules in float32, so only pixels where torch's CPU square root
 # (not correctly rounded) and IEEE's land on different sides of a rounding step differ. Measured
 # on the synthetic batch: anti-aliased MAD <= 0.00003, one level at <= 0.003% of pixels;
@@ -36,11 +35,9 @@ def versus_torch(d: Drawings, variant: str, spec: RenderSpec) -> tuple[float, fl
 @pytest.mark.parametrize("variant", sorted(RENDERERS))
 def test_equals_render_torch_up_to_float_rounding(batches, variant, antialias):
     d = batch_for(batches, variant)
-    for size in SIZES:
-        for base in (None, 256):
-            spec = RenderSpec(size=size, antialias=antialias, base=base)
-            mad, same = versus_torch(d, variant, spec)
-            assert mad <= MAX_MAD_TORCH and same >= MIN_SAME, (spec, mad, same)
+    for spec in spec_grid(antialias):
+        mad, same = versus_torch(d, variant, spec)
+        assert mad <= MAX_MAD_TORCH and same >= MIN_SAME, (spec, mad, same)
 
 
 @pytest.mark.parametrize("antialias", [True, False])
@@ -58,11 +55,9 @@ def test_equals_render_torch_at_other_line_widths(batches, line_width, antialias
 def test_agrees_with_opencv(batches, variant, antialias):
     """Within the tolerances render_torch states for its own agreement with OpenCV."""
     d = batch_for(batches, variant)
-    for size in SIZES:
-        for base in (None, 256):
-            spec = RenderSpec(size=size, antialias=antialias, base=base)
-            mad, iou = agreement(render(d, variant, spec), render_numba(d, variant, spec))
-            assert mad <= MAX_MAD[antialias] * 64 / size and iou >= MIN_IOU[antialias], (spec, mad, iou)
+    for spec in spec_grid(antialias):
+        mad, iou = agreement(render(d, variant, spec), render_numba(d, variant, spec))
+        assert mad <= MAX_MAD[antialias] * 64 / spec.size and iou >= MIN_IOU[antialias], (spec, mad, iou)
 
 
 def test_aliased_one_pixel_lines_equal_opencv(batches):

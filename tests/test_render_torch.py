@@ -40,6 +40,11 @@ def batches() -> dict[str, Drawings]:
     return {"raw": r, "simplified": Drawings(xy, None, so, do)}
 
 
+def spec_grid(antialias: bool) -> list[RenderSpec]:
+    """The agreement checks' specs: every size of SIZES, drawn directly and on a 256 base."""
+    return [RenderSpec(size=size, antialias=antialias, base=base) for size in SIZES for base in (None, 256)]
+
+
 def batch_for(batches, variant: str) -> Drawings:
     return batches["raw" if RENDERERS[variant].needs_time else "simplified"]
 
@@ -95,12 +100,10 @@ def test_segments_torch_equals_segments_on_random_drawings(drawings):
 @pytest.mark.parametrize("variant", sorted(RENDERERS))
 def test_agrees_with_the_cpu_renderer(batches, variant, antialias):
     d = batch_for(batches, variant)
-    for size in SIZES:
-        for base in (None, 256):
-            spec = RenderSpec(size=size, antialias=antialias, base=base)
-            mad, iou = agreement(render(d, variant, spec), render_torch(d, variant, spec).numpy())
-            assert mad <= MAX_MAD[antialias] * 64 / size, (spec, mad)
-            assert iou >= MIN_IOU[antialias], (spec, iou)
+    for spec in spec_grid(antialias):
+        mad, iou = agreement(render(d, variant, spec), render_torch(d, variant, spec).numpy())
+        assert mad <= MAX_MAD[antialias] * 64 / spec.size, (spec, mad)
+        assert iou >= MIN_IOU[antialias], (spec, iou)
 
 
 @pytest.mark.parametrize("antialias", [True, False])
@@ -200,13 +203,11 @@ def test_cuda_agrees_with_cpu(batches, variant):
     d = batch_for(batches, variant)
     assert_segments_equal(d, variant, RenderSpec(size=64), device="cuda")
     for antialias in (True, False):
-        for size in SIZES:
-            for base in (None, 256):
-                spec = RenderSpec(size=size, antialias=antialias, base=base)
-                gpu = render_torch(d, variant, spec, device="cuda")
-                assert gpu.device.type == "cuda"
-                gpu = gpu.cpu().numpy()
-                mad, iou = agreement(render(d, variant, spec), gpu)
-                assert mad <= MAX_MAD[antialias] * 64 / size and iou >= MIN_IOU[antialias], (spec, mad, iou)
-                same, _ = agreement(render_torch(d, variant, spec).numpy(), gpu)
-                assert same <= 0.05, (spec, same)  # the CPU tensors up to float rounding
+        for spec in spec_grid(antialias):
+            gpu = render_torch(d, variant, spec, device="cuda")
+            assert gpu.device.type == "cuda"
+            gpu = gpu.cpu().numpy()
+            mad, iou = agreement(render(d, variant, spec), gpu)
+            assert mad <= MAX_MAD[antialias] * 64 / spec.size and iou >= MIN_IOU[antialias], (spec, mad, iou)
+            same, _ = agreement(render_torch(d, variant, spec).numpy(), gpu)
+            assert same <= 0.05, (spec, same)  # the CPU tensors up to float rounding
