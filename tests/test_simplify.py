@@ -1,5 +1,6 @@
 """Google's raw -> simplified pipeline (doodle_utils.simplify): hand-checked cases, the oracle
-(Google's own simplified files), a plain dense reference implementation, and properties."""
+(Google's own simplified files), a plain dense reference implementation, and properties; and the
+timed variant (simplify_packed_timed): the same points, each with its raw twin's time."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from doodle_utils import data
 from doodle_utils.simplify import (_simplify_kernel, agreement_report, simplify_packed,
-                                   simplify_strokes)
+                                   simplify_packed_timed, simplify_strokes)
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw_sample"
 # All 1,124 pairs of the sample agree exactly; a regression costing more than ~5 drawings fails.
@@ -22,18 +24,25 @@ def _arr(points) -> np.ndarray:
     return np.asarray(points, dtype=np.float64)
 
 
-def _dense_reference(strokes: list[np.ndarray]) -> list[np.ndarray]:
+def _dense_reference(strokes: list[np.ndarray], times: list[np.ndarray] | None = None):
     """The pipeline as plainly as possible: materialise every resampled point, then RDP over all
-    of them (the recursive ``rdp`` package's rules), then round. Slow, obviously right."""
+    of them (the recursive ``rdp`` package's rules), then round. Slow, obviously right.
+
+    With ``times`` (one array of raw times per stroke), also returns each kept point's time:
+    interpolated on its raw segment at the position's fraction, the stroke's first raw time for
+    point 0 and its last raw time for the last point, rounded: ``(points, times)``."""
     pts = np.concatenate(strokes)
     mn = pts.min(axis=0)
     ext = (pts.max(axis=0) - mn).max()
     out = []
-    for a in strokes:
+    out_t = []
+    for si, a in enumerate(strokes):
         v = (a - mn) * 255.0 / ext if ext > 0 else a - mn
         n = len(v)
+        tr = None if times is None else np.asarray(times[si], dtype=np.float64)
         if n == 1:
             r = v[[0, 0]]
+            rt = None if tr is None else tr[[0, 0]]
         else:
             d = np.diff(v, axis=0)
             seg = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
@@ -45,6 +54,9 @@ def _dense_reference(strokes: list[np.ndarray]) -> list[np.ndarray]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = np.where(seg[g] > 0, (s - cum[g]) / seg[g], 0.0)[:, None]
             r = np.vstack([v[g] * (1.0 - t) + v[g + 1] * t, v[-1]])
+            if tr is not None:
+                rt = np.concatenate([tr[g] + (tr[g + 1] - tr[g]) * t[:, 0], tr[-1:]])
+                rt[0] = tr[0]
         keep = np.zeros(len(r), bool)
         keep[[0, -1]] = True
         stack = [(0, len(r) - 1)]
@@ -64,7 +76,9 @@ def _dense_reference(strokes: list[np.ndarray]) -> list[np.ndarray]:
                 keep[i + 1 + k] = True
                 stack += [(i, i + 1 + k), (i + 1 + k, j)]
         out.append(np.round(r[keep]).astype(np.int64))
-    return out
+        if tr is not None:
+            out_t.append(np.round(rt[keep]).astype(np.int64))
+    return out if times is None else (out, out_t)
 
 
 def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
@@ -194,8 +208,8 @@ def test_fast_path_equals_general_path(real_drawings):
     so = np.concatenate([[0], np.cumsum([len(s) for s in strokes])]).astype(np.int64)
     do = np.concatenate([[0], np.cumsum([len(d) for d in real_drawings])]).astype(np.int64)
     xy = np.concatenate(strokes)
-    fast = _simplify_kernel(xy, so, do, 2.0, False)
-    general = _simplify_kernel(xy, so, do, 2.0, True)
+    fast = _simplify_kernel(xy, so, do, 2.0, False, np.empty(0, np.int32), False)
+    general = _simplify_kernel(xy, so, do, 2.0, True, np.empty(0, np.int32), False)
     assert np.array_equal(fast[0], general[0]) and np.array_equal(fast[1], general[1])
 
 
@@ -236,3 +250,213 @@ def test_output_shape_and_stroke_endpoints(drawing):
         assert o.dtype == np.uint8 and o.ndim == 2 and o.shape[1] == 2 and len(o) >= 2
         scaled = (s[[0, -1]] - mn) * 255.0 / ext if ext > 0 else s[[0, -1]] - mn
         assert np.array_equal(o[[0, -1]], np.round(scaled))
+
+
+# --- the timed variant --------------------------------------------------------------------------
+
+def _pack(drawings: list[list[np.ndarray]]):
+    """CSR-pack drawings of (n, 3) [x, y, t] strokes: ``(xy, t, stroke_offsets,
+    drawing_offsets)``."""
+    strokes = [_arr(s) for d in drawings for s in d]
+    so = np.concatenate([[0], np.cumsum([len(s) for s in strokes])]).astype(np.int64)
+    do = np.concatenate([[0], np.cumsum([len(d) for d in drawings])]).astype(np.int64)
+    pts = np.concatenate(strokes)
+    return pts[:, :2].copy(), pts[:, 2].copy(), so, do
+
+
+def _timed_strokes(drawings: list[list[np.ndarray]]) -> list[list[list[int]]]:
+    """Kept times per stroke (a list over all strokes of all drawings)."""
+    xy, t, so, do = _pack(drawings)
+    _, t_out, oso, _ = simplify_packed_timed(xy, t, so, do)
+    return [t_out[oso[s]:oso[s + 1]].tolist() for s in range(len(oso) - 1)]
+
+
+@pytest.fixture(scope="module")
+def real_raw() -> data.Drawings:
+    """Raw drawings with their times, as the data module reads them (every 5th file, whole)."""
+    if not (SAMPLE / "raw").is_dir():
+        pytest.skip(f"real Quick, Draw! sample not found at {SAMPLE}")
+    files = sorted((SAMPLE / "raw").glob("*.ndjson"))
+    return data.Drawings.concat([data.read_file(f, lenient=True)[1] for f in files[::5]])
+
+
+def test_timed_straight_and_l_shaped_strokes_by_hand():
+    # scale 1 in all three drawings (extent 255)
+    straight = [[0, 0, 0], [255, 0, 1000]]
+    # corner at arc 255 exactly: resampled point 255 is the corner, on segment 1 at fraction 0
+    l_whole = [[0, 0, 0], [255, 0, 1000], [255, 255, 3000]]
+    # corner at arc 100.5: point 101 = (100.5, 0.5) is farthest from the chord (0,0)-(100.5,255)
+    # (|255 x - 100.5 y| = 25577.25 > 25500 for point 100 = (100, 0)); no other split.
+    # Its time: 200 + (2750 - 200) * (101 - 100.5) / 255 = 205.
+    l_half = [[0, 0, 0], [100.5, 0, 200], [100.5, 255, 2750]]
+    xy, t, so, do = _pack([[straight], [l_whole], [l_half]])
+    oxy, t_out, oso, odo = simplify_packed_timed(xy, t, so, do)
+    assert t_out.dtype == np.int32
+    assert oso.tolist() == [0, 2, 5, 8] and odo.tolist() == [0, 1, 2, 3]
+    assert oxy.tolist() == [[0, 0], [255, 0],
+                            [0, 0], [255, 0], [255, 255],
+                            [0, 0], [100, 0], [100, 255]]  # 100.5 and 0.5: halves to even
+    assert t_out.tolist() == [0, 1000, 0, 1000, 3000, 0, 205, 2750]
+
+
+def test_timed_interpolates_at_the_positions_fraction():
+    # (0,0,t=0) -> (50,0,t=100) -> (255,0,t=2150) -> (255,255,t=2660), scale 1: the raw vertex
+    # (50, 0) is not kept (collinear); the corner is at arc 255 exactly, resampled point 255 on
+    # segment 2 at fraction 0: time 2150.
+    assert _timed_strokes([[[[0, 0, 0], [50, 0, 100], [255, 0, 2150], [255, 255, 2660]]]]) == \
+        [[0, 2150, 2660]]
+    # the same with the corner at arc 255.5 (x 255.5 -> scaled by 255 / 255.5): check against
+    # the dense reference's independent interpolation, and that the corner time lies between
+    # the raw times around it
+    stroke = _arr([[0, 0, 0], [50, 0, 100], [255.5, 0, 2155], [255.5, 255.5, 2666]])
+    _, ref_t = _dense_reference([stroke[:, :2]], [stroke[:, 2]])
+    got = _timed_strokes([[stroke]])
+    assert got == [r.tolist() for r in ref_t]
+    assert len(got[0]) == 3 and 2155 <= got[0][1] <= 2666
+
+
+def test_timed_one_point_and_zero_length_strokes():
+    one = [[5, 5, 40]]
+    zero = [[5, 5, 100], [5, 5, 130], [5, 5, 170]]  # zero length: first and last raw time
+    line = [[0, 0, 200], [10, 0, 250]]
+    assert _timed_strokes([[one, zero, line]]) == [[40, 40], [100, 170], [200, 250]]
+    # a drawing of one point (extent 0), and a lone zero-length drawing
+    assert _timed_strokes([[[[7.5, -3, 12]]], [[[1, 1, 3], [1, 1, 9]]]]) == [[12, 12], [3, 9]]
+
+
+def test_timed_first_point_takes_the_pen_down_time_after_a_pause():
+    # the pen rests on (0,0) from t=0 to t=300: resampled point 0 lies on segment 1 (segment 0
+    # has length 0) but is the stroke's first point, so it takes the first raw time
+    assert _timed_strokes([[[[0, 0, 0], [0, 0, 300], [255, 0, 1300]]]]) == [[0, 1300]]
+
+
+def test_timed_rounds_to_the_nearest_ms():
+    # corner at arc 100.5 as in the L above, raw times 0 / 200 / 201: 200 + 1 * 0.5 / 255 -> 200;
+    # float raw times are rounded too: 200.2 + 2550.5 * 0.5 / 255 = 205.2 -> 205, 2750.7 -> 2751
+    assert _timed_strokes([[[[0, 0, 0], [100.5, 0, 200], [100.5, 255, 201]]]]) == \
+        [[0, 200, 201]]
+    assert _timed_strokes([[[[0, 0, 0.4], [100.5, 0, 200.2], [100.5, 255, 2750.7]]]]) == \
+        [[0, 205, 2751]]
+    # halves to even, like the coordinates
+    assert _timed_strokes([[[[0, 0, 2.5]]], [[[0, 0, 3.5]]]]) == [[2, 2], [4, 4]]
+
+
+def test_timed_points_equal_untimed_on_real_drawings(real_raw):
+    d = real_raw
+    assert len(d) >= 1500
+    xy, t_out, so, do = simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets)
+    uxy, uso, udo = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
+    assert xy.dtype == uxy.dtype == np.uint8 and np.array_equal(xy, uxy)
+    assert np.array_equal(so, uso) and np.array_equal(do, udo)
+    assert t_out.dtype == np.int32 and t_out.shape == (len(xy),)
+    # float times (another compiled specialisation) give the same, and so do int64 ones
+    for t in (d.t.astype(np.float64), d.t.astype(np.int64)):
+        again = simplify_packed_timed(d.xy, t, d.stroke_offsets, d.drawing_offsets)
+        assert np.array_equal(again[0], xy) and np.array_equal(again[1], t_out)
+
+
+def test_timed_stroke_ends_and_monotone_times_on_real_drawings(real_raw):
+    d = real_raw
+    _, t_out, so, _ = simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets)
+    rso = d.stroke_offsets
+    raw_t = d.t.astype(np.int64)
+    t_out = t_out.astype(np.int64)
+    assert np.array_equal(t_out[so[:-1]], raw_t[rso[:-1]])  # first kept = first raw, per stroke
+    assert np.array_equal(t_out[so[1:] - 1], raw_t[rso[1:] - 1])  # last kept = last raw
+    monotone = checked = 0
+    for s in range(len(so) - 1):
+        rt = raw_t[rso[s]:rso[s + 1]]
+        kt = t_out[so[s]:so[s + 1]]
+        assert rt.min() <= kt.min() and kt.max() <= rt.max()
+        if np.all(np.diff(rt) >= 0):
+            checked += 1
+            monotone += bool(np.all(np.diff(kt) >= 0))
+    assert checked >= 0.99 * (len(so) - 1) and monotone == checked
+    # and the times are real interpolations, not just copies of the stroke's end times
+    inner = np.ones(len(t_out), bool)
+    inner[so[:-1]] = inner[so[1:] - 1] = False
+    assert inner.sum() > 1000
+    assert not np.isin(t_out[inner], raw_t).all()
+
+
+def test_timed_equals_dense_reference_on_real_drawings(real_raw):
+    d = real_raw
+    for i in range(0, len(d), 12):
+        strokes = d.strokes(i)  # (n, 3) x, y, t
+        _, ref_t = _dense_reference([s[:, :2] for s in strokes], [s[:, 2] for s in strokes])
+        got = _timed_strokes([strokes])
+        assert got == [r.tolist() for r in ref_t], i
+
+
+def test_timed_fast_path_equals_general_path(real_raw):
+    d = real_raw
+    xy = d.xy.astype(np.float64)
+    t = np.ascontiguousarray(d.t, dtype=np.int32)  # as simplify_packed_timed passes raw times
+    fast = _simplify_kernel(xy, d.stroke_offsets, d.drawing_offsets, 2.0, False, t, True)
+    general = _simplify_kernel(xy, d.stroke_offsets, d.drawing_offsets, 2.0, True, t, True)
+    multi = int(np.sum(np.diff(d.stroke_offsets) > 1))  # 1-point strokes skip RDP
+    assert general[2] == multi and 0 < fast[2] < multi
+    for a, b in zip(fast[:2] + fast[3:], general[:2] + general[3:]):
+        assert np.array_equal(a, b)
+
+
+def _raw_times(n: int):
+    """Non-decreasing integer times for ``n`` points, with pauses (equal times) and jumps."""
+    return st.lists(st.integers(0, 400), min_size=n, max_size=n).map(
+        lambda v: np.cumsum(v).astype(np.float64))
+
+
+_timed_drawings = _drawings.flatmap(
+    lambda dr: st.tuples(st.just(dr), st.tuples(*[_raw_times(len(s)) for s in dr])))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_timed_drawings)
+def test_timed_equals_dense_reference_on_tie_heavy_drawings(drawing_times):
+    drawing, times = drawing_times
+    ref_xy, ref_t = _dense_reference(drawing, list(times))
+    strokes = [np.column_stack([s, t]) for s, t in zip(drawing, times)]
+    xy, t, so, do = _pack([strokes])
+    oxy, t_out, oso, _ = simplify_packed_timed(xy, t, so, do)
+    assert [oxy[oso[s]:oso[s + 1]].astype(np.int64).tolist() for s in range(len(drawing))] == \
+        [r.tolist() for r in ref_xy]
+    assert [t_out[oso[s]:oso[s + 1]].tolist() for s in range(len(drawing))] == \
+        [r.tolist() for r in ref_t]
+
+
+def test_timed_untimed_kernel_leaves_times_unread():
+    xy, t, so, do = _pack([[[[0, 0, 0], [255, 0, 1000]]]])
+    out = _simplify_kernel(xy, so, do, 2.0, False, np.empty(0, np.int32), False)
+    assert out[0].tolist() == [[0, 0], [255, 0]] and out[3].shape == (0,)
+
+
+@pytest.mark.parametrize("t, match", [
+    (np.zeros(3), r"t must have shape \(4,\)"),
+    (np.zeros(5), r"t must have shape \(4,\)"),
+    (np.zeros((4, 1)), r"t must have shape \(4,\)"),
+    (np.array([0.0, 1.0, np.nan, 3.0]), r"non-finite .* point 2"),
+    (np.array([0.0, np.inf, 2.0, 3.0]), r"non-finite .* point 1"),
+    (np.array([0.0, 1.0, 2.0, 3e9]), "int32"),
+    (np.array(["a", "b", "c", "d"]), "numeric"),
+    (None, "t is None"),
+])
+def test_timed_bad_times_raise_value_error(t, match):
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 1.0], [3.0, 3.0]])
+    with pytest.raises(ValueError, match=match):
+        simplify_packed_timed(xy, t, np.array([0, 2, 4]), np.array([0, 2]))
+
+
+def test_timed_bad_offsets_and_points_raise_value_error():
+    t = np.zeros(4)
+    with pytest.raises(ValueError, match="stroke_offsets"):
+        simplify_packed_timed(np.zeros((4, 2)), t, np.array([0, 3]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="non-finite"):
+        simplify_packed_timed(np.array([[0, 0], [np.nan, 1], [0, 0], [1, 1]]), t,
+                              np.array([0, 4]), np.array([0, 1]))
+
+
+def test_timed_empty_batch():
+    xy, t, so, do = simplify_packed_timed(np.zeros((0, 2)), np.zeros(0, np.int32), np.array([0]),
+                                          np.array([0]))
+    assert xy.shape == (0, 2) and t.shape == (0,) and t.dtype == np.int32
+    assert so.tolist() == [0] and do.tolist() == [0]
