@@ -10,9 +10,10 @@ What it holds:
 * :func:`rasterise`: segments to images, vectorised over the whole batch.
 * :func:`render_packed` (CSR tensors in, images out: what training calls with store batches)
   and :func:`render_torch` (a :class:`.data.Drawings` batch in, like :func:`.render.render`).
-  On a CUDA device they hand anti-aliased pens to :mod:`.render_triton`, one Triton kernel
-  that follows :func:`rasterise`'s rules without a host sync (equal images on the tests'
-  drawings); ``engine="torch"`` keeps this module's path.
+  On a CUDA GPU that Triton supports (sm >= 7.0, :func:`.devices.device_choices`) they hand
+  anti-aliased pens to :mod:`.render_triton`, one Triton kernel that follows
+  :func:`rasterise`'s rules without a host sync (equal images on the tests' drawings);
+  ``engine="torch"`` keeps this module's path.
 
 Algorithm (no Python loop over drawings, strokes or segments). Each segment touches only the
 pixels near it: it walks its major axis (x when ``|dx| > |dy|``, else y) one pixel column at a
@@ -79,6 +80,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Drawings
+from .devices import device_choices
 from .render import RENDERERS, RenderSpec, canvas_transform
 
 # Agreement with render.render that the tests assert (keys: spec.antialias): mean absolute
@@ -483,17 +485,19 @@ def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offset
     """Render a CSR batch already on the device (the training entry): (N, C, size, size).
 
     ``engine``: "torch" (:func:`rasterise`), "triton" (:mod:`.render_triton`'s kernel: no host
-    sync; anti-aliased pens; on CPU tensors it runs in Triton's slow interpreter, for tests) or
-    "auto" (Triton on a CUDA device for anti-aliased pens, else torch). ``channels_last``
-    returns that memory format.
+    sync; anti-aliased pens; on CPU tensors it runs in Triton's slow interpreter, for tests;
+    ValueError on a GPU that Triton does not support) or "auto" (Triton for anti-aliased pens
+    on a CUDA GPU that Triton supports, else torch: :func:`.devices.device_choices`).
+    ``channels_last`` returns that memory format.
     """
     from . import render_triton
 
     if engine not in ("auto", "torch", "triton"):
         raise ValueError(f"engine must be 'auto', 'torch' or 'triton', got {engine!r}")
-    if engine == "auto":
-        engine = "triton" if render_triton.available(xy.device) and render_triton.supports(spec) else "torch"
-    if engine == "triton":
+    chosen = device_choices(xy.device, engine=engine).render_engine
+    if engine == "auto" and not render_triton.supports(spec):
+        chosen = "torch"
+    if chosen == "triton":
         return render_triton.render_points(xy, stroke_offsets, drawing_offsets, t, variant, spec, out_dtype,
                                            channels_last)
     img = rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec), spec, out_dtype)

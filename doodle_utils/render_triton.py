@@ -37,13 +37,13 @@ device kernel, and it ships with PyTorch's CUDA wheels.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
+from .devices import device_choices
 from .render import RENDERERS, RenderSpec, canvas_transform
 
 try:
@@ -56,11 +56,11 @@ TILE = 32  # pixels per tile side (a program draws one tile of one drawing)
 
 
 def available(device: torch.device | str) -> bool:
-    """True when the kernel can run for tensors on ``device`` (CUDA with Triton installed),
-    unless the environment sets ``DOODLE_NO_TRITON`` (back to the torch engine, e.g. to compare)."""
-    if torch.device(device).type != "cuda" or os.environ.get("DOODLE_NO_TRITON"):
-        return False
-    return triton is not None
+    """True when ``engine="auto"`` draws with this kernel on ``device``: a CUDA GPU that
+    Triton supports (sm >= 7.0) with Triton installed, unless the environment sets
+    ``DOODLE_NO_TRITON`` (back to the torch engine, e.g. to compare). The rule is
+    :func:`.devices.device_choices`'s."""
+    return device_choices(device).render_engine == "triton"
 
 
 def supports(spec: RenderSpec) -> bool:

@@ -23,6 +23,16 @@ and is renamed. With ``resume=True`` a run whose folder holds a checkpoint of th
 configuration continues from the epoch after it, at the same point of its LR schedule
 (fastai's ``start_epoch``), with the same data order (loaders seed each epoch by its number)
 and the callbacks' state (batch size, plateau counters) restored.
+
+Devices: :func:`.devices.device_choices` picks the mixed precision for ``precision="auto"``
+(bf16 on GPUs with native bfloat16, fp16 with gradient scaling on V100/T4, else fp32) and
+the line saying what was chosen is printed once per process. Several processes
+(``processes``; 0 means one per visible CUDA device): a run started outside torchrun with more
+than one launches itself under torchrun (:func:`launch`: the same :func:`train` in each
+process, data-parallel through fastai's ``distrib_ctx``), streams the processes' output, and
+then loads the finished run in this process, so the caller gets the same :class:`TrainResult`
+as from one process. ``bs`` is per process: each step averages the gradients of ``processes``
+batches (the learning rate is not scaled).
 """
 from __future__ import annotations
 
@@ -45,13 +55,13 @@ from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
 from fastai.learner import AvgSmoothLoss
 
 from ._files import atomic_path, save_npy_atomic, write_text_atomic
+from .devices import PRECISIONS, announce, device_choices
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
 from .render import RENDERERS
 
 log = logging.getLogger("doodle.train")
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -145,7 +155,7 @@ class TrainConfig:
     plateau_min_delta: float = 0.0  # an improvement smaller than this counts as a plateau
     max_bs: int = 4096
     label_smoothing: float = 0.0
-    precision: str = "auto"
+    precision: str = "auto"  # "auto" (devices.device_choices), "fp32", "bf16" or "fp16"
     channels_last: bool = False
     compile: bool = False
     pseudo_preds: str | None = None  # test probabilities (.npy) to pseudo-label from
@@ -154,6 +164,7 @@ class TrainConfig:
     resume: bool = True
     seed: int = 0
     progress: bool = True
+    processes: int = 0  # training processes: 0 one per visible CUDA device (1 without one); >1 runs torchrun
     # the point model (model="points"; see doodle_utils.pointcnn)
     points: int = 128  # point budget per drawing
     grid: int = 32  # scatter grid side
@@ -210,6 +221,10 @@ class TrainConfig:
             bad("progressive_sizes", "the first entry must start at epoch 0")
         if self.pseudo_preds and not self.test_store_dir:
             bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
+        if self.processes < 0:
+            bad("processes", "0 (one per visible CUDA device) or a count")
+        if world_size() < 2 and torch.cuda.is_available() and self.processes > torch.cuda.device_count():
+            bad("processes", f"more than the {torch.cuda.device_count()} visible CUDA device(s)")
 
     def cycle_lengths(self) -> list[int]:
         """Epochs of each SGDR cycle (``cycle_len`` growing by ``cycle_mult``)."""
@@ -225,10 +240,14 @@ class TrainConfig:
             return [int(e) for e in np.cumsum(self.cycle_lengths())]
         return [self.epochs]
 
-    def fingerprint(self) -> str:
-        """Hash of what decides the training trajectory (not ``resume``/``progress``/workers)."""
+    def fingerprint(self, world: int = 1) -> str:
+        """Hash of what decides the training trajectory (not ``resume``/``progress``/workers):
+        the configuration and, for ``world`` > 1 processes, their number (each step averages
+        ``world`` batches); ``processes`` itself is a request, resolved into ``world``."""
         d = {k: v for k, v in dataclasses.asdict(self).items()
-             if k not in ("resume", "progress", "num_workers", "out_dir")}
+             if k not in ("resume", "progress", "num_workers", "out_dir", "processes")}
+        if world > 1:
+            d["world_size"] = world
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -363,7 +382,7 @@ class Checkpoint(TrainOnly):
             return
         with atomic_path(self.folder / "checkpoint.pth") as tmp:
             save_model(tmp, self.learn.model, self.learn.opt, with_opt=True)
-        state = {"epoch": int(self.epoch), "bs": int(_base_dl(self.dls.train).bs),
+        state = {"epoch": int(self.epoch), "bs": int(_base_dl(self.dls.train).bs), "processes": world_size(),
                  "fingerprint": self.fingerprint, "trackers": [t.tracker_state() for t in self.trackers]}
         write_text_atomic(self.folder / "state.json", json.dumps(state, indent=1))
 
@@ -444,7 +463,12 @@ class TrainResult:
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    """This process's CUDA device (``LOCAL_RANK``'s under torchrun), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda")
 
 
 def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | None = None):
@@ -479,13 +503,10 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
                     opt_func=opt_func, metrics=[map3, accuracy, top3_accuracy], wd=cfg.wd,
                     path=cfg.out_dir, model_dir=".", cbs=cbs)
     dev = dls.device or pick_device()
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision != "fp32":
-        if dev.type != "cuda":
-            raise ValueError(f"precision={precision!r} needs a CUDA device (this run is on {dev})")
-        learn = learn.to_bf16() if precision == "bf16" else learn.to_fp16()
+    choice = device_choices(dev, cfg.precision)  # ValueError: a mixed precision without CUDA
+    announce(choice)
+    if choice.precision != "fp32":  # fastai's MixedPrecision; fp16 scales the loss (GradScaler)
+        learn = learn.to_bf16() if choice.precision == "bf16" else learn.to_fp16()
     if cfg.compile:
         learn.model.compile()
     if cfg.accumulate > 1:
@@ -587,6 +608,13 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def resolve_processes(processes: int) -> int:
+    """The process count ``processes`` asks for: 0 is one per visible CUDA device, 1 without one."""
+    if processes:
+        return processes
+    return max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else 1
+
+
 @contextmanager
 def _maybe_distributed(learn):
     """fastai's ``distrib_ctx`` when launched with several processes, else nothing.
@@ -619,12 +647,23 @@ def _maybe_distributed(learn):
 
 
 def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True) -> TrainResult:
-    """Train (or resume) ``cfg``; save checkpoints, snapshots and their predictions."""
+    """Train (or resume) ``cfg``; save checkpoints, snapshots and their predictions.
+
+    Outside a distributed run, ``cfg.processes`` resolving to more than one hands the run to
+    :func:`launch` (torchrun); ``extra_cbs`` cannot travel there (ValueError).
+    """
     cfg.check()
+    n_proc = resolve_processes(cfg.processes)
+    if n_proc > 1 and world_size() < 2:
+        if extra_cbs:
+            raise ValueError(f"extra callbacks cannot be passed to {n_proc} torchrun processes; set processes=1")
+        return launch(cfg, n_proc, predict)
     torch.manual_seed(cfg.seed)
     folder = Path(cfg.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     device = pick_device()
+    if device.index is not None:  # torchrun: this process's GPU, before anything is allocated
+        torch.cuda.set_device(device)
     dls, test_dl = make_loaders(cfg, device)
     n_countries = len(_base_dl(dls.train).source.countries)
     trackers: list = []
@@ -634,7 +673,7 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     elif cfg.schedule == "grow_batch":
         trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
                                            max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
-    fp = cfg.fingerprint()
+    fp = cfg.fingerprint(world_size())
     cbs = [EpochSeed(), Snapshots(folder / "snapshots", cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
     if cfg.progressive_sizes:
         cbs.append(ProgressiveResize(cfg.progressive_sizes))
@@ -645,8 +684,11 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     if cfg.resume and state_file.exists() and (folder / "checkpoint.pth").exists():
         state = json.loads(state_file.read_text())
         if state.get("fingerprint") != fp:
+            was = state.get("processes", 1)
+            hint = (f" (trained in {was} process(es), now {world_size()}: set processes={was})"
+                    if was != world_size() else "")
             raise ValueError(f"{folder}: holds a checkpoint of a different configuration "
-                             f"({state.get('fingerprint')} != {fp}); use another out_dir or resume=False")
+                             f"({state.get('fingerprint')} != {fp}){hint}; use another out_dir or resume=False")
         learn.create_opt()
         learn.load("checkpoint", with_opt=True, device=device)
         start = resumed = state["epoch"] + 1
@@ -662,8 +704,10 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     for t in trackers:
         learn.add_cb(t)
 
+    iters = len(dls.train)
     if start < cfg.n_epochs:
         with _maybe_distributed(learn):
+            iters = len(learn.dls.train)  # this process's share when distributed
             if cfg.schedule == "one_cycle":
                 learn.fit_one_cycle(cfg.epochs, cfg.lr, start_epoch=start)
             elif cfg.schedule == "sgdr":
@@ -671,7 +715,6 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
             else:
                 learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
     lrs = [float(x) for x in learn.recorder.lrs] if start < cfg.n_epochs else []  # predicting resets them
-    iters = len(dls.train)
     snaps = sorted((folder / "snapshots").glob("snap_*.pth"))
     from fastai.torch_core import rank_distrib
 
@@ -679,6 +722,80 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
     if predict and not rank_distrib():  # one process predicts, with the whole model
         preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds")
     return TrainResult(learn, folder, snaps, resumed, preds, lrs, iters)
+
+
+_CHILD = "import sys; from doodle_utils.train import _torchrun_child; _torchrun_child(*sys.argv[1:])"
+
+
+def launch(cfg: TrainConfig, processes: int, predict: bool = True) -> TrainResult:
+    """Train ``cfg`` in ``processes`` data-parallel processes started by torchrun, then load the
+    finished run here.
+
+    Each process runs :func:`train` (``torch.distributed.run --standalone``: a free port; NCCL
+    on GPUs, one each, gloo on CPU); their output is streamed to this process's stdout. The
+    package's folder goes first on the processes' ``PYTHONPATH``, so a copy that is only on
+    ``sys.path`` (a Kaggle kernel's) is the one they import. Afterwards this process builds the
+    learner on its own device with the run's last weights (``checkpoint.pth``; ``compile`` is
+    left off), so ``result.learn`` and the files are as after a one-process run; ``lrs`` and
+    ``iters_per_epoch`` are those of the first process.
+
+    Raises:
+        RuntimeError: the processes failed (the end of their output is in the message).
+    """
+    import collections
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    with tempfile.TemporaryDirectory(prefix="doodle_torchrun_") as tmp:
+        config, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        config.write_text(json.dumps(dataclasses.asdict(cfg), default=str))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "--no-python", sys.executable, "-c", _CHILD, str(config), str(result_file), str(int(predict))]
+        print(f"training in {processes} processes: torchrun --nproc_per_node {processes}", flush=True)
+        tail: collections.deque[str] = collections.deque(maxlen=60)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            while chunk := proc.stdout.read1(1 << 16):  # as it comes, progress bars' \r kept
+                text = chunk.decode(errors="replace")
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                tail.extend(text.splitlines(keepends=True))
+            rc = proc.wait()
+        except BaseException:  # interrupted: stop the processes (torchrun ends its workers)
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+        if rc or not result_file.exists():
+            raise RuntimeError(f"training in {processes} processes failed (torchrun exit status {rc}); "
+                               f"the end of its output:\n{''.join(tail)}")
+        done = json.loads(result_file.read_text())
+    device = pick_device()
+    dls, _ = make_loaders(cfg, device)
+    learn = build_learner(dataclasses.replace(cfg, compile=False), dls, len(_base_dl(dls.train).source.countries))
+    learn.load("checkpoint", with_opt=False, device=device)
+    return TrainResult(learn, Path(cfg.out_dir), [Path(x) for x in done["snapshots"]], done["resumed_from"],
+                       {k: {s: Path(v) for s, v in d.items()} for k, d in done["preds"].items()},
+                       done["lrs"], done["iters_per_epoch"])
+
+
+def _torchrun_child(config: str, result_file: str, predict: str) -> None:
+    """One of :func:`launch`'s processes: train, and in the first write what the run returned."""
+    from fastai.torch_core import rank_distrib
+
+    cfg = config_from_params(json.loads(Path(config).read_text()), strict=True)
+    r = train(cfg, predict=bool(int(predict)))
+    if not rank_distrib():
+        done = {"snapshots": [str(x) for x in r.snapshots], "resumed_from": r.resumed_from,
+                "preds": {k: {s: str(v) for s, v in d.items()} for k, d in r.preds.items()},
+                "lrs": r.lrs, "iters_per_epoch": r.iters_per_epoch}
+        write_text_atomic(Path(result_file), json.dumps(done))
 
 
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,
