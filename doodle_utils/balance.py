@@ -781,13 +781,14 @@ def compare(probs: np.ndarray, labels: np.ndarray | None = None, caps: np.ndarra
 
 
 def hidden_test_labels(data_dir, key_ids, words) -> np.ndarray | None:
-    """Class indices of the test drawings from ``test_labels.csv`` (the synthetic
-    competition writes one; Kaggle's data has none: None)."""
-    from pathlib import Path
-
+    """Class indices of the test drawings from the hidden ``test_labels.csv`` beside
+    ``data_dir`` (:func:`.paths.answers_file`; the synthetic competition writes one, Kaggle's data
+    has none: None)."""
     import pandas as pd
 
-    path = Path(data_dir) / "test_labels.csv"
+    from .paths import answers_file
+
+    path = answers_file(data_dir)
     if not path.exists() or key_ids is None:
         return None
     df = pd.read_csv(path, dtype={"key_id": str})

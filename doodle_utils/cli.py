@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``balance``, ``check-submission``, ``kaggle-bundle``.
+``train``, ``balance``, ``check-submission``, ``kaggle-bundle``, ``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ def _synth(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     summary = make_competition(a.out_dir, classes=a.classes, per_class=a.per_class,
-                               test_per_class=a.test_per_class, seed=a.seed, unrecognized=a.unrecognized)
+                               test_per_class=a.test_per_class, seed=a.seed, unrecognized=a.unrecognized,
+                               raw_format=a.raw_format)
     print(json.dumps(summary, indent=1, default=str))
     print(f"synthetic competition written to {a.out_dir} in {time.perf_counter() - t0:.1f}s")
     return 0
@@ -173,6 +174,22 @@ def _kaggle_bundle(a: argparse.Namespace) -> int:
     return 0
 
 
+def _kaggle_emulate(a: argparse.Namespace) -> int:
+    from .kaggle_emulator import KernelFailed, run_chain
+
+    if not (a.competition / "sample_submission.csv").is_file():
+        print(f"error: {a.competition}: no sample_submission.csv, not a competition folder", file=sys.stderr)
+        return 2
+    try:
+        runs = run_chain(a.bundle_dir, a.competition, a.root)
+    except KernelFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for r in runs:
+        print(f"{r.name}: {r.seconds:.0f}s, saves {r.output_bytes / 1e6:.1f} MB in {len(r.output_files)} files ({r.working})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doodle", description="Quick, Draw! doodle-recognition suite")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -184,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-per-class", type=int, default=20)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--unrecognized", type=float, default=0.06, help="fraction of unrecognized drawings")
+    s.add_argument("--raw-format", choices=["csv", "ndjson"], default="csv",
+                   help="csv: Kaggle's train_raw/<word>.csv and test_raw.csv; ndjson: Google's train_raw/<word>.ndjson")
     s.set_defaults(fn=_synth)
 
     s = sub.add_parser("simplify", help="Google's raw -> simplified pipeline on an ndjson file")
@@ -200,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pack", help="convert CSV/ndjson files into a packed memory-mapped store")
     s.add_argument("src_dir", type=Path, help="Kaggle layout (train_simplified/, test_simplified.csv) or a folder of files")
     s.add_argument("store_dir", type=Path)
-    s.add_argument("--kind", choices=["simplified", "raw"], default="simplified")
+    s.add_argument("--kind", choices=["simplified", "timed", "raw"], default="simplified",
+                   help="simplified: Kaggle's simplified files; timed: its raw files (train_raw/, test_raw.csv) "
+                        "simplified with each point's time kept; raw: the raw points and times (largest)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--valid-frac", type=float, default=0.02, help="stratified validation fraction")
     s.add_argument("--seed", type=int, default=0)
@@ -248,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user", help="your Kaggle user name (default: the profile's kaggle.user)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     s.set_defaults(fn=_kaggle_bundle)
+
+    s = sub.add_parser("kaggle-emulate", help="run a kaggle-bundle's kernels here, in order, as Kaggle would")
+    s.add_argument("bundle_dir", type=Path, help="what `doodle kaggle-bundle` wrote")
+    s.add_argument("competition", type=Path, help="the competition folder (Kaggle's files only)")
+    s.add_argument("root", type=Path, help="an empty folder for the sandboxes (<root>/kaggle is /kaggle)")
+    s.set_defaults(fn=_kaggle_emulate)
     return p
 
 

@@ -653,6 +653,49 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
     return _keep(meta, drawings, status, good, lines, ts_us)
 
 
+# Kaggle's file set names what a file holds by its folder (train_raw/, train_simplified/) or
+# its own name (test_raw.csv, test_simplified.csv); never by a class name (e.g. "strawberry").
+RAW_FOLDERS, SIMPLIFIED_FOLDERS = ("train_raw",), ("train_simplified",)
+RAW_FILES, SIMPLIFIED_FILES = ("test_raw.csv",), ("test_simplified.csv",)
+
+
+def has_times(path: str | os.PathLike) -> bool | None:
+    """Whether a drawing file's strokes carry times (raw) — from Kaggle's names, else its content.
+
+    Kaggle's layout decides first: a file in ``train_raw/`` or named ``test_raw.csv`` is raw, one
+    in ``train_simplified/`` or named ``test_simplified.csv`` is not. Any other file is judged
+    by its first row's first stroke (three lists: raw). None when the file has no readable row
+    (the reader then reports the row itself).
+    """
+    path = Path(path)
+    if path.parent.name in RAW_FOLDERS or path.name in RAW_FILES:
+        return True
+    if path.parent.name in SIMPLIFIED_FOLDERS or path.name in SIMPLIFIED_FILES:
+        return False
+    with open(path, "rb") as f:
+        if path.suffix == ".csv":
+            import csv
+            import io
+
+            head = f.read(1 << 20).decode("utf-8", "replace")
+            rows = csv.reader(io.StringIO(head))
+            header = next(rows, None)
+            row = next(rows, None)
+            if not header or not row or "drawing" not in header or len(row) != len(header):
+                return None
+            text = row[header.index("drawing")]
+        else:
+            line = next((ln for ln in f if ln.strip()), b"")
+            try:
+                text = json.dumps(json.loads(line)["drawing"])
+            except Exception:
+                return None
+    try:
+        return len(json.loads(text)[0]) == 3
+    except Exception:
+        return None
+
+
 def iter_file(path: str | os.PathLike, **kwargs) -> Iterator[Chunk]:
     """Stream a ``.csv`` or ``.ndjson`` file, chosen by extension."""
     path = Path(path)

@@ -38,10 +38,15 @@ _DURATIONS: "weakref.WeakKeyDictionary[Store, np.ndarray]" = weakref.WeakKeyDict
 # --------------------------------------------------------------------------- stores and per-drawing arrays
 
 def open_stores(store_dir: str | Path) -> tuple[Store, Store | None]:
-    """The labelled ``train`` store and, when packed, the ``raw`` store (with times) of ``store_dir``."""
+    """The labelled ``train`` store and a store with times: the ``raw`` store when one was packed
+    (Google's raw ndjson), else ``train`` itself when its points carry times (kinds "timed" and
+    "raw", from Kaggle's raw files), else None."""
     store_dir = Path(store_dir)
     raw = store_dir / "raw"
-    return Store(store_dir / "train"), (Store(raw) if (raw / "manifest.json").exists() else None)
+    train = Store(store_dir / "train")
+    if (raw / "manifest.json").exists():
+        return train, Store(raw)
+    return train, (train if train.timed else None)
 
 
 def strokes_per_drawing(st: Store) -> np.ndarray:
@@ -72,7 +77,9 @@ def durations_s(raw: Store) -> np.ndarray:
 
 
 def pen_speed(d: Drawings) -> np.ndarray:
-    """Mean pen speed of each drawing of a raw batch: ink length / pen-down time, px per second.
+    """Mean pen speed of each drawing of a raw batch: ink length / pen-down time, px per second
+    (screen pixels for raw points; for a timed store's simplified points, pixels of the 0..255
+    frame).
 
     Pen-down time is the sum over strokes of last minus first ``t``; NaN where it is zero.
     """

@@ -34,13 +34,74 @@ KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 REQUIRED = ("id", "title", "code_file", "language", "kernel_type")
 # notebooks that read other notebooks' outputs: notebook prefix -> (its parameter, producers,
-# the parameter's value from the producers' mounts). As kernels, a consumer lists its
-# producers in ``kernel_sources``; Kaggle mounts each one's output under
-# ``<kernel_input_root>/<kernel slug>/`` (``/kaggle/input`` unless the profile's
-# ``kaggle.kernel_input_root`` says otherwise).
-CONSUMERS = {"04": ("train_dirs", ("03", "06"), lambda mounts: mounts),
-             "05": ("ensemble_dir", ("04",), lambda mounts: f"{mounts[0]}/ensemble")}
+# the parameter's value from the producers' run folders as mounted). As kernels, a consumer
+# lists its producers in ``kernel_sources`` (see :class:`Chain`).
+CONSUMERS = {"04": ("train_dirs", ("03", "06"), lambda runs: runs),
+             "05": ("ensemble_dir", ("04",), lambda runs: f"{runs[0]}/ensemble")}
 KAGGLE_INPUT_ROOT = "/kaggle/input"
+KAGGLE_WORKING = "/kaggle/working"
+OUTPUT_LIMIT_BYTES = 20 * 10 ** 9  # what a kernel may save as its output (Kaggle: 20 GB)
+
+
+class Chain:
+    """Where each kernel of the chain reads and writes, from Kaggle's mounts: the one place
+    that turns a profile's paths into kernel paths.
+
+    Kaggle runs a kernel with ``/kaggle/working`` as its (saved) working folder and mounts the
+    saved working folder of each kernel in its ``kernel_sources`` read-only at
+    ``<input_root>/<slug>/`` (``/kaggle/input`` unless the profile's
+    ``kaggle.kernel_input_root`` says otherwise). So a path ``/kaggle/working/X`` written by
+    kernel K is ``<input_root>/<K's slug>/X`` in the kernels that attach K.
+
+    Args:
+        stems: the bundled notebooks' names, in run order.
+        users: the stems of notebooks that open the packed store (they declare ``pack``).
+        store_dir, out_dir: the profile's store and run folders (paths inside a kernel).
+        input_root: where attached kernels' outputs appear.
+    """
+
+    def __init__(self, stems: Sequence[str], users: Sequence[str], store_dir: str, out_dir: str,
+                 input_root: str = KAGGLE_INPUT_ROOT):
+        self.stems, self.input_root = list(stems), input_root.rstrip("/")
+        self.store_dir, self.out_dir = store_dir, out_dir
+        users = [s for s in self.stems if s in users]
+        # the store is packed once, by the first notebook that opens it, when that kernel saves
+        # it (it is under /kaggle/working); a store elsewhere (/kaggle/temp) is each kernel's own
+        self.packer = users[0] if users and self.saved(store_dir) is not None else None
+        self.users = users
+
+    @staticmethod
+    def saved(path: str) -> str | None:
+        """``path`` relative to ``/kaggle/working`` ("" for the folder itself), or None when a
+        kernel does not save it."""
+        p, w = Path(path), Path(KAGGLE_WORKING)
+        if p == w:
+            return ""
+        return p.relative_to(w).as_posix() if p.is_relative_to(w) else None
+
+    def mounted(self, producer: str, path: str) -> str:
+        """Where ``path``, saved by ``producer``'s kernel, appears in a kernel that attaches it."""
+        rel = self.saved(path)
+        if rel is None:
+            raise ValueError(f"{path} is not under {KAGGLE_WORKING}: kernel {producer} does not save it")
+        return f"{self.input_root}/{kernel_slug(Path(producer))}" + (f"/{rel}" if rel else "")
+
+    def store_for(self, stem: str) -> tuple[str, list[str]]:
+        """(store_dir, producers to attach) of notebook ``stem``."""
+        if self.packer is None or stem == self.packer or stem not in self.users:
+            return self.store_dir, []
+        return self.mounted(self.packer, self.store_dir), [self.packer]
+
+    def consumed(self, stem: str) -> tuple[str, list[str], object] | None:
+        """(parameter, producers, value) for a notebook that reads other kernels' outputs."""
+        consumer = CONSUMERS.get(stem[:2])
+        if not consumer:
+            return None
+        param, prefixes, value = consumer
+        producers = [s for s in self.stems if s[:2] in prefixes]
+        if not producers:
+            return None
+        return param, producers, value([self.mounted(p, self.out_dir) for p in producers])
 
 
 def slugify(text: str) -> str:
@@ -59,8 +120,12 @@ def package_zip() -> bytes:
     return buf.getvalue()
 
 
-def setup_cells(blob: bytes) -> list:
-    """A markdown cell that says why, and the code cell that unpacks the package."""
+def setup_cells(blob: bytes, tested: dict[str, str] | None = None) -> list:
+    """A markdown cell that says why, and the code cell that unpacks the package and compares
+    the kernel's library versions with ``tested`` (default: the project's pins)."""
+    from .versions import pinned_versions
+
+    tested = pinned_versions(REPO / "pyproject.toml") if tested is None else tested
     digest = hashlib.sha256(blob).hexdigest()[:12]
     code = (
         "# doodle_utils, inlined by `doodle kaggle-bundle` (kernels run without internet)\n"
@@ -69,12 +134,16 @@ def setup_cells(blob: bytes) -> list:
         "if not os.path.isdir(os.path.join(_dst, 'doodle_utils')):\n"
         "    zipfile.ZipFile(io.BytesIO(base64.b64decode(_PKG))).extractall(_dst)\n"
         "sys.path.insert(0, _dst)\n"
-        "import doodle_utils; print('doodle_utils from', os.path.dirname(doodle_utils.__file__))"
+        "import doodle_utils; print('doodle_utils from', os.path.dirname(doodle_utils.__file__))\n"
+        "from doodle_utils.versions import check_versions\n"
+        f"check_versions({tested!r})  # warns where Kaggle's image differs in a way known to matter"
     )
     data = f"_PKG = '{base64.b64encode(blob).decode()}'"
     md = nbformat.v4.new_markdown_cell(
         "**Kernel set-up.** The suite's package `doodle_utils` travels inside this notebook "
-        "(the next two cells), because Kaggle kernels run without internet.")
+        "(the next two cells), because Kaggle kernels run without internet. The second one also "
+        "compares the libraries of Kaggle's image with the versions the suite is tested with and "
+        "warns where a difference is known to matter.")
     return [md, nbformat.v4.new_code_cell(data, metadata={"tags": ["doodle-package"]}),
             nbformat.v4.new_code_cell(code, metadata={"tags": ["doodle-setup"]})]
 
@@ -155,13 +224,16 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
 
     The profile's ``kaggle`` section gives ``user``, ``gpu_notebooks`` (name prefixes that
     get ``enable_gpu``), ``dataset_sources`` (e.g. a pretrained-weights dataset) and
-    ``kernel_input_root``. Notebooks that read other notebooks' outputs (:data:`CONSUMERS`)
-    get those kernels as ``kernel_sources`` and their parameter pointed at where Kaggle
-    mounts them, unless the profile sets it.
+    ``kernel_input_root``. Every kernel writes to its own ``/kaggle/working`` (``out_dir``);
+    the store is packed once, by the first kernel that opens it, and the others attach that
+    kernel and read the store where Kaggle mounts it; notebooks that read other notebooks'
+    outputs (:data:`CONSUMERS`) attach those kernels and read them where they are mounted,
+    unless the profile sets the parameter; the last kernel writes ``/kaggle/working/submission.csv``
+    (:class:`Chain`).
     """
     import yaml
 
-    from .pipeline import load_profile, notebook_list
+    from .pipeline import declared_parameters, load_profile, notebook_list
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
@@ -169,19 +241,26 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     cfg, set_in_profile = raw.get("kaggle") or {}, raw.get("notebooks") or {}
     user = user or cfg.get("user") or "your-kaggle-username"
     blob = package_zip()
+    declared = {nb.stem: declared_parameters(nb) for nb in nbs}
+    chain = Chain([nb.stem for nb in nbs], [s for s, d in declared.items() if "pack" in d],
+                  str(prof.params.get("store_dir", f"{KAGGLE_WORKING}/store")), KAGGLE_WORKING,
+                  cfg.get("kernel_input_root", KAGGLE_INPUT_ROOT))
     folders = []
-    root = cfg.get("kernel_input_root", KAGGLE_INPUT_ROOT).rstrip("/")
     for nb in nbs:
         gpu = any(nb.stem.startswith(p) for p in cfg.get("gpu_notebooks", []))
-        params = {k: v for k, v in per_nb[nb.stem].items()}
-        sources = []
-        consumer = CONSUMERS.get(nb.stem[:2])
-        if consumer:
-            param, producers, value = consumer
-            slugs = [kernel_slug(p) for p in nbs if p.stem[:2] in producers]
-            sources = [f"{user}/{s}" for s in slugs]
-            if slugs and param not in (set_in_profile.get(nb.stem) or {}):
-                params[param] = value([f"{root}/{s}" for s in slugs])
+        params = dict(per_nb[nb.stem])
+        if "out_dir" in declared[nb.stem]:
+            params["out_dir"] = KAGGLE_WORKING  # each kernel saves its own working folder
+        producers: list[str] = []
+        if "store_dir" in params:
+            params["store_dir"], producers = chain.store_for(nb.stem)
+        consumed = chain.consumed(nb.stem)
+        if consumed:
+            param, more, value = consumed
+            producers += more
+            if param not in (set_in_profile.get(nb.stem) or {}):
+                params[param] = value
+        sources = [f"{user}/{kernel_slug(Path(p))}" for p in dict.fromkeys(producers)]
         folders.append(bundle_notebook(nb, Path(out_dir), params, user=user, enable_gpu=gpu,
                                        dataset_sources=cfg.get("dataset_sources", []), blob=blob,
                                        kernel_sources=sources))

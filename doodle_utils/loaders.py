@@ -226,8 +226,8 @@ class DoodleDL(DataLoader):
             raise ValueError(f"unknown variant {variant!r}; have {sorted(RENDERERS)}")
         if render_on not in ("cpu", "gpu"):
             raise ValueError(f"render_on must be 'cpu' or 'gpu', got {render_on!r}")
-        if input == "image" and RENDERERS[variant].needs_time and not source.store.raw:
-            raise ValueError(f"variant {variant!r} needs a raw store with timings; "
+        if input == "image" and RENDERERS[variant].needs_time and not source.store.timed:
+            raise ValueError(f"variant {variant!r} needs a store with timings (kind timed or raw); "
                              f"{source.store_dir} is {source.store.kind}")
         self.source, self.variant, self.spec, self.sampling = source, variant, spec, sampling
         self.epoch_size, self.aug, self.render_on = epoch_size, augment, render_on

@@ -16,6 +16,13 @@ KAGGLE_WORKING = Path("/kaggle/working")
 DEFAULT_RUN = "interactive"
 
 
+def answers_file(data_dir: str | Path) -> Path:
+    """Where a synthetic competition's hidden answers (``test_labels.csv``) live: beside the
+    competition folder, not in it, so a kernel that attaches the competition never sees them."""
+    d = Path(data_dir)
+    return d.with_name(f"{d.name}_answers") / "test_labels.csv"
+
+
 def on_kaggle() -> bool:
     """True inside a Kaggle kernel."""
     return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))

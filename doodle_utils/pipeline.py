@@ -46,9 +46,11 @@ PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_en
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
 KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources", "kernel_input_root"}
 DATA_KEYS = {"synth", "pack"}
-SYNTH_KEYS = {"classes", "per_class", "test_per_class", "seed", "unrecognized"}
+SYNTH_KEYS = {"classes", "per_class", "test_per_class", "seed", "unrecognized", "raw_format"}
 PACK_KEYS = {"workers", "valid_frac", "seed", "lenient", "kind"}
-RUNNER_PARAMS = {"out_dir"}  # set by the runner, never by the profile
+# set by the runner, never by the profile: the run folder, and the profile's data.pack (so the
+# notebooks that open the stores check them against the settings they were packed with)
+RUNNER_PARAMS = {"out_dir", "pack"}
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
           "dict": (dict,)}
 log = logging.getLogger("doodle.run")
@@ -142,7 +144,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     known = set().union(*[set(d) for d in declared.values()]) if declared else set()
     for k in params:
         if k in RUNNER_PARAMS:
-            raise ProfileError(f"{path}: 'params.{k}' is set by the runner (the run folder)")
+            raise ProfileError(f"{path}: 'params.{k}' is set by the runner "
+                               f"({'the run folder' if k == 'out_dir' else 'from data.pack'})")
         if k not in known:
             raise ProfileError(f"{path}: unknown key 'params.{k}': no notebook declares it "
                                f"(declared: {sorted(known - RUNNER_PARAMS)})")
@@ -166,6 +169,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
                 p[k] = _resolve(v, base)
         if "out_dir" in decl:
             p["out_dir"] = str(out_dir)
+        if "pack" in decl:
+            p["pack"] = {k: v for k, v in (data.get("pack") or {}).items()}
         per_notebook[name] = p
     must = list(raw.get("must_exist") or [])
     for k in must:
@@ -206,40 +211,79 @@ def prepare_data(prof: Profile) -> dict[str, str]:
     if data_dir is not None and store_dir:
         pack_kw = dict(prof.data.get("pack") or {})
         pack_kw.setdefault("workers", None)
+        pack_kw.setdefault("kind", "simplified")
         for name, m in ensure_stores(data_dir, Path(store_dir), **pack_kw).items():
             fingerprints[f"store/{name}"] = hashlib.sha256(
                 json.dumps(m["arrays"], sort_keys=True).encode()).hexdigest()
     return fingerprints
 
 
-def ensure_stores(data_dir: str | Path, store_dir: str | Path, **pack_kw) -> dict[str, dict]:
-    """Pack ``data_dir`` into ``store_dir/{train,test,raw}`` unless the stores are current."""
+def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | None = None,
+                  **pack_kw) -> dict[str, dict]:
+    """Pack ``data_dir`` into ``store_dir/{train,test}`` (and ``raw``) unless they are current.
+
+    ``kind`` is the stores' kind (:data:`.store.KINDS`): "simplified" packs Kaggle's simplified
+    files; "timed" and "raw" pack its raw ones (``train_raw/``, ``test_raw.csv``). None (a
+    notebook opened on its own): the kind of the training store already there, else
+    "simplified". Google's raw
+    ndjson beside simplified training files also gives a ``raw`` store (times for the EDA and
+    ``time3``). A store is current when it was packed from the same unchanged files with the
+    same kind, validation fraction and seed.
+    """
     from . import store
 
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"{data_dir}: no competition data here; run `make demo` for the synthetic "
                                 "default, or set data_dir to Kaggle's download")
-    train, test = store.find_sources(data_dir)
-    base = {k: v for k, v in pack_kw.items() if k != "kind"}
-    jobs = {"train": (train, {**base, "kind": pack_kw.get("kind", "simplified")}),
-            "test": ([test] if test else [], {k: v for k, v in base.items() if k != "valid_frac"} | {"test": True})}
+    if kind is None:
+        try:
+            kind = store.Store(Path(store_dir) / "train", verify="none").kind
+        except store.StoreError:
+            kind = "simplified"
+    if kind not in store.KINDS:
+        raise ValueError(f"kind must be one of {store.KINDS}, got {kind!r}")
+    train, test = store.find_sources(data_dir, raw=kind in store.TIMED_KINDS)
+    jobs = {"train": (train, {**pack_kw, "kind": kind}),
+            "test": ([test] if test else [], {k: v for k, v in pack_kw.items() if k != "valid_frac"}
+                     | {"test": True, "kind": kind})}
     data_dir, store_dir = Path(data_dir), Path(store_dir)
     raw_dir = data_dir / "train_raw"
-    if raw_dir.is_dir() and train and train[0].parent.name != "train_raw":
-        jobs["raw"] = (sorted(raw_dir.glob("*.ndjson")), {**base, "kind": "raw"})
+    if kind == "simplified" and raw_dir.is_dir() and train and train[0].parent.name != "train_raw":
+        ndjson = sorted(raw_dir.glob("*.ndjson"))
+        if ndjson:
+            jobs["raw"] = (ndjson, {**pack_kw, "kind": "raw"})
     manifests = {}
     for name, (sources, kw) in jobs.items():
         if not sources:
             continue
         target = store_dir / name
-        current = store.current_manifest(target, sources)
+        writable = _writable(target)
+        # a store another kernel packed (read-only here) is checked without the files' times,
+        # which a new mount of the same files need not keep
+        current = store.current_manifest(target, sources, kw["kind"], None if kw.get("test") else kw.get("valid_frac"),
+                                         kw.get("seed"), check_mtime=writable)
+        if current is None and not writable:
+            raise store.StoreError(f"{target}: read-only and not packed from {data_dir} with kind {kw['kind']!r} "
+                                   f"and these settings {({k: v for k, v in kw.items() if k != 'workers'})}; "
+                                   "pack it where it is written (e.g. the first kernel of the chain), or set "
+                                   "store_dir to a writable folder")
         if current is None:
-            log.info(f"packing {len(sources)} file(s) into {target}")
+            log.info(f"packing {len(sources)} file(s) into {target} (kind {kw['kind']})")
             current = store.pack(sources, target, progress=log.info, **kw)
         else:
             log.info(f"{target}: up to date with its {len(sources)} source file(s)")
         manifests[name] = current
     return manifests
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` (or, while it does not exist, its nearest existing parent) is writable."""
+    import os
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return os.access(p, os.W_OK)
 
 
 # --------------------------------------------------------------------------- running

@@ -348,7 +348,9 @@ def time_renderers(batches: dict[str, Drawings], sizes: list[int], spec: RenderS
             for name, d in batches.items():
                 label = name if engine == "opencv" else f"{name} · {engine}"
                 jobs[label] = (len(d), lambda d=d, name=name, engine=engine: render(d, name, s, engine=engine))
-        simplified_batch = next(d for d in batches.values() if not d.raw)
+        # the baseline draws simplified points (a timed batch's, without its times)
+        simplified_batch = next(Drawings(d.xy, None, d.stroke_offsets, d.drawing_offsets)
+                                for d in batches.values() if d.xy.dtype == np.uint8)
         jobs["baseline (cv2.line loop)"] = (len(simplified_batch), lambda: render_baseline(simplified_batch, size))
         for name, (n, job) in jobs.items():
             job()  # warm up (and compile)

@@ -3,8 +3,8 @@
 Layout of a store folder (all arrays ``.npy``, opened with ``mmap_mode="r"``)::
 
     manifest.json    version, kind, counts, vocabularies, sources, per-array bytes + sha256
-    xy.npy           (P, 2) uint8 coordinates (kind "simplified") or float32 (kind "raw")
-    t.npy            (P,) int32 ms since the drawing's first point (kind "raw" only)
+    xy.npy           (P, 2) uint8 coordinates (kinds "simplified", "timed") or float32 ("raw")
+    t.npy            (P,) int32 ms since the drawing's first point (kinds "timed" and "raw")
     stroke_len.npy   (S,) uint16 points per stroke
     point_off.npy    (D+1,) int64: drawing d's points are xy[point_off[d]:point_off[d+1]]
     stroke_off.npy   (D+1,) int64: drawing d's strokes are stroke_len[stroke_off[d]:stroke_off[d+1]]
@@ -13,6 +13,12 @@ Layout of a store folder (all arrays ``.npy``, opened with ``mmap_mode="r"``)::
     timestamp.npy (int64 microseconds since 1970, INT64_MIN unknown), valid.npy (bool split)
 
 Drawing ``i`` and any batch of indices are read in O(1) per drawing from the offsets.
+
+Kinds: ``simplified`` (Google's simplified points; from simplified files, or raw ones simplified
+on the way), ``raw`` (the raw points with their times, float32: several times larger), and
+``timed`` (from raw files: Google's simplified points, each with its time taken from the raw
+stroke at the same place, :func:`doodle_utils.simplify.simplify_packed_timed` — real timings for
+``time3`` and the point model at about the simplified store's size).
 
 Packing (:func:`pack`) streams every source file in bounded chunks in parallel worker
 processes, each writing a part folder that is finished by an atomic ``done.json``; a re-run
@@ -43,6 +49,8 @@ from . import _parse, data
 from ._files import sha256_file, write_text_atomic
 
 STORE_VERSION = 1
+KINDS = ("simplified", "timed", "raw")
+TIMED_KINDS = ("timed", "raw")  # kinds whose points carry times (t.npy)
 MISSING_TS = np.iinfo(np.int64).min
 MERGE_ROWS = 1 << 18  # drawings per merge chunk
 QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
@@ -75,13 +83,14 @@ def _source_id(src: Path) -> dict:
     return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _part_done(part_dir: Path, src: Path) -> dict | None:
+def _part_done(part_dir: Path, src: Path, kind: str, lenient: bool) -> dict | None:
+    """A finished part of this unchanged source, packed with the same kind and strictness."""
     done = part_dir / "done.json"
     if not done.exists():
         return None
     info = json.loads(done.read_text())
-    sid = _source_id(src)
-    return info if all(info.get(k) == v for k, v in sid.items()) else None
+    want = {**_source_id(src), "kind": kind, "lenient": lenient}
+    return info if all(info.get(k) == v for k, v in want.items()) else None
 
 
 def _pack_part(job: _Job) -> dict:
@@ -94,6 +103,7 @@ def _pack_part(job: _Job) -> dict:
     vocab: dict[str, dict[str, int]] = {"word": {}, "country": {}}
     files = {k: open(part_dir / f"{k}.bin", "wb") for k in ("xy", "t", "stroke_len", "rows")}
     rows = points = strokes = 0
+    t_range = [0, 0]  # smallest and largest time (kinds with times)
     t0 = time.perf_counter()
     reader_kw = dict(raw=job.raw_src, lenient=job.lenient, report=report, words=job.words)
     if job.test and src.suffix == ".csv":
@@ -105,6 +115,9 @@ def _pack_part(job: _Job) -> dict:
                 from .simplify import simplify_packed
                 xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
                 d = data.Drawings(xy, None, so, do)
+            elif job.kind == "timed":
+                from .simplify import simplify_packed_timed
+                d = data.Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
             lens = np.diff(d.stroke_offsets)
             if len(lens) and lens.max() > np.iinfo(np.uint16).max:
                 raise data.DataError(src, None, None, "stroke_too_long", f"a stroke has {lens.max()} points")
@@ -119,21 +132,35 @@ def _pack_part(job: _Job) -> dict:
             rec["recognized"] = m["recognized"].to_numpy().astype(np.int8) if "recognized" in m else -1
             files["rows"].write(rec.tobytes())
             files["stroke_len"].write(lens.astype(np.uint16).tobytes())
-            files["xy"].write(np.ascontiguousarray(d.xy, np.uint8 if job.kind == "simplified" else np.float32).tobytes())
-            if job.kind == "raw":
+            files["xy"].write(np.ascontiguousarray(d.xy, _xy_dtype(job.kind)).tobytes())
+            if job.kind in TIMED_KINDS:
                 files["t"].write(np.ascontiguousarray(d.t, np.int32).tobytes())
+                if len(d.t):
+                    t_range = [min(t_range[0], int(d.t.min())), max(t_range[1], int(d.t.max()))]
             rows += len(m)
             points += len(d.xy)
             strokes += len(lens)
     finally:
         for f in files.values():
             f.close()
-    info = {**_source_id(src), "rows": rows, "points": points, "strokes": strokes,
-            "skipped": dict(report.counts), "skip_examples": report.examples,
+    info = {**_source_id(src), "kind": job.kind, "lenient": job.lenient, "rows": rows, "points": points, "strokes": strokes,
+            "t_range": t_range, "skipped": dict(report.counts), "skip_examples": report.examples,
             "words": list(vocab["word"]), "countries": list(vocab["country"]),
             "seconds": round(time.perf_counter() - t0, 3)}
     write_text_atomic(part_dir / "done.json", json.dumps(info))
     return info
+
+
+def _t_dtype(ranges: list[list[int]]) -> type:
+    """uint16 when every time fits (a drawing shorter than 65.5 s: Quick, Draw! gave 20 s; the
+    real sample's longest is 42 s), else int32 — a third less store, nothing lost."""
+    lo = min((r[0] for r in ranges), default=0)
+    hi = max((r[1] for r in ranges), default=0)
+    return np.uint16 if lo >= 0 and hi <= np.iinfo(np.uint16).max else np.int32
+
+
+def _xy_dtype(kind: str) -> type:
+    return np.float32 if kind == "raw" else np.uint8
 
 
 def _codes(values: pd.Series, vocab: dict[str, int]) -> np.ndarray:
@@ -275,7 +302,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
     valid_ranks = _stratified_valid(class_counts, valid_frac, valid_min, rng) if labelled else None
     seen = np.zeros(len(vocab_words), np.int64)
 
-    xy_dtype = np.uint8 if kind == "simplified" else np.float32
+    xy_dtype = _xy_dtype(kind)
     out = {
         "xy": _NpyWriter(store / "xy.npy", xy_dtype, (P, 2)),
         "stroke_len": _NpyWriter(store / "stroke_len.npy", np.uint16, (S,)),
@@ -288,8 +315,9 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         "timestamp": _NpyWriter(store / "timestamp.npy", np.int64, (D,)),
         "valid": _NpyWriter(store / "valid.npy", np.bool_, (D,)),
     }
-    if kind == "raw":
-        out["t"] = _NpyWriter(store / "t.npy", np.int32, (P,))
+    t_dtype = _t_dtype([info.get("t_range", [0, 2 ** 31 - 1]) for _, info in parts])
+    if kind in TIMED_KINDS:
+        out["t"] = _NpyWriter(store / "t.npy", t_dtype, (P,))
     out["point_off"].write(np.zeros(1, np.int64))
     out["stroke_off"].write(np.zeros(1, np.int64))
     d0 = s0 = p0 = 0
@@ -300,7 +328,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         pt_end = np.cumsum(npts)
         st_end = np.cumsum(nstr)
         xy = _part_array(pdir, "xy", xy_dtype, width=2)
-        t = _part_array(pdir, "t", np.int32) if kind == "raw" else None
+        t = _part_array(pdir, "t", np.int32) if kind in TIMED_KINDS else None
         slen = _part_array(pdir, "stroke_len", np.uint16)
         wl = np.array([wmap.get(w, -1) for w in info["words"]], np.int16)
         cl = np.array([cmap[c] for c in info["countries"]], np.uint16)
@@ -324,7 +352,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
             if t is not None:
                 buf = np.empty(np_, np.int32)
                 _parse.gather_points(np.asarray(t), ps, pc, buf)
-                out["t"].write(buf)
+                out["t"].write(buf.astype(t_dtype, copy=False))
             buf = np.empty(ns_, np.uint16)
             _parse.gather_points(np.asarray(slen), ss, sc, buf)
             out["stroke_len"].write(buf)
@@ -367,23 +395,27 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
     }
 
 
-def find_sources(src: Path) -> tuple[list[Path], Path | None]:
+def find_sources(src: Path, raw: bool = False) -> tuple[list[Path], Path | None]:
     """Per-class training files and the test file (if any) of a source folder.
 
-    Kaggle's layout: ``train_simplified/*.csv`` (or ``train_raw/*``) and
-    ``test_simplified.csv``; otherwise every ``*.csv`` / ``*.ndjson`` directly in ``src``.
+    Kaggle's layout: ``train_simplified/*.csv`` and ``test_simplified.csv``, or with ``raw``
+    ``train_raw/*`` and ``test_raw.csv`` (either kind falls back to the other's files when its
+    own are missing; :func:`pack` then checks that the files suit the store's kind).
+    Otherwise every ``*.csv`` / ``*.ndjson`` directly in ``src``.
     """
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: not a folder")
-    for sub in ("train_simplified", "train_raw"):
+    subs = ("train_raw", "train_simplified") if raw else ("train_simplified", "train_raw")
+    for sub in subs:
         if (src / sub).is_dir():
             train = sorted([*(src / sub).glob("*.csv"), *(src / sub).glob("*.ndjson")])
             break
     else:
         train = sorted(p for p in [*src.glob("*.csv"), *src.glob("*.ndjson")]
                        if not p.name.startswith(("test_", "sample_submission")))
-    test = next((p for p in (src / "test_simplified.csv", src / "test_raw.csv") if p.exists()), None)
+    tests = ("test_raw.csv", "test_simplified.csv") if raw else ("test_simplified.csv", "test_raw.csv")
+    test = next((src / t for t in tests if (src / t).exists()), None)
     if not train and test is None:
         raise FileNotFoundError(f"{src}: no .csv or .ndjson drawing files found")
     return train, test
@@ -399,10 +431,12 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
     Args:
         sources: per-class CSV/ndjson files (or a single test file with ``test=True``).
         store_dir: output folder; its ``.parts`` subfolder makes the conversion resumable.
-        kind: "simplified" (uint8 coordinates; raw sources are simplified on the way) or
-            "raw" (float32 coordinates and int32 times; needs raw sources).
-        raw_src: whether sources carry times; None: ndjson detects it, CSV assumes simplified
-            unless the file name contains "raw".
+        kind: "simplified" (uint8 coordinates; raw sources are simplified on the way),
+            "timed" (simplified uint8 coordinates with each point's int32 time; needs raw
+            sources) or "raw" (float32 coordinates and int32 times; needs raw sources).
+        raw_src: whether sources carry times; None: Kaggle's folder or file name says
+            (``train_raw/``, ``test_raw.csv``), else the file's first row
+            (:func:`doodle_utils.data.has_times`).
         workers: parallel processes (default: CPU count).
         valid_frac, valid_min, seed: the stratified validation split (per class).
         lenient: skip malformed rows and duplicate key_ids, counted in the manifest.
@@ -411,8 +445,8 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         keep_parts: keep the intermediate part folders after a successful merge.
         progress: called with one line per finished file (None: silent).
     """
-    if kind not in ("simplified", "raw"):
-        raise ValueError(f"kind must be 'simplified' or 'raw', not {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     store = Path(store_dir)
     store.mkdir(parents=True, exist_ok=True)
     (store / "manifest.json").unlink(missing_ok=True)  # the store is invalid until the merge ends
@@ -424,15 +458,17 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
     jobs, parts_info = [], {}
     for s in sources:
         pdir = parts_root / s.name
-        done = _part_done(pdir, s)
+        done = _part_done(pdir, s, kind, lenient)
         if done is not None:
             parts_info[s.name] = done
             if progress:
                 progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
             continue
-        rs = raw_src if raw_src is not None else (None if s.suffix != ".csv" else "raw" in s.name)
-        if kind == "raw" and rs is False:
-            raise ValueError(f"{s}: kind 'raw' needs raw sources with timings")
+        rs = raw_src if raw_src is not None else data.has_times(s)
+        if kind in TIMED_KINDS and rs is False:
+            raise ValueError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
+                             "test_raw.csv, or Google's raw ndjson); this file has none")
+        rs = bool(rs) if rs is not None or s.suffix == ".csv" else None
         jobs.append(_Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     t0 = time.perf_counter()
@@ -473,8 +509,9 @@ def _report_part(progress, info: dict, k: int, n: int) -> None:
 
 
 def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict[str, dict]:
-    """Pack a competition folder: training files into ``out/train``, the test file into ``out/test``."""
-    train, test = find_sources(Path(src_dir))
+    """Pack a competition folder: training files into ``out/train``, the test file into ``out/test``
+    (from Kaggle's raw files for the kinds with times)."""
+    train, test = find_sources(Path(src_dir), raw=kwargs.get("kind", "simplified") in TIMED_KINDS)
     out = Path(out_dir)
     result = {}
     if train:
@@ -485,16 +522,23 @@ def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **k
     return result
 
 
-def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path]) -> dict | None:
+def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path], kind: str | None = None,
+                     valid_frac: float | None = None, seed: int | None = None,
+                     check_mtime: bool = True) -> dict | None:
     """The store's manifest if it opens cleanly and was packed from exactly these unchanged
-    ``sources`` (path, size, modification time); else None."""
+    ``sources`` (path, size and, with ``check_mtime``, modification time) with these options
+    (those given); else None."""
     try:
         m = Store(store_dir, verify="none").manifest
     except StoreError:
         return None
-    want = [_source_id(Path(s)) for s in sources]
-    have = [{k: s[k] for k in ("source", "size", "mtime_ns")} for s in m["sources"]]
-    return m if want == have else None
+    keys = ("source", "size", "mtime_ns") if check_mtime else ("source", "size")
+    want = [{k: v for k, v in _source_id(Path(s)).items() if k in keys} for s in sources]
+    have = [{k: s[k] for k in keys} for s in m["sources"]]
+    same = (kind is None or m["kind"] == kind) and (valid_frac is None or not m["labelled"]
+                                                    or m["valid"]["frac"] == valid_frac) \
+        and (seed is None or not m["labelled"] or m["valid"]["seed"] == seed)
+    return m if want == have and same else None
 
 
 # --------------------------------------------------------------------------- reading
@@ -546,7 +590,9 @@ class Store:
         expect = {"xy": (P, 2), "stroke_len": (S,), "point_off": (D + 1,), "stroke_off": (D + 1,),
                   "key_id": (D,), "word": (D,), "country": (D,), "recognized": (D,),
                   "timestamp": (D,), "valid": (D,)}
-        if self.kind == "raw":
+        if self.kind not in KINDS:
+            raise StoreError(f"{self.path}: unknown store kind {self.kind!r} (this code reads {KINDS})")
+        if self.kind in TIMED_KINDS:
             expect["t"] = (P,)
         for name, shape in expect.items():
             if name not in a:
@@ -568,7 +614,13 @@ class Store:
 
     @property
     def raw(self) -> bool:
+        """Raw float coordinates (kind "raw")."""
         return self.kind == "raw"
+
+    @property
+    def timed(self) -> bool:
+        """Points carry times (kinds "timed" and "raw")."""
+        return self.kind in TIMED_KINDS
 
     @property
     def train_idx(self) -> np.ndarray:
@@ -599,8 +651,9 @@ class Store:
         _parse.gather_points(a["xy"].view(np.ndarray), ps, pc, xy)
         t = None
         if "t" in a:
-            t = np.empty(len(xy), np.int32)
+            t = np.empty(len(xy), a["t"].dtype)
             _parse.gather_points(a["t"].view(np.ndarray), ps, pc, t)
+            t = t.astype(np.int32, copy=False)
         return data.Drawings(xy, t, stroke_offsets, drawing_offsets)
 
     def drawing(self, i: int) -> list[np.ndarray]:

@@ -10,8 +10,9 @@ mini-competition written in Kaggle's exact layout.
   that accelerates, slows at corners and sometimes pauses, pauses between strokes, and
   points sampled like a touch screen or mouse (frame ticks, no event while the pen rests).
   :func:`scribble` draws an unrecognizable doodle.
-* :func:`make_competition` writes ``train_simplified/``, ``train_raw/``,
-  ``test_simplified.csv``, ``sample_submission.csv`` and a hidden ``test_labels.csv``,
+* :func:`make_competition` writes Kaggle's file set (``train_simplified/``, ``train_raw/``,
+  ``test_simplified.csv``, ``test_raw.csv``, ``sample_submission.csv``) and, outside it, the
+  hidden answers ``test_labels.csv``,
   deterministically for a seed; simplified strokes come from Google's simplification of the
   raw ones (:mod:`doodle_utils.simplify`).
 * :func:`drawing_stats`, :func:`compare_with_real` and :func:`stats_table_markdown` check
@@ -38,6 +39,7 @@ import pandas as pd
 
 from . import data
 from ._files import atomic_path
+from .paths import answers_file
 from .simplify import simplify_packed
 
 Polyline = np.ndarray  # (k, 2) float64 vertices in a unit frame, y pointing down
@@ -953,16 +955,22 @@ def submission_words(words: Sequence[str]) -> str:
 
 
 def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: int = 200,
-                     test_per_class: int = 20, seed: int = 0, unrecognized: float = 0.06) -> dict:
-    """Write a synthetic mini-competition in Kaggle's layout.
+                     test_per_class: int = 20, seed: int = 0, unrecognized: float = 0.06,
+                     raw_format: str = "csv") -> dict:
+    """Write a synthetic mini-competition in Kaggle's exact file set.
 
     Files (each written atomically)::
 
         train_simplified/<word>.csv   countrycode,drawing,key_id,recognized,timestamp,word
-        train_raw/<word>.ndjson       the same rows, Google's raw strokes with times
+        train_raw/<word>.csv          the same rows, raw strokes [[x...], [y...], [t...]]
         test_simplified.csv           key_id,countrycode,drawing (test_per_class per class, shuffled)
+        test_raw.csv                  the same key_ids in the same order, raw strokes
         sample_submission.csv         key_id,word with the same three placeholder words each row
-        test_labels.csv               key_id,word (hidden answers, for scoring)
+
+    and, outside that folder where a kernel attaching the competition never sees it, the
+    answers ``<out_dir>_answers/test_labels.csv`` (key_id,word; :func:`.paths.answers_file`).
+    ``raw_format="ndjson"`` writes Google's ``train_raw/<word>.ndjson`` instead of the raw
+    CSVs (and no ``test_raw.csv``).
 
     Train rows are recognized except a fraction ``unrecognized`` (scribbles or abandoned
     drawings); test rows are all recognized drawings. The simplified strokes are Google's
@@ -976,6 +984,7 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
         test_per_class: test rows per class.
         seed: random seed.
         unrecognized: fraction of train rows with ``recognized=False``.
+        raw_format: "csv" (Kaggle's raw files) or "ndjson" (Google's).
 
     Returns:
         A summary: ``classes``, ``seed``, ``train_rows``, ``train_unrecognized``,
@@ -985,12 +994,14 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
         raise ValueError(f"classes must be between 1 and {len(CLASSES)} (the synthetic classes), got {classes}")
     if per_class < 0 or test_per_class < 0 or not 0 <= unrecognized <= 1:
         raise ValueError("per_class and test_per_class must be >= 0 and unrecognized in [0, 1]")
+    if raw_format not in ("csv", "ndjson"):
+        raise ValueError(f"raw_format must be 'csv' or 'ndjson', got {raw_format!r}")
     out = Path(out_dir)
     words = CLASSES[:classes]
     meta_rng = np.random.default_rng([seed, 0])
     keys = _key_ids(meta_rng, classes * (per_class + test_per_class)).reshape(classes, -1)
     files: dict[str, int] = {}
-    tests: list[tuple[pd.DataFrame, data.Drawings]] = []
+    tests: list[tuple[pd.DataFrame, data.Drawings, data.Drawings]] = []
     n_unrec = 0
     for c, word in enumerate(words):
         rng = np.random.default_rng([seed, 1, c])
@@ -1001,22 +1012,32 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
         train = np.arange(per_class)
         if per_class:
             data.write_csv(out / "train_simplified" / f"{word}.csv", meta.iloc[train], simple.take(train))
-            data.write_ndjson(out / "train_raw" / f"{word}.ndjson", meta.iloc[train], raw.take(train))
-            files[f"train_simplified/{word}.csv"] = files[f"train_raw/{word}.ndjson"] = per_class
+            raw_name = f"train_raw/{word}.{raw_format}"
+            if raw_format == "csv":
+                data.write_csv(out / raw_name, meta.iloc[train], raw.take(train))
+            else:
+                data.write_ndjson(out / raw_name, meta.iloc[train], raw.take(train))
+            files[f"train_simplified/{word}.csv"] = files[raw_name] = per_class
         n_unrec += int((~rec).sum())
         test = np.arange(per_class, per_class + test_per_class)
-        tests.append((meta.iloc[test], simple.take(test)))
-    test_meta = pd.concat([m for m, _ in tests], ignore_index=True)
+        tests.append((meta.iloc[test], simple.take(test), raw.take(test)))
+    test_meta = pd.concat([m for m, _, _ in tests], ignore_index=True)
     order = meta_rng.permutation(len(test_meta))
     test_meta = test_meta.iloc[order].reset_index(drop=True)
-    data.write_csv(out / "test_simplified.csv", test_meta, data.Drawings.concat([d for _, d in tests]).take(order),
+    data.write_csv(out / "test_simplified.csv", test_meta, data.Drawings.concat([d for _, d, _ in tests]).take(order),
                    test=True)
+    n_test = len(test_meta)
+    if raw_format == "csv":
+        data.write_csv(out / "test_raw.csv", test_meta, data.Drawings.concat([r for _, _, r in tests]).take(order),
+                       test=True)
+        files["test_raw.csv"] = n_test
     with atomic_path(out / "sample_submission.csv") as tmp:
         pd.DataFrame({"key_id": test_meta["key_id"], "word": submission_words(words[:3])}).to_csv(tmp, index=False)
-    with atomic_path(out / "test_labels.csv") as tmp:
+    answers = answers_file(out)
+    with atomic_path(answers) as tmp:
         test_meta[["key_id", "word"]].to_csv(tmp, index=False)
-    n_test = len(test_meta)
-    files.update({"test_simplified.csv": n_test, "sample_submission.csv": n_test, "test_labels.csv": n_test})
+    files.update({"test_simplified.csv": n_test, "sample_submission.csv": n_test,
+                  str(Path("..") / answers.parent.name / answers.name): n_test})
     return {"classes": list(words), "seed": seed, "train_rows": classes * per_class,
             "train_unrecognized": n_unrec, "test_rows": n_test, "files": files}
 

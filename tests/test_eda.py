@@ -28,7 +28,7 @@ def comp(tmp_path_factory) -> dict:
     """A 6-class synthetic competition packed into train/test and raw stores, plus what was written."""
     root = tmp_path_factory.mktemp("eda")
     src, stores = root / "data", root / "store"
-    make_competition(src, classes=CLASSES, per_class=PER_CLASS, test_per_class=5, seed=0)
+    make_competition(src, classes=CLASSES, per_class=PER_CLASS, test_per_class=5, seed=0, raw_format="ndjson")
     pack_competition(src, stores, workers=1, progress=None)
     pack(sorted((src / "train_raw").glob("*.ndjson")), stores / "raw", kind="raw", workers=1, progress=None)
     files = sorted((src / "train_simplified").glob("*.csv"))
@@ -63,6 +63,19 @@ def test_class_table_matches_the_files_written(comp, stores):
         assert row.points_p90 == pytest.approx(np.quantile(d.point_counts(), 0.9))
         assert row.duration_median_s == pytest.approx(np.median(_last_t_s(comp["raw"][word])))
     assert not t.outlier.any() and (t.robust_z == 0).all()  # balanced classes
+
+
+def test_timed_store_gives_the_same_durations(comp, tmp_path):
+    """Kaggle's raw CSVs packed as a timed store: the EDA reads durations from the training store
+    itself, equal to the raw drawings' (the last kept point is the stroke's last raw point)."""
+    src = tmp_path / "kaggle"
+    make_competition(src, classes=CLASSES, per_class=PER_CLASS, test_per_class=5, seed=0)
+    pack_competition(src, tmp_path / "store", kind="timed", workers=1, progress=None)
+    st, raw = eda.open_stores(tmp_path / "store")
+    assert raw is st and st.kind == "timed"
+    t = eda.class_table(st, raw)
+    for word, d in comp["raw"].items():
+        assert t.loc[word].duration_median_s == pytest.approx(np.median(_last_t_s(d)))
 
 
 def test_class_table_without_raw_has_no_duration(stores):

@@ -99,19 +99,43 @@ def test_set_parameter_defaults_keeps_types_and_comments():
         kaggle.set_parameter_defaults(src, {"zzz": 1})
 
 
-def test_suite_bundle_chains_the_ensemble_and_submission_kernels(tmp_path):
-    """04 reads the training kernels' outputs, 05 reads 04's, where Kaggle mounts them."""
+def test_suite_bundle_attaches_what_each_kernel_reads(tmp_path):
+    """The store is packed once (01) and attached by the notebooks that open it; 04 attaches the
+    training kernels, 05 attaches 04; only the training kernels get a GPU. Whether the paths
+    are right is what the emulated chain (test_kaggle_chain.py) checks, by running it."""
     folders = {f.name: f for f in kaggle.bundle(tmp_path / "bundle", ROOT / "params" / "kaggle.yaml", user="me")}
     meta = {k: json.loads((f / "kernel-metadata.json").read_text()) for k, f in folders.items()}
     assert all(kaggle.validate_metadata(f) == [] for f in folders.values())
-    assert meta["04_snapshot_ensemble"]["kernel_sources"] == ["me/doodle-03-train", "me/doodle-06-point-cnn"]
-    assert meta["05_balance_submit"]["kernel_sources"] == ["me/doodle-04-snapshot-ensemble"]
-    assert meta["03_train"]["kernel_sources"] == [] and meta["06_point_cnn"]["enable_gpu"]
+    sources = {k: m["kernel_sources"] for k, m in meta.items()}
+    assert sources == {"01_eda": [], "02_rendering": ["me/doodle-01-eda"], "03_train": ["me/doodle-01-eda"],
+                       "06_point_cnn": ["me/doodle-01-eda"],
+                       "04_snapshot_ensemble": ["me/doodle-03-train", "me/doodle-06-point-cnn"],
+                       "05_balance_submit": ["me/doodle-04-snapshot-ensemble"]}
+    assert [k for k, m in meta.items() if m["enable_gpu"]] == ["03_train", "06_point_cnn"]
 
-    def params(name):
-        nb = nbformat.read(folders[name] / f"{name}.ipynb", as_version=4)
-        src = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
-        return {line.split(":")[0]: line for line in src.splitlines()}
 
-    assert "['/kaggle/input/doodle-03-train', '/kaggle/input/doodle-06-point-cnn']" in params("04_snapshot_ensemble")["train_dirs"]
-    assert "'/kaggle/input/doodle-04-snapshot-ensemble/ensemble'" in params("05_balance_submit")["ensemble_dir"]
+def test_chain_paths_follow_kaggles_mounts():
+    chain = kaggle.Chain(["01_eda", "03_train", "04_snapshot_ensemble"], ["01_eda", "03_train"],
+                         "/kaggle/working/store", "/kaggle/working", "/mnt/in")
+    assert chain.packer == "01_eda"
+    assert chain.store_for("01_eda") == ("/kaggle/working/store", [])
+    assert chain.store_for("03_train") == ("/mnt/in/doodle-01-eda/store", ["01_eda"])
+    assert chain.consumed("04_snapshot_ensemble") == ("train_dirs", ["03_train"], ["/mnt/in/doodle-03-train"])
+    own = kaggle.Chain(["01_eda", "03_train"], ["01_eda", "03_train"], "/kaggle/temp/store", "/kaggle/working")
+    assert own.packer is None and own.store_for("03_train") == ("/kaggle/temp/store", [])  # each packs its own
+
+
+def test_version_check_warns_only_where_it_matters():
+    from doodle_utils.versions import pinned_versions, version_report
+
+    tested = pinned_versions(ROOT / "pyproject.toml")
+    assert set(tested) == {"torch", "fastai", "timm", "numba", "numpy"} and tested["fastai"] == "2.8.12"
+    same = dict(tested)
+    assert version_report(same, tested) == ([], [])
+    newer_patch = {**tested, "timm": "1.0.99", "torch": "2.14.9"}
+    warnings, notes = version_report(newer_patch, tested)
+    assert warnings == [] and len(notes) == 2
+    old = {**tested, "numpy": "1.26.4", "fastai": "2.7.19", "timm": "0.6.13", "torch": None}
+    warnings, _ = version_report(old, tested)
+    assert [w.split()[0] for w in warnings] == ["torch", "fastai", "timm", "numpy"]
+    assert "not installed" in warnings[0] and "type-promotion" in warnings[-1]

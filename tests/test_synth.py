@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from doodle_utils import data, synth
+from doodle_utils.paths import answers_file
 from doodle_utils.simplify import simplify_packed, simplify_strokes
 
 SMALL = dict(classes=3, per_class=15, test_per_class=4, unrecognized=0.2)
@@ -101,16 +102,21 @@ def first_line(path: Path) -> str:
         return f.readline().rstrip("\n")
 
 
-def test_competition_files_and_headers(comp):
+def test_competition_is_kaggles_exact_file_set(comp):
     out, summary = comp
     words = synth.CLASSES[:SMALL["classes"]]
     assert summary["classes"] == list(words)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(["test_raw.csv", "test_simplified.csv", "sample_submission.csv",
+                            *(f"train_{k}/{w}.csv" for k in ("raw", "simplified") for w in words)])
     for w in words:
-        assert first_line(out / "train_simplified" / f"{w}.csv") == "countrycode,drawing,key_id,recognized,timestamp,word"
-        assert (out / "train_raw" / f"{w}.ndjson").is_file()
-    assert first_line(out / "test_simplified.csv") == "key_id,countrycode,drawing"
+        for kind in ("simplified", "raw"):
+            assert first_line(out / f"train_{kind}" / f"{w}.csv") == "countrycode,drawing,key_id,recognized,timestamp,word"
+    assert first_line(out / "test_simplified.csv") == first_line(out / "test_raw.csv") == "key_id,countrycode,drawing"
     assert first_line(out / "sample_submission.csv") == "key_id,word"
-    assert first_line(out / "test_labels.csv") == "key_id,word"
+    # the answers lie outside the folder a kernel attaches
+    assert answers_file(out).parent == out.parent / f"{out.name}_answers"
+    assert first_line(answers_file(out)) == "key_id,word"
     assert summary["test_rows"] == SMALL["classes"] * SMALL["test_per_class"]
     assert summary["files"]["test_simplified.csv"] == summary["test_rows"]
     assert not list(out.rglob("*.tmp"))
@@ -129,8 +135,8 @@ def test_competition_reads_back_strictly(comp):
         assert meta["countrycode"].str.fullmatch(r"[A-Z]{2}").all()
         n_unrec += int((~meta["recognized"]).sum())
         keys.append(meta["key_id"].to_numpy())
-        raw_meta, raw, _ = data.read_file(out / "train_raw" / f"{w}.ndjson")
-        assert raw.raw
+        raw_meta, raw, _ = data.read_file(out / "train_raw" / f"{w}.csv", raw=data.has_times(out / "train_raw" / f"{w}.csv"))
+        assert raw.raw and not data.has_times(out / "train_simplified" / f"{w}.csv")
         pd.testing.assert_frame_equal(raw_meta, meta)
         # the CSV drawings are Google's simplification of the raw ones as written
         xy, so, do = simplify_packed(raw.xy.astype(np.float64), raw.stroke_offsets, raw.drawing_offsets)
@@ -140,6 +146,10 @@ def test_competition_reads_back_strictly(comp):
     test_meta, test_d, report = data.read_file(out / "test_simplified.csv")
     assert report.total == 0 and len(test_d) == summary["test_rows"]
     keys.append(test_meta["key_id"].to_numpy())
+    raw_test_meta, raw_test, _ = data.read_file(out / "test_raw.csv", raw=True)
+    pd.testing.assert_frame_equal(raw_test_meta, test_meta)  # the same drawings, in the same order
+    xy, so, do = simplify_packed(raw_test.xy.astype(np.float64), raw_test.stroke_offsets, raw_test.drawing_offsets)
+    assert np.array_equal(xy, test_d.xy) and np.array_equal(so, test_d.stroke_offsets)
     all_keys = np.concatenate(keys)
     assert len(np.unique(all_keys)) == len(all_keys)
     assert ((all_keys >= 10**15) & (all_keys < 10**16)).all()
@@ -148,7 +158,7 @@ def test_competition_reads_back_strictly(comp):
 def test_competition_test_set_is_balanced_and_labelled(comp):
     out, summary = comp
     test = pd.read_csv(out / "test_simplified.csv")
-    labels = pd.read_csv(out / "test_labels.csv")
+    labels = pd.read_csv(answers_file(out))
     sub = pd.read_csv(out / "sample_submission.csv")
     assert labels["key_id"].tolist() == test["key_id"].tolist() == sub["key_id"].tolist()
     assert labels["word"].value_counts().to_dict() == {w: SMALL["test_per_class"] for w in summary["classes"]}
@@ -163,6 +173,7 @@ def test_competition_is_deterministic(tmp_path: Path):
     synth.make_competition(tmp_path / "c", seed=4, **kw)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) == 2 * 2 + 3
+    files += [Path("..") / "a_answers" / "test_labels.csv"]
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
@@ -181,9 +192,17 @@ def test_submission_words_replace_inner_spaces():
 
 def test_labels_keep_spaces_in_words(tmp_path: Path):
     k = synth.CLASSES.index("smiley face")
-    synth.make_competition(tmp_path, classes=k + 1, per_class=0, test_per_class=1)
-    assert "smiley face" in set(pd.read_csv(tmp_path / "test_labels.csv")["word"])
-    assert not list(tmp_path.glob("train_*/*"))
+    synth.make_competition(tmp_path / "c", classes=k + 1, per_class=0, test_per_class=1)
+    assert "smiley face" in set(pd.read_csv(answers_file(tmp_path / "c"))["word"])
+    assert not list((tmp_path / "c").glob("train_*/*"))
+
+
+def test_competition_with_googles_ndjson(tmp_path: Path):
+    synth.make_competition(tmp_path, classes=2, per_class=3, test_per_class=1, raw_format="ndjson")
+    assert sorted(p.name for p in (tmp_path / "train_raw").iterdir()) == ["circle.ndjson", "square.ndjson"]
+    assert not (tmp_path / "test_raw.csv").exists()
+    with pytest.raises(ValueError, match="raw_format"):
+        synth.make_competition(tmp_path / "x", classes=1, raw_format="json")
 
 
 # --------------------------------------------------------------------------- statistics
