@@ -101,12 +101,16 @@ class Drawings:
         t: (P,) milliseconds since the drawing's first point (raw data), else None.
         stroke_offsets: (S+1,) int64; stroke s holds points ``stroke_offsets[s]:stroke_offsets[s+1]``.
         drawing_offsets: (D+1,) int64; drawing d holds strokes ``drawing_offsets[d]:drawing_offsets[d+1]``.
+        in_frame: the points are already in the 0..255 frame although they carry times (a timed
+            store's simplified points, or a batch augmented there); raw screen points
+            (False, with times) are aligned and scaled by the renderers.
     """
 
     xy: np.ndarray
     t: np.ndarray | None
     stroke_offsets: np.ndarray
     drawing_offsets: np.ndarray
+    in_frame: bool = False
 
     def __len__(self) -> int:
         return len(self.drawing_offsets) - 1
@@ -174,7 +178,7 @@ class Drawings:
         if self.t is not None:
             t = np.empty(len(xy), self.t.dtype)
             _parse.gather_points(self.t, p_start, p_count, t)
-        return Drawings(xy, t, stroke_offsets, drawing_offsets)
+        return Drawings(xy, t, stroke_offsets, drawing_offsets, self.in_frame)
 
     @staticmethod
     def concat(parts: Sequence["Drawings"]) -> "Drawings":
@@ -191,7 +195,7 @@ class Drawings:
             do.append(p.drawing_offsets[1:] + sbase)
             pbase += int(p.stroke_offsets[-1])
             sbase += int(p.drawing_offsets[-1])
-        return Drawings(xy, t, np.concatenate(so), np.concatenate(do))
+        return Drawings(xy, t, np.concatenate(so), np.concatenate(do), all(p.in_frame for p in parts))
 
     def to_json(self) -> list[str]:
         """Each drawing as the JSON string Kaggle's CSV and Google's ndjson use."""

@@ -50,8 +50,9 @@ class Augment:
         shift: the largest shift as a fraction of the 256 canvas.
         stroke_dropout: probability of dropping each stroke (a drawing keeps at least one).
 
-    Raw drawings (``time3``) are re-normalised by the renderer, so scale and shift have no
-    effect on them; flips, rotation, shear and dropout do.
+    Raw drawings are first brought to the 0..255 frame and the result is marked as in it
+    (``Drawings.in_frame``), so the renderers do not re-normalise it: every transform takes
+    effect on raw and timed drawings as on simplified ones.
     """
 
     flip: float = 0.0
@@ -83,7 +84,7 @@ def drop_strokes(d: Drawings, p: float, rng: np.random.Generator) -> Drawings:
     drawing_offsets = np.zeros(len(d) + 1, np.int64)
     np.cumsum(kept, out=drawing_offsets[1:])
     pt_keep = np.repeat(keep, lens)
-    return Drawings(d.xy[pt_keep], None if d.t is None else d.t[pt_keep], stroke_offsets, drawing_offsets)
+    return Drawings(d.xy[pt_keep], None if d.t is None else d.t[pt_keep], stroke_offsets, drawing_offsets, d.in_frame)
 
 
 def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
@@ -115,7 +116,7 @@ def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
     v = xy - 127.5
     out = np.einsum("pij,pj->pi", mp, v) + 127.5 + tp
     np.clip(out, 0, 255, out=out)
-    return Drawings(out.astype(np.float32), d.t, d.stroke_offsets, d.drawing_offsets)
+    return Drawings(out.astype(np.float32), d.t, d.stroke_offsets, d.drawing_offsets, in_frame=True)
 
 
 class Source:
@@ -338,8 +339,10 @@ class DoodleDL(DataLoader):
             from .render_torch import render_packed
 
             xy, so, do, t, c, y = b
+            # augmented batches and timed stores are in the 0..255 frame; raw ones are not
+            in_frame = self.aug.active or self.source.store.kind != "raw"
             img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
-                                out_dtype=torch.float32, channels_last=self.channels_last)
+                                out_dtype=torch.float32, channels_last=self.channels_last, in_frame=in_frame)
             return img, c, y
         img, c, y = b
         img = img.float().div_(255)

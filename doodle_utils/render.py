@@ -101,10 +101,11 @@ class _Geometry:
 
 
 def _scaled(d: Drawings) -> np.ndarray:
-    """Coordinates in 0..255: simplified as they are, raw aligned and scaled like Google's
-    (each drawing's minimum to 0 and its longer side to 255; vectorised over the batch)."""
+    """Coordinates in 0..255: simplified and in-frame batches (``d.in_frame``: a timed store's,
+    or augmented) as they are, raw screen points aligned and scaled like Google's (each
+    drawing's minimum to 0 and its longer side to 255; vectorised over the batch)."""
     xy = d.xy.astype(np.float64)
-    if not d.raw or len(xy) == 0:
+    if not d.raw or d.in_frame or len(xy) == 0:
         return xy
     pts = d.stroke_offsets[d.drawing_offsets]
     counts = np.diff(pts)

@@ -127,9 +127,10 @@ class _Geometry:
 
 
 def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Tensor | None,
-              every_point: bool = False) -> _Geometry:
+              every_point: bool = False, in_frame: bool = False) -> _Geometry:
     """Per-point and per-segment facts; ``every_point`` treats every point as a segment start
-    (fixed shapes, no host sync: :mod:`.render_triton` masks the points that start none)."""
+    (fixed shapes, no host sync: :mod:`.render_triton` masks the points that start none);
+    ``in_frame``: points with times already in the 0..255 frame (not aligned and scaled)."""
     dev = xy.device
     n_pts, n_strokes, n_draw = xy.shape[0], so.numel() - 1, do.numel() - 1
     lens = so[1:] - so[:-1]
@@ -148,7 +149,7 @@ def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Ten
     drawing_of_point = drawing_of_stroke[stroke_of_point]
     point_offsets = so[do]
     pts = xy.to(torch.float64)
-    if t is not None:  # raw: each drawing aligned to 0 and scaled so its longer side is 255
+    if t is not None and not in_frame:  # raw: each drawing aligned to 0, its longer side scaled to 255
         idx = drawing_of_point[:, None].expand(-1, 2)
         lo = torch.full((n_draw, 2), math.inf, dtype=torch.float64, device=dev).scatter_reduce(0, idx, pts, "amin")
         hi = torch.full((n_draw, 2), -math.inf, dtype=torch.float64, device=dev).scatter_reduce(0, idx, pts, "amax")
@@ -236,7 +237,7 @@ def _time3(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
 
 def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
                    t: torch.Tensor | None = None, variant: str = "mono", spec: RenderSpec = RenderSpec(),
-                   device: str | torch.device | None = None) -> TorchSegments:
+                   device: str | torch.device | None = None, in_frame: bool = False) -> TorchSegments:
     """Every segment of a CSR batch in canvas pixels with its channel values, on the device.
 
     Args:
@@ -246,6 +247,7 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
         variant: a name in :data:`.render.RENDERERS`.
         spec: size, padding and canvas (``base``).
         device: where to compute; default the device of ``xy``.
+        in_frame: ``xy`` is in the 0..255 frame although ``t`` is given (``Drawings.in_frame``).
 
     Returns:
         :class:`TorchSegments` equal to :func:`.render.segments` of the same batch.
@@ -257,7 +259,7 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
     dev = torch.device(device) if device is not None else xy.device
     xy, so, do = xy.to(dev), stroke_offsets.to(dev, torch.int64), drawing_offsets.to(dev, torch.int64)
     t = None if t is None else t.to(dev)
-    g = _geometry(xy, so, do, t)
+    g = _geometry(xy, so, do, t, in_frame=in_frame)
     canvas, pad, scale = canvas_transform(spec)
     pix = g.xy * scale + pad
     j = g.seg_start
@@ -481,14 +483,15 @@ def rasterise(seg: TorchSegments, spec: RenderSpec, out_dtype: torch.dtype = tor
 def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
                   t: torch.Tensor | None = None, variant: str = "mono", spec: RenderSpec = RenderSpec(),
                   out_dtype: torch.dtype = torch.uint8, engine: str = "auto",
-                  channels_last: bool = False) -> torch.Tensor:
+                  channels_last: bool = False, in_frame: bool = False) -> torch.Tensor:
     """Render a CSR batch already on the device (the training entry): (N, C, size, size).
 
     ``engine``: "torch" (:func:`rasterise`), "triton" (:mod:`.render_triton`'s kernel: no host
     sync; anti-aliased pens; on CPU tensors it runs in Triton's slow interpreter, for tests;
     ValueError on a GPU that Triton does not support) or "auto" (Triton for anti-aliased pens
     on a CUDA GPU that Triton supports, else torch: :func:`.devices.device_choices`).
-    ``channels_last`` returns that memory format.
+    ``channels_last`` returns that memory format. ``in_frame``: points with times already in
+    the 0..255 frame (a timed store's, or an augmented batch), not aligned and scaled.
     """
     from . import render_triton
 
@@ -499,8 +502,9 @@ def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offset
         chosen = "torch"
     if chosen == "triton":
         return render_triton.render_points(xy, stroke_offsets, drawing_offsets, t, variant, spec, out_dtype,
-                                           channels_last)
-    img = rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec), spec, out_dtype)
+                                           channels_last, in_frame=in_frame)
+    img = rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec, in_frame=in_frame),
+                    spec, out_dtype)
     return img.contiguous(memory_format=torch.channels_last) if channels_last else img
 
 
@@ -518,4 +522,5 @@ def render_torch(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSp
                  device: str | torch.device = "cpu", out_dtype: torch.dtype = torch.uint8,
                  engine: str = "auto") -> torch.Tensor:
     """Render a batch like :func:`.render.render`, on ``device``: (N, C, size, size) tensor."""
-    return render_packed(*to_tensors(d, device), variant=variant, spec=spec, out_dtype=out_dtype, engine=engine)
+    return render_packed(*to_tensors(d, device), variant=variant, spec=spec, out_dtype=out_dtype, engine=engine,
+                         in_frame=d.in_frame)

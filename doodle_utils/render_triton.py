@@ -82,7 +82,7 @@ class PointTable:
 
 
 def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
-                t: torch.Tensor | None, variant: str, spec: RenderSpec) -> PointTable:
+                t: torch.Tensor | None, variant: str, spec: RenderSpec, in_frame: bool = False) -> PointTable:
     """Segments, runs and values per point, with fixed shapes (no host sync).
 
     End points are rounded to 1/16 px and ``dx, dy, 1 / length**2`` computed in float32 by
@@ -94,7 +94,7 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
         raise KeyError(f"unknown renderer {variant!r}; have {sorted(RENDERERS)}")
     dev = xy.device
     so, do = stroke_offsets.to(dev, torch.int64), drawing_offsets.to(dev, torch.int64)
-    g = _geometry(xy, so, do, None if t is None else t.to(dev), every_point=True)
+    g = _geometry(xy, so, do, None if t is None else t.to(dev), every_point=True, in_frame=in_frame)
     canvas, pad, scale = canvas_transform(spec)
     pix = (g.xy * scale + pad).to(torch.float32)
     n = pix.shape[0]
@@ -243,7 +243,9 @@ def rasterise_points(tab: PointTable, spec: RenderSpec, out_dtype: torch.dtype =
 
 def render_points(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
                   t: torch.Tensor | None = None, variant: str = "mono", spec: RenderSpec = RenderSpec(),
-                  out_dtype: torch.dtype = torch.uint8, channels_last: bool = False) -> torch.Tensor:
-    """Render a CSR batch with the Triton kernel: (N, C, size, size) on the batch's device."""
-    tab = point_table(xy, stroke_offsets, drawing_offsets, t, variant, spec)
+                  out_dtype: torch.dtype = torch.uint8, channels_last: bool = False,
+                  in_frame: bool = False) -> torch.Tensor:
+    """Render a CSR batch with the Triton kernel: (N, C, size, size) on the batch's device
+    (``in_frame`` as in :func:`.render_torch.render_packed`)."""
+    tab = point_table(xy, stroke_offsets, drawing_offsets, t, variant, spec, in_frame)
     return rasterise_points(tab, spec, out_dtype, channels_last)

@@ -654,7 +654,7 @@ class Store:
             t = np.empty(len(xy), a["t"].dtype)
             _parse.gather_points(a["t"].view(np.ndarray), ps, pc, t)
             t = t.astype(np.int32, copy=False)
-        return data.Drawings(xy, t, stroke_offsets, drawing_offsets)
+        return data.Drawings(xy, t, stroke_offsets, drawing_offsets, in_frame=self.kind != "raw")
 
     def drawing(self, i: int) -> list[np.ndarray]:
         """Drawing ``i`` as a list of stroke arrays."""

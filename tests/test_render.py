@@ -132,3 +132,33 @@ def test_raw_drawings_are_aligned_and_scaled_per_drawing(sample_dir):
     xy, t = np.array([[5.0, 7.0], [1.0, 2.0], [3.0, 9.0]]), np.array([0.0, 0.0, 10.0])
     odd = Drawings(xy, t, np.array([0, 1, 3]), np.array([0, 1, 1, 2]))  # a dot, no strokes, a line
     np.testing.assert_allclose(_scaled(odd), [[0, 0], [0, 0], [255 * 2 / 7, 255]])
+
+
+# --------------------------------------------------------------------------- drawings with times in the frame
+
+def _timed(d: Drawings, t: np.ndarray) -> Drawings:
+    """``d``'s points with times, as a timed store gives them (in the 0..255 frame)."""
+    return Drawings(d.xy, t, d.stroke_offsets, d.drawing_offsets, in_frame=True)
+
+
+@both
+def test_timed_points_are_drawn_where_they_are(draw):
+    draw = RENDER[draw]
+    """A timed store's points are in the frame already: a drawing that does not reach 255 is
+    not stretched (as raw screen points would be)."""
+    small = simplified([[10, 10], [100, 10]], [[10, 60], [100, 60]])
+    t = np.array([0, 100, 300, 400], np.int32)
+    for variant in ("mono", "palette", "strokes3"):
+        assert np.array_equal(draw(_timed(small, t), variant, SPEC), draw(small, variant, SPEC)), variant
+    stretched = Drawings(small.xy.astype(np.float32), t, small.stroke_offsets, small.drawing_offsets)
+    assert not np.array_equal(draw(stretched, "mono", SPEC), draw(small, "mono", SPEC))
+
+
+def test_augmentation_scales_timed_drawings():
+    from doodle_utils.loaders import Augment, augment
+
+    d = _timed(TWO, np.array([0, 100, 300, 400], np.int32))
+    half = augment(d, Augment(scale=0.5), np.random.default_rng(0))
+    assert half.in_frame
+    before, after = render(d, "time3", SPEC), render(half, "time3", SPEC)
+    assert (after > 0).sum() != (before > 0).sum()  # the size change survives rendering
