@@ -302,6 +302,8 @@ def batch_for(variant: str, st, raw, idx: np.ndarray) -> Drawings | None:
         return st.drawings(idx)
     if raw is None:
         return None
+    if raw is st:  # a timed (or raw) training store carries its own times
+        return st.drawings(idx)
     keys = np.asarray(raw.key_id)
     order = np.argsort(keys)
     want = np.asarray(st.key_id)[idx]
