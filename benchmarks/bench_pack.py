@@ -116,6 +116,23 @@ def bench_reads(store_dir: Path, csv_dir: Path, batch: int = 512, seconds: float
     return {"batch": batch, "ours_batches_s": ours, "naive_batches_s": naive}
 
 
+def bench_open(store_dir: Path, repeats: int = 3) -> dict:
+    """Seconds to open a store: unchecked (the baseline), quick and full verification (best of
+    ``repeats``, files in the page cache after the first)."""
+    from doodle_utils.store import Store
+
+    Store(store_dir, verify="quick")  # compile the structure check, warm the page cache
+    out = {"drawings": len(Store(store_dir, verify="none"))}
+    for mode in ("none", "quick", "full"):
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            Store(store_dir, verify=mode)
+            best = min(best, time.perf_counter() - t0)
+        out[mode] = best
+    return out
+
+
 def run() -> dict:
     """Run every measurement; print the table; return the numbers."""
     if not (SAMPLE / "simplified").is_dir():
@@ -134,6 +151,7 @@ def run() -> dict:
         row["store_ratio"] = row["pack_w1"]["store_bytes"] / csv_bytes
         results[name] = row
     results["reads"] = bench_reads(WORK / f"store_{SIZES['large']}_1" / "train", make_inputs(SIZES["large"]))
+    results["open"] = bench_open(WORK / f"store_{SIZES['large']}_1" / "train")
     print_table(results)
     (WORK / "results_pack.json").write_text(json.dumps(results, indent=1))
     return results
@@ -157,6 +175,10 @@ def print_table(r: dict) -> None:
             print(f"{label:40s} {rate:11,.0f} {rate / naive_rate:8.1f} {conv:10,.0f} {conv / naive_rate:8.1f} {p['peak_mb']:8.0f}")
     print("drawings/s: the whole pack (convert + merge + checksums); convert/s: the per-file conversion alone")
     print(f"store size / CSV size: {s['store_ratio']:.1%} (small), {l['store_ratio']:.1%} (large)")
+    o = r["open"]
+    print(f"opening the large store ({o['drawings']:,} drawings): unchecked {o['none'] * 1e3:.1f} ms (baseline), "
+          f"quick {o['quick'] * 1e3:.1f} ms ({o['quick'] / o['none']:.0f}x), full {o['full'] * 1e3:.1f} ms "
+          f"({o['full'] / o['none']:.0f}x)")
     rd = r["reads"]
     print(f"random batches of {rd['batch']}: store {rd['ours_batches_s']:,.0f}/s vs DataFrame+json.loads "
           f"{rd['naive_batches_s']:,.0f}/s ({rd['ours_batches_s'] / rd['naive_batches_s']:.0f}x)")

@@ -339,3 +339,29 @@ def gather_points(src, point_start, point_count, out):
             out[q + j] = src[a + j]
         q += n
     return q
+
+
+@numba.njit(cache=True)
+def first_bad_drawing(point_off, stroke_off, stroke_len):
+    """The first drawing whose offsets or stroke lengths are inconsistent, or -1.
+
+    A drawing ``d`` is consistent when its stroke offsets do not decrease and stay inside
+    ``stroke_len``, its point offsets do not decrease, each of its strokes has at least one
+    point, and its strokes' lengths add up to its points. One pass, no allocation: a store's
+    structure checked without reading a drawing out of bounds.
+    """
+    n_strokes = stroke_len.shape[0]
+    for d in range(point_off.shape[0] - 1):
+        a = stroke_off[d]
+        b = stroke_off[d + 1]
+        if a < 0 or b < a or b > n_strokes or point_off[d + 1] < point_off[d]:
+            return d
+        total = 0
+        for s in range(a, b):
+            n = stroke_len[s]
+            if n == 0:
+                return d
+            total += n
+        if total != point_off[d + 1] - point_off[d]:
+            return d
+    return -1

@@ -70,14 +70,19 @@ def _pack(a: argparse.Namespace) -> int:
 def _verify(a: argparse.Namespace) -> int:
     from .store import Store, StoreError
 
-    try:
-        st = Store(a.store_dir, verify="full" if a.full else "quick")
-    except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    m = st.manifest
-    print(f"{a.store_dir}: ok ({m['kind']}, {m['drawings']} drawings, {len(st.words)} classes, "
-          f"{m['valid']['count']} validation)")
+    # a store folder, or what `doodle pack SRC STORE` writes: STORE/train and STORE/test
+    folders = [a.store_dir] if (a.store_dir / "manifest.json").exists() or not any(
+        (a.store_dir / n / "manifest.json").exists() for n in ("train", "test")) else \
+        [a.store_dir / n for n in ("train", "test") if (a.store_dir / n).is_dir()]
+    for folder in folders:
+        try:
+            st = Store(folder, verify="full" if a.full else "quick")
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        m = st.manifest
+        print(f"{folder}: ok ({m['kind']}, {m['drawings']} drawings, {len(st.words)} classes, "
+              f"{m['valid']['count']} validation)")
     return 0
 
 

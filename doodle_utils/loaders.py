@@ -32,7 +32,7 @@ from fastai.data.load import DataLoader
 
 from .data import Drawings
 from .render import RENDERERS, RenderSpec, render
-from .store import Store
+from .store import Store, open_verified
 
 SAMPLING = ("uniform", "balanced", "sequential")
 INPUTS = ("image", "points")
@@ -145,7 +145,7 @@ class Source:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.store_dir, verify="none")
+            self._store = open_verified(self.store_dir)  # checked once per process
         return self._store
 
     def __getstate__(self):
@@ -180,7 +180,7 @@ class PseudoLabels:
                          frac: float, country_vocab: list[str] | None = None) -> "PseudoLabels":
         """Keep test drawings whose top probability is at least ``threshold``."""
         probs = np.asarray(probs)
-        st = Store(test_store, verify="none")
+        st = open_verified(test_store)
         if len(probs) != len(st):
             raise ValueError(f"{test_store}: {len(st)} test drawings but {len(probs)} predictions")
         if not 0 < frac < 1:

@@ -48,12 +48,15 @@ import pandas as pd
 from . import _parse, data
 from ._files import sha256_file, write_text_atomic
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
+PART_FORMAT = 2  # the layout of a part folder; parts of another format are packed again
 KINDS = ("simplified", "timed", "raw")
 TIMED_KINDS = ("timed", "raw")  # kinds whose points carry times (t.npy)
 MISSING_TS = np.iinfo(np.int64).min
 MERGE_ROWS = 1 << 18  # drawings per merge chunk
 QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
+CHUNK_BYTES = 16 << 20  # larger files: a checksum per chunk, and quick opens check sampled chunks
+QUICK_CHUNKS = 3  # chunks of a large file checked by a quick open: the first, the last, one at random
 
 # a part folder holds xy.bin, t.bin (raw), stroke_len.bin (uint16) and rows.bin, one record a drawing
 ROW_DTYPE = np.dtype([("npoints", np.int64), ("nstrokes", np.int64), ("key_id", np.int64),
@@ -72,10 +75,15 @@ class _Job:
     src: str
     part_dir: str
     kind: str
-    raw_src: bool
+    raw_src: bool | None
     lenient: bool
     words: tuple[str, ...] | None
     test: bool
+
+    def options(self) -> dict:
+        """Everything that shapes a part's bytes: a part is reused only when all of it matches."""
+        return {"format": PART_FORMAT, "kind": self.kind, "raw_src": self.raw_src, "lenient": self.lenient,
+                "words": list(self.words) if self.words else None, "test": self.test}
 
 
 def _source_id(src: Path) -> dict:
@@ -83,14 +91,24 @@ def _source_id(src: Path) -> dict:
     return {"source": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _part_done(part_dir: Path, src: Path, kind: str, lenient: bool) -> dict | None:
-    """A finished part of this unchanged source, packed with the same kind and strictness."""
+def _part_done(part_dir: Path, src: Path, options: dict) -> tuple[dict | None, str]:
+    """(a finished part of this unchanged source packed with these options, or None; why not)."""
     done = part_dir / "done.json"
     if not done.exists():
-        return None
-    info = json.loads(done.read_text())
-    want = {**_source_id(src), "kind": kind, "lenient": lenient}
-    return info if all(info.get(k) == v for k, v in want.items()) else None
+        return None, ""
+    try:
+        info = json.loads(done.read_text())
+    except ValueError:
+        return None, "its done.json is unreadable"
+    if any(info.get(k) != v for k, v in _source_id(src).items()):
+        return None, "the source file changed"
+    have = info.get("options") or {}
+    diff = sorted(k for k in options if have.get(k) != options[k])
+    if diff:
+        return None, "packed with other options (" + ", ".join(f"{k} {have.get(k)!r}, now {options[k]!r}"
+                                                               for k in diff if k != "words") + \
+            (", another word list" if "words" in diff else "") + ")"
+    return info, ""
 
 
 def _pack_part(job: _Job) -> dict:
@@ -143,7 +161,7 @@ def _pack_part(job: _Job) -> dict:
     finally:
         for f in files.values():
             f.close()
-    info = {**_source_id(src), "kind": job.kind, "lenient": job.lenient, "rows": rows, "points": points, "strokes": strokes,
+    info = {**_source_id(src), "options": job.options(), "rows": rows, "points": points, "strokes": strokes,
             "t_range": t_range, "skipped": dict(report.counts), "skip_examples": report.examples,
             "words": list(vocab["word"]), "countries": list(vocab["country"]),
             "seconds": round(time.perf_counter() - t0, 3)}
@@ -237,6 +255,8 @@ class _NpyWriter:
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
         self.f = open(path, "wb")
         self.hash = hashlib.sha256()
+        self.chunks: list[str] = []
+        self.chunk, self.chunk_fill = hashlib.sha256(), 0
         np.lib.format.write_array_header_1_0(self, {"descr": np.lib.format.dtype_to_descr(self.dtype),
                                                     "fortran_order": False, "shape": shape})
         self.rows = 0
@@ -248,12 +268,23 @@ class _NpyWriter:
             data = data.tobytes()
         self.f.write(data)
         self.hash.update(data)
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), CHUNK_BYTES - self.chunk_fill)
+            self.chunk.update(view[:take])
+            self.chunk_fill += take
+            view = view[take:]
+            if self.chunk_fill == CHUNK_BYTES:
+                self.chunks.append(self.chunk.hexdigest())
+                self.chunk, self.chunk_fill = hashlib.sha256(), 0
 
     def close(self) -> dict:
         self.f.close()
         if self.rows != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
-        return {"bytes": self.path.stat().st_size, "sha256": self.hash.hexdigest()}
+        if self.chunk_fill:
+            self.chunks.append(self.chunk.hexdigest())
+        return {"bytes": self.path.stat().st_size, "sha256": self.hash.hexdigest(), "chunks": self.chunks}
 
 
 def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequence[str] | None,
@@ -458,18 +489,21 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
     jobs, parts_info = [], {}
     for s in sources:
         pdir = parts_root / s.name
-        done = _part_done(pdir, s, kind, lenient)
-        if done is not None:
-            parts_info[s.name] = done
-            if progress:
-                progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
-            continue
         rs = raw_src if raw_src is not None else data.has_times(s)
         if kind in TIMED_KINDS and rs is False:
             raise ValueError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
                              "test_raw.csv, or Google's raw ndjson); this file has none")
         rs = bool(rs) if rs is not None or s.suffix == ".csv" else None
-        jobs.append(_Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test))
+        job = _Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test)
+        done, why = _part_done(pdir, s, job.options())
+        if done is not None:
+            parts_info[s.name] = done
+            if progress:
+                progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
+            continue
+        if why and progress:
+            progress(f"  {s.name}: a part from an earlier run is not reused: {why}; packing it again")
+        jobs.append(job)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     t0 = time.perf_counter()
     if workers == 1:
@@ -491,6 +525,7 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
     finally:
         _part_rows.cache_clear()  # part files may be rewritten by the next pack
     manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
+    manifest["checksum"] = manifest_checksum(manifest)
     write_text_atomic(store / "manifest.json", json.dumps(manifest, indent=1))
     if not keep_parts:
         shutil.rmtree(parts_root, ignore_errors=True)
@@ -522,6 +557,33 @@ def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **k
     return result
 
 
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of a manifest's content (sorted keys), its own ``checksum`` left out."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _chunk_sha256(path: Path, i: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(i * CHUNK_BYTES)
+        h.update(f.read(CHUNK_BYTES))
+    return h.hexdigest()
+
+
+_VERIFIED: set[tuple[str, int]] = set()  # stores verified by this process: (path, manifest mtime)
+
+
+def open_verified(path: str | os.PathLike) -> "Store":
+    """A store checked once per process ("quick") and opened unchecked after that: what the
+    loaders and predictions read through, so a damaged store is refused before training."""
+    p = Path(path).resolve()
+    key = (str(p), (p / "manifest.json").stat().st_mtime_ns if (p / "manifest.json").exists() else 0)
+    st = Store(p, verify="none" if key in _VERIFIED else "quick")
+    _VERIFIED.add(key)
+    return st
+
+
 def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path], kind: str | None = None,
                      valid_frac: float | None = None, seed: int | None = None,
                      check_mtime: bool = True) -> dict | None:
@@ -529,8 +591,8 @@ def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path], kind
     ``sources`` (path, size and, with ``check_mtime``, modification time) with these options
     (those given); else None."""
     try:
-        m = Store(store_dir, verify="none").manifest
-    except StoreError:
+        m = open_verified(store_dir).manifest
+    except (StoreError, OSError):
         return None
     keys = ("source", "size", "mtime_ns") if check_mtime else ("source", "size")
     want = [{k: v for k, v in _source_id(Path(s)).items() if k in keys} for s in sources]
@@ -548,8 +610,15 @@ class Store:
 
     Args:
         path: the store folder.
-        verify: "quick" (default): sizes, shapes and offsets of every array, and checksums of
-            arrays up to 64 MiB; "full": every checksum; "none": sizes and shapes only.
+        verify: "quick" (default): the manifest's own checksum, sizes and shapes of every
+            array, the structure (offsets that never decrease and end at the arrays' lengths,
+            strokes of at least one point adding up to each drawing's points, class and
+            country indices inside the vocabularies), checksums of arrays up to 64 MiB and of
+            sampled 16 MiB chunks of the larger ones; "full": that and every checksum;
+            "none": sizes and shapes only (for a store already checked in this process).
+
+    Raises:
+        StoreError: naming the file and what is wrong.
     """
 
     def __init__(self, path: str | os.PathLike, verify: str = "quick"):
@@ -562,8 +631,14 @@ class Store:
             self.manifest = json.loads(mpath.read_text())
         except ValueError as e:
             raise StoreError(f"{mpath}: unreadable manifest ({e})") from e
-        if self.manifest.get("version") != STORE_VERSION:
-            raise StoreError(f"{mpath}: store version {self.manifest.get('version')}, this code reads {STORE_VERSION}")
+        if not isinstance(self.manifest, dict) or self.manifest.get("version") != STORE_VERSION:
+            version = self.manifest.get("version") if isinstance(self.manifest, dict) else None
+            raise StoreError(f"{mpath}: store version {version}, this code reads {STORE_VERSION} "
+                             "(pack it again; `doodle run` does so by itself)")
+        if verify not in ("none", "quick", "full"):
+            raise ValueError(f"verify must be 'none', 'quick' or 'full', got {verify!r}")
+        if verify != "none" and self.manifest.get("checksum") != manifest_checksum(self.manifest):
+            raise StoreError(f"{mpath}: manifest checksum mismatch (edited or corrupted)")
         self.kind: str = self.manifest["kind"]
         self.words: list[str] = self.manifest["words"]
         self.countries: list[str] = self.manifest["countries"]
@@ -578,11 +653,20 @@ class Store:
             if verify == "full" or (verify == "quick" and size <= QUICK_CHECKSUM_BYTES):
                 if sha256_file(p) != want["sha256"]:
                     raise StoreError(f"{p}: checksum mismatch (corrupted)")
+            elif verify == "quick":
+                chunks = want.get("chunks") or []
+                pick = {0, len(chunks) - 1, int.from_bytes(os.urandom(4), "little") % max(len(chunks), 1)}
+                for i in sorted(pick)[:QUICK_CHUNKS]:
+                    if chunks and _chunk_sha256(p, i) != chunks[i]:
+                        raise StoreError(f"{p}: checksum mismatch in bytes {i * CHUNK_BYTES}.."
+                                         f"{(i + 1) * CHUNK_BYTES} (corrupted)")
             try:
                 self._arrays[name] = np.load(p, mmap_mode="r")
             except ValueError as e:
                 raise StoreError(f"{p}: unreadable array ({e})") from e
         self._check_shapes()
+        if verify != "none":
+            self._check_structure()
 
     def _check_shapes(self) -> None:
         m, a = self.manifest, self._arrays
@@ -602,6 +686,31 @@ class Store:
         po, so = a["point_off"], a["stroke_off"]
         if po[0] != 0 or po[-1] != P or so[0] != 0 or so[-1] != S:
             raise StoreError(f"{self.path}: offsets do not span the point/stroke arrays (corrupted)")
+
+    def _check_structure(self) -> None:
+        """Offsets, stroke lengths and vocabulary indices consistent (see ``verify``)."""
+        m, a = self.manifest, self._arrays
+        words = m.get("words")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or len(set(words)) != len(words):
+            raise StoreError(f"{self.path}/manifest.json: 'words' must be a list of distinct class names")
+        bad = _parse.first_bad_drawing(a["point_off"].view(np.ndarray), a["stroke_off"].view(np.ndarray),
+                                       a["stroke_len"].view(np.ndarray))
+        if bad >= 0:
+            raise StoreError(f"{self.path}: drawing {bad} (key_id {int(a['key_id'][bad])}): its offsets or "
+                             "stroke lengths are inconsistent (corrupted point_off, stroke_off or stroke_len)")
+        word = np.asarray(a["word"])
+        lo, hi = (int(word.min()), int(word.max())) if len(word) else (0, -1)
+        labelled = m.get("labelled", True)
+        if len(word) and ((labelled and (lo < 0 or hi >= len(words))) or (not labelled and (lo, hi) != (-1, -1))):
+            i = int(np.flatnonzero((word < 0) | (word >= len(words)) if labelled else word != -1)[0])
+            raise StoreError(f"{self.path}/word.npy: drawing {i} has class index {int(word[i])}, outside the "
+                             f"{len(words)} classes of the manifest" if labelled else
+                             f"{self.path}/word.npy: drawing {i} of an unlabelled store has a class")
+        country = np.asarray(a["country"])
+        if len(country) and int(country.max()) >= max(len(self.countries), 1):
+            i = int(np.argmax(country >= max(len(self.countries), 1)))
+            raise StoreError(f"{self.path}/country.npy: drawing {i} has country index {int(country[i])}, "
+                             f"outside the {len(self.countries)} countries of the manifest")
 
     def __len__(self) -> int:
         return int(self.manifest["drawings"])

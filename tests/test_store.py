@@ -98,6 +98,27 @@ def test_resume_skips_finished_files_and_redoes_changed_ones(kaggle_dir, tmp_pat
     assert not (out / ".parts").exists()
 
 
+@pytest.mark.parametrize("first, second", [
+    ({"kind": "raw"}, {"kind": "simplified"}),           # float32 parts must not be read as uint8
+    ({"kind": "simplified"}, {"kind": "raw"}),
+    ({"lenient": True}, {"lenient": False}),             # a strict rerun does not inherit lenient skips
+    ({"words": ["ant", "cat"]}, {"words": ["ant", "cat", "dog"]}),
+])
+def test_resume_reuses_only_parts_made_with_the_same_options(sample_dir, tmp_path, first, second):
+    src = [sample_dir / "raw" / f"{w}.ndjson" for w in ("ant", "cat")]
+    out = tmp_path / "st"
+    store.pack(src, out, workers=1, keep_parts=True, progress=None, **{"lenient": True, **first})
+    (out / "manifest.json").unlink()  # as if killed before the merge
+    lines: list[str] = []
+    kw = {"lenient": True, **second}
+    m = store.pack(src, out, workers=1, progress=lines.append, **kw)
+    assert not any("already packed" in line for line in lines)
+    assert sum("not reused: packed with other options" in line for line in lines) == 2
+    fresh = store.pack(src, tmp_path / "fresh", workers=1, progress=None, **kw)
+    assert m["arrays"] == fresh["arrays"]
+    assert store.Store(out, verify="full").kind == kw.get("kind", "simplified")
+
+
 def test_parallel_workers_give_the_same_store(kaggle_dir, tmp_path):
     a = _pack(kaggle_dir, tmp_path / "a", workers=1)["train"]
     b = _pack(kaggle_dir, tmp_path / "b", workers=2)["train"]
@@ -186,3 +207,92 @@ def test_manifest_records_sources_and_counts(packed, kaggle_dir):
     assert [os.path.basename(s["source"]) for s in m["sources"]] == [f"{w}.csv" for w in CLASSES]
     assert m["class_counts"] == [25, 25, 25, 25]
     assert all(len(a["sha256"]) == 64 for a in m["arrays"].values())
+
+
+# --------------------------------------------------------------------------- verified where read
+
+def _consistent_edit(folder, name, change):
+    """Edit array ``name`` of a store and rewrite its checksums and the manifest's own, as a
+    careful forger would: only the structure checks can then tell."""
+    import hashlib
+
+    path = folder / f"{name}.npy"
+    a = np.load(path)
+    change(a)
+    np.save(path, a)
+    man = json.loads((folder / "manifest.json").read_text())
+    raw = path.read_bytes()
+    man["arrays"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                           "chunks": [hashlib.sha256(raw[i:i + store.CHUNK_BYTES]).hexdigest()
+                                      for i in range(0, len(raw), store.CHUNK_BYTES)]}
+    man["checksum"] = store.manifest_checksum(man)
+    (folder / "manifest.json").write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("name, change, said", [
+    ("stroke_off", lambda a: a.__setitem__(3, a[5]), "inconsistent"),           # non-monotonic
+    ("point_off", lambda a: a.__setitem__(7, a[7] ^ (1 << 40)), "inconsistent"),  # one flipped high bit
+    ("stroke_len", lambda a: a.__setitem__(2, a[2] + 1), "inconsistent"),       # lengths do not add up
+    ("word", lambda a: a.__setitem__(4, 99), "outside the 4 classes"),
+    ("country", lambda a: a.__setitem__(0, 9999), "outside the"),
+])
+def test_quick_verify_refuses_consistent_edits(kaggle_dir, tmp_path, name, change, said):
+    _pack(kaggle_dir, tmp_path / "st")
+    folder = tmp_path / "st" / "train"
+    _consistent_edit(folder, name, change)
+    with pytest.raises(store.StoreError, match=said):
+        store.Store(folder)
+    store.Store(folder, verify="none").drawings([0])  # "none" is for a store already checked
+
+
+def test_manifest_checksum_and_vocabulary(kaggle_dir, tmp_path):
+    _pack(kaggle_dir, tmp_path / "st")
+    folder = tmp_path / "st" / "train"
+    man = json.loads((folder / "manifest.json").read_text())
+    man["words"] = man["words"][::-1]  # every label silently renamed
+    (folder / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(store.StoreError, match="manifest checksum mismatch"):
+        store.Store(folder)
+    man["checksum"] = store.manifest_checksum({**man, "words": ["apple"] * 4})
+    man["words"] = ["apple"] * 4
+    (folder / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(store.StoreError, match="distinct class names"):
+        store.Store(folder)
+
+
+def test_large_arrays_are_checked_by_sampled_chunks(kaggle_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(store, "QUICK_CHECKSUM_BYTES", 0)  # every array counts as large
+    _pack(kaggle_dir, tmp_path / "st")
+    folder = tmp_path / "st" / "train"
+    store.Store(folder)
+    path = folder / "xy.npy"
+    raw = bytearray(path.read_bytes())
+    raw[200] ^= 1  # in the first chunk, which a quick open always checks
+    path.write_bytes(bytes(raw))
+    with pytest.raises(store.StoreError, match="xy.npy: checksum mismatch in bytes 0..256"):
+        store.Store(folder)
+
+
+def test_training_reads_only_a_checked_store(kaggle_dir, tmp_path):
+    from doodle_utils.loaders import Source
+
+    _pack(kaggle_dir, tmp_path / "st")
+    folder = tmp_path / "st" / "train"
+    assert len(Source(folder, split="train")) > 0
+    path = folder / "word.npy"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1  # one label changed
+    path.write_bytes(bytes(raw))
+    os.utime(folder / "manifest.json")  # another moment: this process checks it again
+    with pytest.raises(store.StoreError, match="word.npy: checksum mismatch"):
+        Source(folder, split="train")
+
+
+def test_doodle_verify_takes_what_doodle_pack_wrote(kaggle_dir, tmp_path, capsys):
+    from doodle_utils.cli import main
+
+    _pack(kaggle_dir, tmp_path / "st")
+    assert main(["verify", str(tmp_path / "st")]) == 0
+    out = capsys.readouterr().out
+    assert "train: ok" in out and "test: ok" in out
