@@ -91,11 +91,37 @@ def proxy_score(probs_or_top1: np.ndarray, n_classes: int | None = None) -> floa
     return float(np.abs(counts - len(top1) / c).sum())
 
 
+ROW_SUM_TOLERANCE = 0.05  # float16 probabilities of 340 classes sum to 1 within ~1e-2
+
+
+def check_probabilities(probs: np.ndarray) -> None:
+    """Raise ValueError unless ``probs`` holds (drawings, classes) scores the balancers can
+    use: finite and non-negative (rows need not sum to 1: only each row's order and ratios
+    count). Hints name log-probabilities and an array whose columns, not rows, sum to 1
+    (transposed)."""
+    if probs.size == 0:
+        return
+    bad = ~np.isfinite(probs)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"probabilities must be finite: row {r}, class {c} is {probs[r, c]}")
+    if probs.min() < 0:
+        r, c = np.argwhere(probs < 0)[0]
+        hint = " (these look like log-probabilities: pass numpy.exp of them)" if probs.max() <= 0 else ""
+        raise ValueError(f"probabilities must be non-negative: row {r}, class {c} is {probs[r, c]}{hint}")
+    rows_off = np.abs(probs.sum(axis=1, dtype=np.float64) - 1) > ROW_SUM_TOLERANCE
+    cols_one = np.abs(probs.sum(axis=0, dtype=np.float64) - 1) <= ROW_SUM_TOLERANCE
+    if rows_off.any() and cols_one.all() and probs.shape[0] != probs.shape[1]:
+        raise ValueError(f"the columns sum to 1, not the rows: is it transposed? expected (drawings, classes), "
+                         f"got {probs.shape}")
+
+
 def _check(probs: np.ndarray, caps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(probs)
     if probs.ndim != 2:
         raise ValueError(f"probabilities must be (drawings, classes), got shape {probs.shape}")
     n, c = probs.shape
+    check_probabilities(probs)
     caps = default_caps(n, c) if caps is None else np.asarray(caps, np.int64)
     if caps.shape != (c,) or (caps < 0).any():
         raise ValueError(f"caps must be {c} non-negative counts")
@@ -738,7 +764,7 @@ def _highs_assignment(probs: np.ndarray, s: np.ndarray, caps: np.ndarray, k: int
 def balance(probs: np.ndarray, method: str, caps: np.ndarray | None = None, **kw) -> np.ndarray:
     """Ranked top-3 (N, 3) by ``method`` (one of :data:`METHODS`, or "none": plain top-3)."""
     if method == "none":
-        return top_k(np.asarray(probs), 3)
+        return top_k(_check(probs, caps)[0], 3)
     fn = {"greedy": greedy, "iterative": iterative, "optimal": optimal}.get(method)
     if fn is None:
         raise ValueError(f"unknown balancing method {method!r}; choose from {METHODS} or 'none'")

@@ -142,10 +142,18 @@ def _balance(a: argparse.Namespace) -> int:
 
     from .balance import balance, proxy_score
 
-    probs = np.load(a.probs)
+    try:
+        probs = np.load(a.probs, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        print(f"error: {a.probs}: not a numpy array file ({e})", file=sys.stderr)
+        return 2
     kw = {"engine": a.engine, "device": a.device} if a.method == "optimal" else {}
     t0 = time.perf_counter()
-    ranked = balance(probs, a.method, **kw)
+    try:
+        ranked = balance(probs, a.method, **kw)
+    except ValueError as e:
+        print(f"error: {a.probs}: {e}", file=sys.stderr)
+        return 2
     dt = time.perf_counter() - t0
     from ._files import save_npy_atomic
 
@@ -173,7 +181,11 @@ def _check_submission(a: argparse.Namespace) -> int:
 def _kaggle_bundle(a: argparse.Namespace) -> int:
     from .kaggle import bundle
 
-    folders = bundle(a.out_dir, a.profile, user=a.user, overrides=_parse_sets(a.set))
+    try:
+        folders = bundle(a.out_dir, a.profile, user=a.user, overrides=_parse_sets(a.set))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for f in folders:
         print(f"{f}  ->  kaggle kernels push -p {f}")
     return 0

@@ -40,6 +40,7 @@ CONSUMERS = {"04": ("train_dirs", ("03", "06"), lambda runs: runs),
              "05": ("ensemble_dir", ("04",), lambda runs: f"{runs[0]}/ensemble")}
 KAGGLE_INPUT_ROOT = "/kaggle/input"
 KAGGLE_WORKING = "/kaggle/working"
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # checked before anything is written
 OUTPUT_LIMIT_BYTES = 20 * 10 ** 9  # what a kernel may save as its output (Kaggle: 20 GB)
 
 
@@ -240,6 +241,9 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     raw = yaml.safe_load(Path(profile).read_text()) or {}
     cfg, set_in_profile = raw.get("kaggle") or {}, raw.get("notebooks") or {}
     user = user or cfg.get("user") or "your-kaggle-username"
+    if not USER_NAME.fullmatch(str(user)):
+        raise ValueError(f"Kaggle user name {user!r}: only ASCII letters, digits, '-' and '_' "
+                         "(it becomes the owner in each kernel's id, user/slug)")
     blob = package_zip()
     declared = {nb.stem: declared_parameters(nb) for nb in nbs}
     chain = Chain([nb.stem for nb in nbs], [s for s, d in declared.items() if "pack" in d],

@@ -17,7 +17,15 @@ def top_k(probs: np.ndarray, k: int = 3) -> np.ndarray:
     probs = np.asarray(probs)
     k = min(k, probs.shape[1])
     part = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(probs, part, axis=1)), axis=1)
+    vals = np.take_along_axis(probs, part, axis=1)
+    # argpartition picks any of the classes tied at the k-th value: where a tie crosses the
+    # cut (rare: float16 ensembles make some), those rows are sorted stably instead
+    kth = vals.min(axis=1, keepdims=True)
+    cut = np.flatnonzero((probs == kth).sum(axis=1) > (vals == kth).sum(axis=1))
+    if len(cut):
+        part[cut] = np.argsort(-probs[cut], axis=1, kind="stable")[:, :k]
+        vals = np.take_along_axis(probs, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
 

@@ -77,3 +77,31 @@ def test_synth_command_writes_kaggle_layout(tmp_path):
         len(list((out / "train_simplified").glob("*.csv"))) == 3
     assert (out / "test_simplified.csv").read_text().splitlines()[0] == "key_id,countrycode,drawing"
     assert len((out / "test_simplified.csv").read_text().splitlines()) == 7
+
+
+@pytest.mark.parametrize("fill, said", [
+    (lambda p: p.__setitem__((1, 2), np.nan), "must be finite: row 1, class 2 is nan"),
+    (lambda p: p.__setitem__((0, 0), np.inf), "must be finite"),
+    (lambda p: np.log(p, out=p), "log-probabilities"),
+])
+def test_balance_refuses_what_is_not_probabilities(tmp_path, fill, said):
+    p = np.full((6, 3), 1 / 3)
+    fill(p)
+    np.save(tmp_path / "p.npy", p)
+    r = doodle("balance", str(tmp_path / "p.npy"), str(tmp_path / "out.npy"), "--method", "optimal", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and said in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out.npy").exists()
+
+
+def test_balance_names_a_transposed_array(tmp_path):
+    p = np.random.default_rng(0).dirichlet(np.ones(8), size=5).T  # (classes, drawings)
+    np.save(tmp_path / "p.npy", p)
+    r = doodle("balance", str(tmp_path / "p.npy"), str(tmp_path / "o.npy"), check=False)
+    assert r.returncode == 2 and "transposed" in r.stderr
+
+
+def test_kaggle_bundle_refuses_a_bad_user_before_writing(tmp_path):
+    for bad in ("x y", "émile", ".", "a/b"):
+        r = doodle("kaggle-bundle", str(tmp_path / "k"), "--user", bad, check=False)
+        assert r.returncode == 2 and "error: Kaggle user name" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "k").exists()

@@ -67,3 +67,11 @@ def test_runs_over_other_drawings_do_not_mix(tmp_path):
     b = _run(tmp_path / "x", "b", {"snap_00": GOOD}, LABELS, key_ids=("9", "2", "3", "4"))
     with pytest.raises(ValueError, match="other classes or drawings"):
         ensemble.load_runs([a, b])
+
+
+def test_top_k_ties_at_the_cut_go_to_the_lower_class():
+    from doodle_utils.metrics import top_k
+
+    p = np.full((2, 340), 0.001)
+    p[:, 7], p[:, 100], p[0, 200] = 0.5, 0.2, 0.0  # 337 classes tie for third place
+    assert top_k(p).tolist() == [[7, 100, 0], [7, 100, 0]]
