@@ -122,7 +122,7 @@ def _run(a: argparse.Namespace) -> int:
 def _train(a: argparse.Namespace) -> int:
     import yaml
 
-    from .train import config_from_params, train
+    from .train import RunStateError, config_from_params, train
 
     params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     params.update(_parse_sets(a.set))
@@ -131,7 +131,11 @@ def _train(a: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except RunStateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"trained {cfg.arch} into {result.folder}: {len(result.snapshots)} snapshot(s)"
           + (f", resumed after epoch {result.resumed_from - 1}" if result.resumed_from else ""))
     return 0

@@ -18,8 +18,14 @@ by ``cycle_mult - 1`` and so cannot do equal cycles); ``plateau`` (constant LR, 
 "don't decay the learning rate, increase the batch size").
 
 Checkpoints are written by :class:`Checkpoint` rather than fastai's ``SaveModelCallback``
-because a killed run must never leave a half-written file: each save goes to a temporary name
-and is renamed. With ``resume=True`` a run whose folder holds a checkpoint of the same
+because a killed run must never leave a half-written file or a split state. Each epoch commits
+once: the weights go to ``checkpoint.next.pth``, then ``state.json`` (with the epoch and the
+new checkpoint's SHA-256) replaces the old one atomically — the commit — and only then is the
+new checkpoint renamed to ``checkpoint.pth``. On resume (:func:`_committed_state`) a
+checkpoint the state does not name is discarded or, when it is the committed one, put in
+place; the checkpoint is checked against the state's SHA-256; ``history.csv`` is cut back to
+the committed epoch; stale temporary files are removed; a folder holding part of a run
+without its state is an error, never a silent restart. With ``resume=True`` a run whose folder holds a checkpoint of the same
 configuration continues from the epoch after it, at the same point of its LR schedule
 (fastai's ``start_epoch``), with the same data order (loaders seed each epoch by its number)
 and the callbacks' state (batch size, plateau counters) restored.
@@ -365,6 +371,64 @@ class GrowBatchOnPlateau(_Restorable, TrackerCallback):
                 print(f"Epoch {self.epoch}: batch size {old} -> {new}")
 
 
+NEXT_CHECKPOINT = "checkpoint.next.pth"  # an epoch's weights before its state commits them
+
+
+class RunStateError(RuntimeError):
+    """A run folder holding part of a run that cannot be resumed as it is: names what is wrong."""
+
+
+def _committed_state(folder: Path) -> dict | None:
+    """The committed state of a run folder, with its files made consistent with it; None for
+    a folder without any run. Removes stale temporary files and an uncommitted checkpoint,
+    finishes a commit interrupted before its rename, cuts ``history.csv`` back to the committed
+    epoch.
+
+    Raises:
+        RunStateError: a checkpoint, history or snapshot without a readable ``state.json``, or
+            a checkpoint that does not match the state's checksum.
+    """
+    import pandas as pd
+
+    from ._files import sha256_file
+
+    for sub in (folder, folder / "snapshots", folder / "preds"):
+        for tmp in sub.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    state_file, ckpt, nxt = folder / "state.json", folder / "checkpoint.pth", folder / NEXT_CHECKPOINT
+    parts = [p.name for p in (ckpt, nxt, folder / "history.csv") if p.exists()] + \
+        [f"snapshots/{p.name}" for p in sorted(folder.glob("snapshots/*.pth"))]
+    if not state_file.exists():
+        if parts:
+            raise RunStateError(f"{folder}: holds {', '.join(parts)} but no state.json, so which epoch they "
+                                "belong to is unknown; start over with resume=False (deletes them) or use another out_dir")
+        return None
+    try:
+        state = json.loads(state_file.read_text())
+        epoch = int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunStateError(f"{state_file}: unreadable ({e}); start over with resume=False or use another out_dir")
+    want = state.get("checkpoint_sha256")
+    if nxt.exists():
+        if want is not None and sha256_file(nxt) == want:
+            os.replace(nxt, ckpt)  # committed, killed before the rename
+        else:
+            nxt.unlink()  # never committed
+    if not ckpt.exists():
+        raise RunStateError(f"{folder}: state.json records epoch {epoch} but checkpoint.pth is missing; "
+                            "start over with resume=False or use another out_dir")
+    if want is not None and sha256_file(ckpt) != want:
+        raise RunStateError(f"{ckpt}: does not match the checksum state.json records for epoch {epoch} "
+                            "(corrupted or replaced); start over with resume=False or use another out_dir")
+    hist = folder / "history.csv"
+    if hist.exists():
+        rows = pd.read_csv(hist)
+        if "epoch" in rows and (rows["epoch"] > epoch).any():  # written before a commit that never came
+            with atomic_path(hist) as tmp:
+                rows[rows["epoch"] <= epoch].to_csv(tmp, index=False)
+    return state
+
+
 class Checkpoint(TrainOnly):
     """After each epoch, atomically save weights + optimiser and the run's state (epoch,
     batch size, tracker state, fingerprint); only on the main process."""
@@ -380,11 +444,16 @@ class Checkpoint(TrainOnly):
 
         if rank_distrib() or skipped(self):
             return
-        with atomic_path(self.folder / "checkpoint.pth") as tmp:
+        from ._files import sha256_file
+
+        nxt = self.folder / NEXT_CHECKPOINT
+        with atomic_path(nxt) as tmp:
             save_model(tmp, self.learn.model, self.learn.opt, with_opt=True)
         state = {"epoch": int(self.epoch), "bs": int(_base_dl(self.dls.train).bs), "processes": world_size(),
-                 "fingerprint": self.fingerprint, "trackers": [t.tracker_state() for t in self.trackers]}
-        write_text_atomic(self.folder / "state.json", json.dumps(state, indent=1))
+                 "fingerprint": self.fingerprint, "trackers": [t.tracker_state() for t in self.trackers],
+                 "checkpoint_sha256": sha256_file(nxt)}
+        write_text_atomic(self.folder / "state.json", json.dumps(state, indent=1))  # the commit
+        os.replace(nxt, self.folder / "checkpoint.pth")
 
 
 class History(TrainOnly):
@@ -681,8 +750,8 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
 
     start, resumed = 0, None
     state_file = folder / "state.json"
-    if cfg.resume and state_file.exists() and (folder / "checkpoint.pth").exists():
-        state = json.loads(state_file.read_text())
+    state = _committed_state(folder) if cfg.resume else None
+    if state is not None:
         if state.get("fingerprint") != fp:
             was = state.get("processes", 1)
             hint = (f" (trained in {was} process(es), now {world_size()}: set processes={was})"
@@ -697,7 +766,8 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
             t.restore = s
         log.info(f"resuming {folder} after epoch {state['epoch']}")
     else:
-        for p in [state_file, folder / "checkpoint.pth", folder / "history.csv", *folder.glob("snapshots/*.pth")]:
+        for p in [state_file, folder / "checkpoint.pth", folder / NEXT_CHECKPOINT, folder / "history.csv",
+                  *folder.glob("snapshots/*.pth")]:
             p.unlink(missing_ok=True)
     write_text_atomic(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
     learn.add_cb(History(folder / "history.csv", keep=start > 0))

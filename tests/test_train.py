@@ -413,3 +413,55 @@ def test_device_loss_keeps_fastai_s_loss_record(stores, tmp_path):
     np.testing.assert_allclose([float(v) for v in kept.recorder.losses], [float(v) for v in plain.recorder.losses],
                                rtol=1e-5)
     assert kept.recorder.values[-1][0] == pytest.approx(plain.recorder.values[-1][0], rel=1e-5)
+
+
+# --------------------------------------------------------------------------- a state that cannot split
+
+class KillBeforeCommit(Callback):
+    """Dies after History wrote epoch 1's row and before Checkpoint commits epoch 1."""
+    from fastai.callback.tracker import TrackerCallback
+    order = TrackerCallback.order + 7
+
+    def after_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt("killed between the history and the commit")
+
+
+def test_a_kill_between_history_and_commit_resumes_without_a_duplicate_row(stores, tmp_path):
+    cfg = _cfg(stores, tmp_path / "r", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, extra_cbs=[KillBeforeCommit()], predict=False)
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["epoch"] == 0
+    assert list(pd.read_csv(tmp_path / "r" / "history.csv").epoch) == [0, 1]  # ahead of the commit
+    r = train(_cfg(stores, tmp_path / "r", epochs=3, resume=True), predict=False)
+    assert r.resumed_from == 1
+    assert list(pd.read_csv(tmp_path / "r" / "history.csv").epoch) == [0, 1, 2]
+
+
+def test_committed_state_repairs_or_refuses(stores, tmp_path):
+    from doodle_utils.train import NEXT_CHECKPOINT, RunStateError, _committed_state
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(stores, tmp_path / "r", epochs=3), extra_cbs=[KillBeforeCommit()], predict=False)
+    folder = tmp_path / "r"
+    good = (folder / "checkpoint.pth").read_bytes()
+    # killed after the next checkpoint was written, before the commit: it is discarded
+    (folder / NEXT_CHECKPOINT).write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    (folder / ".history.csv.abc.tmp").write_text("stale")
+    assert _committed_state(folder)["epoch"] == 0
+    assert not (folder / NEXT_CHECKPOINT).exists() and not list(folder.glob(".*.tmp"))
+    # committed, killed before the rename: the committed checkpoint is put in place
+    os.replace(folder / "checkpoint.pth", folder / NEXT_CHECKPOINT)
+    assert _committed_state(folder)["epoch"] == 0 and (folder / "checkpoint.pth").read_bytes() == good
+    # a flipped byte in the checkpoint is refused, not loaded
+    (folder / "checkpoint.pth").write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+    with pytest.raises(RunStateError, match="does not match the checksum"):
+        _committed_state(folder)
+    with pytest.raises(RunStateError, match="does not match the checksum"):
+        train(_cfg(stores, folder, epochs=3, resume=True), predict=False)
+    # part of a run without its state: an error, nothing deleted
+    (folder / "checkpoint.pth").write_bytes(good)
+    (folder / "state.json").unlink()
+    with pytest.raises(RunStateError, match="no state.json"):
+        train(_cfg(stores, folder, epochs=3, resume=True), predict=False)
+    assert (folder / "checkpoint.pth").exists() and (folder / "history.csv").exists()
