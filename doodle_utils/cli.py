@@ -101,12 +101,13 @@ def _parse_sets(items: list[str]) -> dict:
 def _run(a: argparse.Namespace) -> int:
     import logging
 
+    from ._files import LockedError
     from .pipeline import ProfileError, RunError, missing_notebooks, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         results = run(a.profile, only=a.only, start=a.start, force=a.force, overrides=_parse_sets(a.set))
-    except ProfileError as e:
+    except (ProfileError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``doodle`` console script."""
+    from ._files import LockedError
     from .data import DataError
     from .pipeline import ProfileError
     from .store import StoreError
@@ -308,6 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (DataError, StoreError, ProfileError, FileNotFoundError) as e:
+    except (DataError, StoreError, ProfileError, FileNotFoundError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from ._files import write_text_atomic
+from ._files import LockedError, folder_lock, write_text_atomic  # noqa: F401 (LockedError for callers)
 from .paths import REPO
 
 NOTEBOOKS = REPO / "notebooks"
@@ -335,6 +335,13 @@ def run(profile_path: str | Path, *, only: str | None = None, start: str | None 
     chosen = select(nbs_all, only, start)
     out = prof.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, f"running {prof.run_name}"):  # one run per folder at a time
+        return _run_locked(prof, per_nb, nbs_all, chosen, force, progress_bar)
+
+
+def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[Path], force: bool,
+                progress_bar: bool) -> list[NotebookResult]:
+    out = prof.out_dir
     handler = logging.FileHandler(out / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)

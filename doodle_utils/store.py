@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import _parse, data
-from ._files import sha256_file, write_text_atomic
+from ._files import folder_lock, sha256_file, write_text_atomic
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
 PART_FORMAT = 2  # the layout of a part folder; parts of another format are packed again
@@ -480,60 +480,75 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     store = Path(store_dir)
     store.mkdir(parents=True, exist_ok=True)
-    (store / "manifest.json").unlink(missing_ok=True)  # the store is invalid until the merge ends
-    parts_root = store / ".parts"
-    sources = [Path(s) for s in sources]
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError("source file names must be unique")
-    jobs, parts_info = [], {}
-    for s in sources:
-        pdir = parts_root / s.name
-        rs = raw_src if raw_src is not None else data.has_times(s)
-        if kind in TIMED_KINDS and rs is False:
-            raise ValueError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
-                             "test_raw.csv, or Google's raw ndjson); this file has none")
-        rs = bool(rs) if rs is not None or s.suffix == ".csv" else None
-        job = _Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test)
-        done, why = _part_done(pdir, s, job.options())
-        if done is not None:
-            parts_info[s.name] = done
-            if progress:
-                progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
-            continue
-        if why and progress:
-            progress(f"  {s.name}: a part from an earlier run is not reused: {why}; packing it again")
-        jobs.append(job)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    t0 = time.perf_counter()
-    if workers == 1:
-        results = ((j, _pack_part(j)) for j in jobs)
-        for j, info in results:
-            parts_info[Path(j.src).name] = info
-            _report_part(progress, info, len(parts_info), len(sources))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            futs = {ex.submit(_pack_part, j): j for j in jobs}
-            for fut in as_completed(futs):
-                info = fut.result()
-                parts_info[Path(futs[fut].src).name] = info
+    with folder_lock(store, "packing"):  # one writer per store
+        (store / "manifest.json").unlink(missing_ok=True)  # the store is invalid until the merge ends
+        parts_root = store / ".parts"
+        sources = [Path(s) for s in sources]
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError("source file names must be unique")
+        jobs, parts_info = [], {}
+        for s in sources:
+            pdir = parts_root / s.name
+            rs = raw_src if raw_src is not None else data.has_times(s)
+            if kind in TIMED_KINDS and rs is False:
+                raise ValueError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
+                                 "test_raw.csv, or Google's raw ndjson); this file has none")
+            rs = bool(rs) if rs is not None or s.suffix == ".csv" else None
+            job = _Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test)
+            done, why = _part_done(pdir, s, job.options())
+            if done is not None:
+                parts_info[s.name] = done
+                if progress:
+                    progress(f"  {s.name}: already packed ({done['rows']} drawings), skipped")
+                continue
+            if why and progress:
+                progress(f"  {s.name}: a part from an earlier run is not reused: {why}; packing it again")
+            jobs.append(job)
+        workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+        t0 = time.perf_counter()
+        if workers == 1:
+            results = ((j, _pack_part(j)) for j in jobs)
+            for j, info in results:
+                parts_info[Path(j.src).name] = info
                 _report_part(progress, info, len(parts_info), len(sources))
-    convert_s = time.perf_counter() - t0
-    parts = [(parts_root / s.name, parts_info[s.name]) for s in sources]
-    try:
-        manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
-    finally:
-        _part_rows.cache_clear()  # part files may be rewritten by the next pack
-    manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
-    manifest["checksum"] = manifest_checksum(manifest)
-    write_text_atomic(store / "manifest.json", json.dumps(manifest, indent=1))
-    if not keep_parts:
-        shutil.rmtree(parts_root, ignore_errors=True)
-    if progress:
-        skipped = sum(manifest["skipped"].values())
-        progress(f"  store {store}: {manifest['drawings']} drawings, {len(manifest['words'])} classes"
-                 + (f", skipped {skipped} rows {manifest['skipped']}" if skipped else ""))
-    return manifest
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                                     initargs=(os.getpid(),)) as ex:
+                futs = {ex.submit(_pack_part, j): j for j in jobs}
+                for fut in as_completed(futs):
+                    info = fut.result()
+                    parts_info[Path(futs[fut].src).name] = info
+                    _report_part(progress, info, len(parts_info), len(sources))
+        convert_s = time.perf_counter() - t0
+        parts = [(parts_root / s.name, parts_info[s.name]) for s in sources]
+        try:
+            manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
+        finally:
+            _part_rows.cache_clear()  # part files may be rewritten by the next pack
+        manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
+        manifest["checksum"] = manifest_checksum(manifest)
+        write_text_atomic(store / "manifest.json", json.dumps(manifest, indent=1))
+        if not keep_parts:
+            shutil.rmtree(parts_root, ignore_errors=True)
+        if progress:
+            skipped = sum(manifest["skipped"].values())
+            progress(f"  store {store}: {manifest['drawings']} drawings, {len(manifest['words'])} classes"
+                     + (f", skipped {skipped} rows {manifest['skipped']}" if skipped else ""))
+        return manifest
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a pack worker: end when the packing process ``parent`` ends, even when it is killed
+    (Linux: the kernel sends SIGTERM; a parent already gone by now is caught by its pid)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _report_part(progress, info: dict, k: int, n: int) -> None:

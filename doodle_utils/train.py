@@ -60,7 +60,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
 from fastai.learner import AvgSmoothLoss
 
-from ._files import atomic_path, save_npy_atomic, write_text_atomic
+from ._files import atomic_path, folder_lock, save_npy_atomic, write_text_atomic
 from .devices import PRECISIONS, announce, device_choices
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
 from .render import RENDERERS
@@ -727,9 +727,18 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
         if extra_cbs:
             raise ValueError(f"extra callbacks cannot be passed to {n_proc} torchrun processes; set processes=1")
         return launch(cfg, n_proc, predict)
-    torch.manual_seed(cfg.seed)
+    from fastai.torch_core import rank_distrib
+
     folder = Path(cfg.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    if rank_distrib():  # the main process holds the folder's lock for all of them
+        return _train(cfg, folder, extra_cbs, predict)
+    with folder_lock(folder, "training"):  # one writer per run folder
+        return _train(cfg, folder, extra_cbs, predict)
+
+
+def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool) -> TrainResult:
+    torch.manual_seed(cfg.seed)
     device = pick_device()
     if device.index is not None:  # torchrun: this process's GPU, before anything is allocated
         torch.cuda.set_device(device)
