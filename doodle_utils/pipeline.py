@@ -362,7 +362,7 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
             result = _run_one(nb, out, per_nb[nb.stem], prof.kernel, fp, state, force, progress_bar)
             results.append(result)
             write_text_atomic(state_path, json.dumps(state, indent=1))
-            _merge_metrics(out)
+            _merge_metrics(out, state)
             if result.status == "failed":
                 raise RunError(result)
         log.info("run finished: " + ", ".join(f"{r.name} {r.status} ({r.seconds:.0f}s)" for r in results))
@@ -409,7 +409,13 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
     return NotebookResult(nb.stem, "ran", dt, target)
 
 
-def _merge_metrics(out: Path) -> None:
+def _merge_metrics(out: Path, state: dict | None = None) -> None:
+    """The run's ``metrics.json``: every notebook's recorded metrics; a notebook whose last run
+    failed is flagged, its metrics kept apart as those of its last good run."""
     from .results import read_metrics
 
-    write_text_atomic(out / "metrics.json", json.dumps(read_metrics(out), indent=1, sort_keys=True))
+    merged = read_metrics(out)
+    for name, s in (state or {}).items():
+        if s.get("status") == "failed":
+            merged[name] = {"status": "failed", "error": s.get("error", ""), "last_good": merged.get(name)}
+    write_text_atomic(out / "metrics.json", json.dumps(merged, indent=1, sort_keys=True))

@@ -113,6 +113,20 @@ def test_failing_notebook_stops_the_run_and_keeps_its_copy(tmp_path, nbs):
     assert not (tmp_path / "out" / "t" / "02_second.ipynb").exists()
 
 
+def test_metrics_flag_a_notebook_whose_last_run_failed(tmp_path, nbs):
+    d = nbs[0].parent
+    code = "from doodle_utils.results import record_metrics\nrecord_metrics(out_dir, '01_first', {'n': n})"
+    make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", "assert n < 5, f'n={n} too big'", code)
+    prof = profile(tmp_path, params={"n": 3})
+    pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False)
+    metrics = tmp_path / "out" / "t" / "metrics.json"
+    assert json.loads(metrics.read_text())["01_first"] == {"n": 3}
+    with pytest.raises(pipeline.RunError):
+        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False, overrides={"n": 7})
+    m = json.loads(metrics.read_text())["01_first"]
+    assert m["status"] == "failed" and "n=7 too big" in m["error"] and m["last_good"] == {"n": 3}
+
+
 def test_data_is_synthesised_and_packed_once(tmp_path, nbs):
     data_nb = make_nb(nbs[0].parent / "01_first.ipynb",
                       "data_dir: str = ''\nstore_dir: str = ''\nout_dir: str = ''",
