@@ -124,9 +124,9 @@ def package_zip() -> bytes:
 def setup_cells(blob: bytes, tested: dict[str, str] | None = None) -> list:
     """A markdown cell that says why, and the code cell that unpacks the package and compares
     the kernel's library versions with ``tested`` (default: the project's pins)."""
-    from .versions import pinned_versions
+    from .versions import tested_versions
 
-    tested = pinned_versions(REPO / "pyproject.toml") if tested is None else tested
+    tested = tested_versions(REPO) if tested is None else tested
     digest = hashlib.sha256(blob).hexdigest()[:12]
     code = (
         "# doodle_utils, inlined by `doodle kaggle-bundle` (kernels run without internet)\n"

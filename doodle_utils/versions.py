@@ -43,6 +43,19 @@ def pinned_versions(pyproject: str | Path) -> dict[str, str]:
     return {k: pins[k] for k in WATCHED if k in pins}
 
 
+def tested_versions(repo: Path) -> dict[str, str]:
+    """The project's pins: from ``repo/pyproject.toml`` in a checkout, else from the installed
+    distribution's metadata (a wheel install has no pyproject.toml beside it)."""
+    if (repo / "pyproject.toml").is_file():
+        return pinned_versions(repo / "pyproject.toml")
+    try:
+        reqs = metadata.requires("doodle-utils") or []
+    except metadata.PackageNotFoundError:
+        return {}
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", "\n".join(reqs), re.M))
+    return {k: pins[k] for k in WATCHED if k in pins}
+
+
 def installed_versions(names=WATCHED) -> dict[str, str | None]:
     """The installed version of each library (None where it is missing)."""
     out = {}

@@ -139,3 +139,10 @@ def test_version_check_warns_only_where_it_matters():
     warnings, _ = version_report(old, tested)
     assert [w.split()[0] for w in warnings] == ["torch", "fastai", "timm", "numpy"]
     assert "not installed" in warnings[0] and "type-promotion" in warnings[-1]
+
+
+def test_tested_versions_without_a_checkout(tmp_path):
+    """A wheel install has no pyproject.toml beside the package: the pins come from its metadata."""
+    from doodle_utils.versions import pinned_versions, tested_versions
+
+    assert tested_versions(tmp_path) == pinned_versions(ROOT / "pyproject.toml") == tested_versions(ROOT)
