@@ -132,3 +132,21 @@ def test_cuda_kernel_never_waits_for_the_device(batches):
             render_packed(xy, so, do, None, "mono", spec, engine="torch")
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_timed_points_in_the_frame_equal_on_both_engines(batches, device):
+    """A timed store's batch (simplified points with times, ``in_frame``): time3 equal on both
+    engines, and the other variants equal to the simplified batch's (no re-normalisation)."""
+    from doodle_utils.simplify import simplify_packed_timed
+
+    r = batches["raw"]
+    timed = Drawings(*simplify_packed_timed(r.xy, r.t, r.stroke_offsets, r.drawing_offsets), in_frame=True)
+    spec = RenderSpec(size=32)
+    a, b = both(timed, "time3", spec, device)
+    assert a.max() > 0
+    np.testing.assert_array_equal(b, a)
+    for variant in ("palette", "strokes3"):
+        _, t = both(timed, variant, spec, device)
+        _, s = both(batches["simplified"], variant, spec, device)
+        np.testing.assert_array_equal(t, s, err_msg=variant)
