@@ -365,3 +365,50 @@ def first_bad_drawing(point_off, stroke_off, stroke_len):
         if total != point_off[d + 1] - point_off[d]:
             return d
     return -1
+
+
+
+# flags of :func:`csv_lines`
+LINE_OK, LINE_BLANK, LINE_ODD_QUOTES, LINE_INNER_CR = 0, 1, 2, 3
+
+
+@numba.njit(cache=True)
+def csv_lines(buf, ends, flags):
+    """Find the complete lines (ending in ``\\n``) of CSV bytes and classify each.
+
+    Writes the index just past each line's ``\\n`` to ``ends`` and a flag to ``flags``:
+    ``LINE_OK``; ``LINE_BLANK`` (nothing but an optional ``\\r``); ``LINE_ODD_QUOTES`` (a
+    quoted value runs past the line's end); ``LINE_INNER_CR`` (a carriage return inside the
+    line, which CSV parsers take as a line end). One pass, so every row a parser sees is
+    exactly one physical line and its line number is known. Returns the number of lines.
+    """
+    n = buf.shape[0]
+    k = 0
+    q = 0
+    cr = False
+    start = 0
+    for i in range(n):
+        c = buf[i]
+        if c == 34:
+            q ^= 1
+        elif c == 13:
+            if i + 1 < n and buf[i + 1] != 10:
+                cr = True
+        elif c == 10:
+            length = i - start
+            if length > 0 and buf[i - 1] == 13:
+                length -= 1
+            if length == 0:
+                flags[k] = LINE_BLANK
+            elif q:
+                flags[k] = LINE_ODD_QUOTES
+            elif cr:
+                flags[k] = LINE_INNER_CR
+            else:
+                flags[k] = LINE_OK
+            ends[k] = i + 1
+            k += 1
+            q = 0
+            cr = False
+            start = i + 1
+    return k

@@ -89,12 +89,17 @@ def _verify(a: argparse.Namespace) -> int:
 def _parse_sets(items: list[str]) -> dict:
     import yaml
 
+    from .options import OptionError
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-        out[key] = yaml.safe_load(value)
+        if not sep or not key:
+            raise OptionError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise OptionError(f"--set {item!r}: the value is not a YAML value ({e})".replace("\n", " ")) from None
     return out
 
 
@@ -126,9 +131,19 @@ def _train(a: argparse.Namespace) -> int:
     from .train import RunStateError, config_from_params, train
 
     params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
-    params.update(_parse_sets(a.set))
+    if not isinstance(params or {}, dict):
+        print(f"error: {a.config}: a training configuration is a mapping of parameters, got "
+              f"{type(params).__name__}", file=sys.stderr)
+        return 2
+    params = {**(params or {}), **_parse_sets(a.set)}
+    missing = [k for k in ("store_dir", "out_dir") if not params.get(k)]
+    if missing:
+        print(f"error: doodle train needs {' and '.join(missing)} (in --config, or --set "
+              f"{missing[0]}=...): the packed train store and the folder to train into", file=sys.stderr)
+        return 2
     try:
         cfg = config_from_params(params, strict=True)
+        cfg.check()
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -169,17 +184,19 @@ def _balance(a: argparse.Namespace) -> int:
 
 
 def _check_submission(a: argparse.Namespace) -> int:
-    from .kaggle import SubmissionError, check_submission
+    from .kaggle import SubmissionError, check_submission, known_classes
 
-    words = None
     if a.words:
-        words = [w.strip() for w in Path(a.words).read_text().splitlines() if w.strip()]
+        words, source = [w.strip() for w in Path(a.words).read_text().splitlines() if w.strip()], str(a.words)
+    else:
+        words, source = known_classes(a.sample)
     try:
         n = check_submission(a.file, a.sample, words)
     except SubmissionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{a.file}: {n} rows, valid")
+    against = f"the key_ids of {a.sample}" if a.sample else "no sample (pass --sample to compare key_ids)"
+    print(f"{a.file}: {n} rows, valid; labels among {len(words)} classes ({source}), {against}")
     return 0
 
 
@@ -282,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-submission", help="validate a key_id,word submission file")
     s.add_argument("file", type=Path)
     s.add_argument("--sample", type=Path, help="sample_submission.csv: the same key_ids must appear")
-    s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them)")
+    s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them); "
+                   "default: train_simplified/ beside --sample, else Google's 345 Quick, Draw! categories")
     s.set_defaults(fn=_check_submission)
 
     s = sub.add_parser("kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
@@ -304,12 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``doodle`` console script."""
     from ._files import LockedError
     from .data import DataError
+    from .options import OptionError
     from .pipeline import ProfileError
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (DataError, StoreError, ProfileError, FileNotFoundError, LockedError) as e:
+    except (DataError, StoreError, ProfileError, OptionError, FileNotFoundError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ and key_id. With ``lenient=True`` such rows are skipped and counted per reason i
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -296,7 +298,7 @@ def parse_drawing_strings(strings: Sequence[str] | Sequence[bytes], dims: int = 
 
 def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Bytes and int64 offsets of a pyarrow string array, without copying the bytes."""
-    arr = arr.cast(pa.large_string()) if arr.type == pa.string() else arr
+    arr = arr.cast(pa.large_string()) if arr.type in (pa.string(), pa.binary()) else arr
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, np.int64, count=len(arr) + 1, offset=arr.offset * 8)
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
@@ -419,11 +421,103 @@ def _dims_for(raw: bool) -> int:
     return _parse.DIMS_RAW if raw else _parse.DIMS_SIMPLIFIED
 
 
+MAX_ROW_BYTES = 16 << 20  # longer rows are a per-row error; the real sample's longest raw row is 37 KB
+_EDGE_BYTES = 1 << 16  # kept from each end of an overlong row, to name its key_id
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class _LongLine:
+    """A line longer than the reader's limit, streamed past: its size and its two ends."""
+
+    nbytes: int
+    head: bytes
+    tail: bytes
+
+
+def _csv_line_blocks(f, block_size: int, max_row_bytes: int) -> Iterator[bytes | _LongLine]:
+    """Blocks of whole lines (about ``block_size`` bytes each) of an open binary file.
+
+    A line that grows past ``max_row_bytes`` before its end is streamed past, not held: only
+    its size and ends come back, as a :class:`_LongLine`. The last line need not end in a
+    newline.
+    """
+    buf = bytearray()
+    while True:
+        piece = f.read(block_size)
+        if piece:
+            buf += piece
+        elif not buf:
+            return
+        elif buf[-1] != 10:
+            buf += b"\n"
+        cut = buf.rfind(b"\n") + 1
+        if cut:
+            block = bytes(buf[:cut])
+            del buf[:cut]
+            yield block
+        elif len(buf) > max_row_bytes:
+            nbytes, head, tail = len(buf), bytes(buf[:_EDGE_BYTES]), bytes(buf[-_EDGE_BYTES:])
+            buf = bytearray()
+            while piece := f.read(block_size):
+                end = piece.find(b"\n")
+                rest = piece if end < 0 else piece[:end]
+                nbytes += len(rest)
+                tail = (tail + rest)[-_EDGE_BYTES:]
+                if end >= 0:
+                    buf += piece[end + 1:]
+                    break
+            yield _LongLine(nbytes, head, tail)
+
+
+def _edge_key_id(head: bytes, tail: bytes, header: list[str]) -> str | None:
+    """The key_id of a CSV row known only by its ends: the fields before the (quoted) drawing
+    come from its head, those after it from its tail. None when it cannot be found."""
+    if "key_id" not in header or "drawing" not in header:
+        return None
+    k, d = header.index("key_id"), header.index("drawing")
+    if k < d:
+        fields = head.split(b'"', 1)[0].split(b",")
+        value = fields[k] if len(fields) > k else b""
+    else:
+        fields = tail.rsplit(b'"', 1)[-1].split(b",")
+        value = fields[k - d] if len(fields) > k - d else b""
+    value = value.strip()
+    return value.decode("ascii") if value.isdigit() and len(value) <= _INT64_DIGITS else None
+
+
+_LINE_PROBLEMS = {
+    _parse.LINE_ODD_QUOTES: ("bad_row", "a quoted value runs past the end of its line (an unbalanced quote)"),
+    _parse.LINE_INNER_CR: ("bad_row", "a carriage return inside the row"),
+}
+
+
+def _utf8_column(col: pa.Array, name: str, errors: dict[int, tuple[str, str]]) -> pa.Array:
+    """A binary column as strings; a value that is not UTF-8 becomes "" and a row error."""
+    try:
+        return col.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        out = []
+        for r, v in enumerate(col.to_pylist()):
+            try:
+                out.append(v.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                errors.setdefault(r, ("bad_utf8", f"{name} is not valid UTF-8 (byte {e.start}: {v[e.start:e.start + 1]!r})"))
+                out.append("")
+        return pa.array(out, pa.large_string())
+
+
 def iter_csv(path: str | os.PathLike, *, raw: bool = False, lenient: bool = False,
              report: SkipReport | None = None, words: Iterable[str] | None = None,
              check_word_matches_file: bool | None = None,
-             block_size: int = 4 << 20) -> Iterator[Chunk]:
+             block_size: int = 4 << 20, max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[Chunk]:
     """Stream a Kaggle CSV (train per-class file or test file) in chunks.
+
+    The file is cut into blocks of whole lines here, and pyarrow parses each block: every row
+    is one physical line, so line numbers stay true after blank lines, and a broken line (an
+    unbalanced quote, a stray carriage return, a row over ``max_row_bytes``, a value that is
+    not UTF-8) is one row's error, not the file's. A UTF-8 byte-order mark is skipped; an
+    empty file has no rows.
 
     Args:
         path: the CSV file.
@@ -433,83 +527,131 @@ def iter_csv(path: str | os.PathLike, *, raw: bool = False, lenient: bool = Fals
         words: known class names; a row with another word is malformed.
         check_word_matches_file: rows must have ``word == file stem`` (default: when the file
             has a ``word`` column and the file is not a test file).
-        block_size: bytes per pyarrow block; bounds memory.
+        block_size: bytes per block; bounds memory.
+        max_row_bytes: longer rows are malformed (``row_too_long``), streamed past unread.
     """
     path = Path(path)
     report = report if report is not None else SkipReport()
     with open(path, "rb") as f:
-        header = f.readline().decode("utf-8", "replace").strip().split(",")
-    required = TRAIN_COLUMNS if "word" in header else TEST_COLUMNS
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(path, 1, None, "bad_header", f"missing column(s) {missing}; header is {header}")
-    if check_word_matches_file is None:
-        check_word_matches_file = "word" in header
-    checker = _RowChecker(path, lenient, report, set(words) if words is not None else None,
-                          path.stem if check_word_matches_file else None)
-    skipped_lines: list[int] = []
+        header_line = f.readline()
+        if header_line.startswith(_BOM):
+            header_line = header_line[len(_BOM):]
+        if not header_line.strip():
+            return  # an empty file, like an empty ndjson file: no rows
+        header = header_line.decode("utf-8", "replace").strip().split(",")
+        required = TRAIN_COLUMNS if "word" in header else TEST_COLUMNS
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DataError(path, 1, None, "bad_header", f"missing column(s) {missing}; header is {header}")
+        if check_word_matches_file is None:
+            check_word_matches_file = "word" in header
+        checker = _RowChecker(path, lenient, report, set(words) if words is not None else None,
+                              path.stem if check_word_matches_file else None)
+        header_line = header_line.rstrip(b"\r\n") + b"\n"
+        next_line = 2  # line 1 is the header
+        for block in _csv_line_blocks(f, block_size, max_row_bytes):
+            if isinstance(block, _LongLine):
+                checker.fail(next_line, _edge_key_id(block.head, block.tail, header), "row_too_long",
+                             f"{block.nbytes:,} bytes; rows up to {max_row_bytes:,} bytes are read")
+                next_line += 1
+                continue
+            chunk = _csv_block(block, next_line, header_line, header, raw, checker, max_row_bytes)
+            next_line += block.count(b"\n")
+            if chunk is not None:
+                yield chunk
+
+
+def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[str], raw: bool,
+               checker: _RowChecker, max_row_bytes: int) -> Chunk | None:
+    """Parse one block of whole lines; rows it rejects are raised or recorded by ``checker``."""
+    path, lenient = checker.path, checker.lenient
+    buf = np.frombuffer(block, np.uint8)
+    n_lines = block.count(b"\n")
+    ends, flags = np.empty(n_lines, np.int64), np.empty(n_lines, np.int8)
+    _parse.csv_lines(buf, ends, flags)
+    starts = np.concatenate([[0], ends[:-1]])
+    flags[(ends - starts - 1 > max_row_bytes) & (flags != _parse.LINE_BLANK)] = -1
+    lines = first_line + np.arange(n_lines)
+    # rows broken as lines, in line order; strict mode stops at the first of them
+    broken = np.flatnonzero((flags != _parse.LINE_OK) & (flags != _parse.LINE_BLANK))
+    line_errors = []
+    for i in broken:
+        text = block[starts[i]:ends[i]]
+        reason, detail = _LINE_PROBLEMS.get(int(flags[i]), ("row_too_long", f"{len(text) - 1:,} bytes; rows up to "
+                                                                             f"{max_row_bytes:,} bytes are read"))
+        line_errors.append(DataError(path, int(lines[i]), _edge_key_id(text, text, header), reason, detail))
+    use = flags == _parse.LINE_OK
+    if line_errors and not lenient:
+        use[broken[0]:] = False  # rows before the first broken line may hold an earlier error
+    rows_lines = lines[use]
+    invalid: list[int] = []
     pending: list[DataError] = []
 
     def on_invalid(row) -> str:
         # exceptions raised here are swallowed by pyarrow: stash ours and let it stop
-        line = row.number
+        line = int(rows_lines[row.number - 2]) if row.number is not None else None
         err = DataError(path, line, None, "bad_row", f"{row.actual_columns} fields, expected {row.expected_columns}")
         if not lenient:
             pending.append(err)
             return "error"
-        if line is not None:
-            skipped_lines.append(line)
-        report.add(err)
+        invalid.append(row.number - 2)
+        checker.report.add(err)
         return "skip"
 
-    try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in header},
-                                                 strings_can_be_null=False),
-        )
-        batches = iter(reader)
-    except pa.ArrowInvalid as e:
-        raise (pending[0] if pending else DataError(path, None, None, "bad_csv", str(e))) from None
-    next_line = 2  # line 1 is the header
-    while True:
+    chunk = None
+    if use.any():
+        text = block if use.all() else b"".join(block[s:e] for s, e in zip(starts[use], ends[use]))
+        data_bytes = header_line + text
         try:
-            batch = next(batches)
-        except StopIteration:
-            break
+            table = pacsv.read_csv(
+                pa.py_buffer(data_bytes),
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=len(data_bytes) + 1),
+                parse_options=pacsv.ParseOptions(newlines_in_values=False, invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types={c: pa.large_binary() for c in header},
+                                                     strings_can_be_null=False))
         except pa.ArrowInvalid as e:
-            raise (pending[0] if pending else DataError(path, None, None, "bad_csv", str(e))) from None
-        n = batch.num_rows
-        if n == 0:
-            continue
-        lines = _line_numbers(next_line, n, skipped_lines)
-        next_line = int(lines[-1]) + 1
-        cols = {name: batch.column(name) for name in batch.schema.names}
-        errors: dict[int, tuple[str, str]] = {}
-        key_id = _arrow_key_ids(cols["key_id"], errors)
-        meta = {"key_id": key_id,
-                "countrycode": cols["countrycode"].to_numpy(zero_copy_only=False).astype(object)}
-        ts_us = None
-        word_ok = None
-        if "word" in cols:
-            word = cols["word"]
-            meta["word"] = word.to_numpy(zero_copy_only=False).astype(object)
-            meta["recognized"] = _arrow_recognized(cols["recognized"], errors)
-            meta["timestamp"] = cols["timestamp"].to_numpy(zero_copy_only=False).astype(object)
-            ts_us = _arrow_timestamps(cols["timestamp"], errors)
-            ok = pa.array(np.ones(n, bool))
-            if checker.expected_word is not None:
-                ok = pc.and_(ok, pc.equal(word, checker.expected_word))
-            if checker.words is not None:
-                ok = pc.and_(ok, pc.is_in(word, value_set=pa.array(sorted(checker.words), pa.large_string())))
-            word_ok = ok.to_numpy(zero_copy_only=False)
-        meta = pd.DataFrame(meta)
-        data, offsets = _string_buffers(cols["drawing"])
-        drawings, status = parse_drawing_column(data, offsets, _dims_for(raw))
-        good = checker.check(meta, status, lines, cols["key_id"], errors, word_ok)
-        yield _keep(meta, drawings, status, good, lines, ts_us)
+            raise (pending[0] if pending else DataError(path, first_line, None, "bad_csv", str(e))) from None
+        keep = np.ones(len(rows_lines), bool)
+        keep[invalid] = False
+        if table.num_rows != keep.sum():  # cannot happen when each row is one line: say so if it does
+            raise DataError(path, first_line, None, "bad_csv", f"{table.num_rows} rows parsed from "
+                            f"{int(keep.sum())} lines")
+        if table.num_rows:
+            chunk = _csv_rows(table.combine_chunks(), rows_lines[keep], raw, checker)
+    for err in line_errors:
+        checker.fail(err.line, err.key_id, err.reason, err.detail)
+    return chunk
+
+
+def _csv_rows(table: pa.Table, lines: np.ndarray, raw: bool, checker: _RowChecker) -> Chunk:
+    """Validate and convert the rows pyarrow parsed (one line each)."""
+    n = table.num_rows
+    errors: dict[int, tuple[str, str]] = {}
+    cols = {name: (table.column(name).chunk(0) if name == "drawing"
+                   else _utf8_column(table.column(name).chunk(0), name, errors))
+            for name in table.schema.names}
+    key_id = _arrow_key_ids(cols["key_id"], errors)
+    meta = {"key_id": key_id,
+            "countrycode": cols["countrycode"].to_numpy(zero_copy_only=False).astype(object)}
+    ts_us = None
+    word_ok = None
+    if "word" in cols:
+        word = cols["word"]
+        meta["word"] = word.to_numpy(zero_copy_only=False).astype(object)
+        meta["recognized"] = _arrow_recognized(cols["recognized"], errors)
+        meta["timestamp"] = cols["timestamp"].to_numpy(zero_copy_only=False).astype(object)
+        ts_us = _arrow_timestamps(cols["timestamp"], errors)
+        ok = pa.array(np.ones(n, bool))
+        if checker.expected_word is not None:
+            ok = pc.and_(ok, pc.equal(word, checker.expected_word))
+        if checker.words is not None:
+            ok = pc.and_(ok, pc.is_in(word, value_set=pa.array(sorted(checker.words), pa.large_string())))
+        word_ok = ok.to_numpy(zero_copy_only=False)
+    meta = pd.DataFrame(meta)
+    data_, offsets = _string_buffers(cols["drawing"])
+    drawings, status = parse_drawing_column(data_, offsets, _dims_for(raw))
+    good = checker.check(meta, status, lines, cols["key_id"], errors, word_ok)
+    return _keep(meta, drawings, status, good, lines, ts_us)
 
 
 def _arrow_key_ids(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.ndarray:
@@ -536,21 +678,6 @@ def _arrow_timestamps(col: pa.Array, errors: dict[int, tuple[str, str]]) -> np.n
         return _check_timestamps(col.to_pylist(), errors)
 
 
-def _line_numbers(start: int, n: int, skipped: list[int]) -> np.ndarray:
-    """Line numbers of the next ``n`` kept rows from ``start``, stepping over skipped lines."""
-    skip = {s for s in skipped if s >= start}
-    if not skip:
-        return np.arange(start, start + n, dtype=np.int64)
-    out = np.empty(n, np.int64)
-    line = start
-    for i in range(n):
-        while line in skip:
-            line += 1
-        out[i] = line
-        line += 1
-    return out
-
-
 def _keep(meta: pd.DataFrame, drawings: Drawings, status: np.ndarray, good: np.ndarray,
           lines: np.ndarray, timestamp_us: np.ndarray | None = None) -> Chunk:
     """Drop rejected rows; ``drawings`` already lacks the rows the parser rejected."""
@@ -564,15 +691,18 @@ def _keep(meta: pd.DataFrame, drawings: Drawings, status: np.ndarray, good: np.n
 
 def iter_ndjson(path: str | os.PathLike, *, raw: bool | None = None, lenient: bool = False,
                 report: SkipReport | None = None, words: Iterable[str] | None = None,
-                check_word_matches_file: bool = True, chunk_rows: int = 8192) -> Iterator[Chunk]:
+                check_word_matches_file: bool = True, chunk_rows: int = 8192,
+                max_row_bytes: int = MAX_ROW_BYTES) -> Iterator[Chunk]:
     """Stream a Google ndjson file (simplified, or raw with per-point times) in chunks.
 
     Args:
         path: the ndjson file, one drawing object a line.
-        raw: whether strokes carry times; None detects it from the first row.
+        raw: whether strokes carry times; None decides it from the first row whose drawing
+            can be read (rows before it are reported as whatever is wrong with them).
         lenient, report, words: as in :func:`iter_csv`.
         check_word_matches_file: rows must have ``word == file stem`` (Google's per-class files).
         chunk_rows: rows per yielded chunk; bounds memory.
+        max_row_bytes: longer lines are malformed (``row_too_long``), streamed past unread.
     """
     path = Path(path)
     report = report if report is not None else SkipReport()
@@ -580,20 +710,44 @@ def iter_ndjson(path: str | os.PathLike, *, raw: bool | None = None, lenient: bo
                           path.stem if check_word_matches_file else None)
     with open(path, "rb") as f:
         buf: list[tuple[int, bytes]] = []
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+        for lineno, line in _ndjson_lines(f, max_row_bytes):
+            if isinstance(line, _LongLine):
+                checker.fail(lineno, _line_key_id(line.head) or _line_key_id(line.tail), "row_too_long",
+                             f"{line.nbytes:,} bytes; rows up to {max_row_bytes:,} bytes are read")
                 continue
             if raw is None:
                 raw = _detect_raw(line)
             buf.append((lineno, line))
             if len(buf) >= chunk_rows:
-                yield _ndjson_chunk(buf, raw, checker)
+                yield _ndjson_chunk(buf, bool(raw), checker)
                 buf = []
         if buf:
             yield _ndjson_chunk(buf, bool(raw), checker)
 
 
+def _ndjson_lines(f, max_row_bytes: int) -> Iterator[tuple[int, bytes | _LongLine]]:
+    """(line number, bytes) of each non-blank line; a line over ``max_row_bytes`` is streamed
+    past and comes back as a :class:`_LongLine`. A UTF-8 byte-order mark is dropped."""
+    lineno = 0
+    while line := f.readline(max_row_bytes + 1):
+        lineno += 1
+        if lineno == 1 and line.startswith(_BOM):
+            line = line[len(_BOM):]
+        if len(line) > max_row_bytes and not line.endswith(b"\n"):
+            nbytes, head, tail = len(line), line[:_EDGE_BYTES], line[-_EDGE_BYTES:]
+            while more := f.readline(1 << 20):
+                rest = more.rstrip(b"\n")
+                nbytes += len(rest)
+                tail = (tail + rest)[-_EDGE_BYTES:]
+                if more.endswith(b"\n"):
+                    break
+            yield lineno, _LongLine(nbytes, head, tail)
+        elif line.strip():
+            yield lineno, line
+
+
 _DRAWING_KEY = re.compile(rb'"drawing"\s*:\s*\[')
+_KEY_ID = re.compile(rb'"key_id"\s*:\s*"?(\d{1,18})\b')
 
 
 def _drawing_span(line: bytes) -> tuple[int, int] | None:
@@ -606,12 +760,30 @@ def _drawing_span(line: bytes) -> tuple[int, int] | None:
     return (start, end) if end > 0 else None
 
 
-def _detect_raw(line: bytes) -> bool:
+def _strokes_have_times(strokes: object) -> bool | None:
+    """Whether a parsed ``drawing`` value's first stroke has three lists; None if it has none."""
     try:
-        strokes = json.loads(line)["drawing"]
-        return len(strokes[0]) == 3
-    except Exception:
-        return False  # the row itself will be reported when parsed
+        first = strokes[0]
+        return len(first) == 3 if isinstance(first, list) and len(first) in (2, 3) else None
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
+def _line_key_id(line: bytes) -> str | None:
+    """The key_id of an ndjson line that does not parse, when it can be seen in it."""
+    m = _KEY_ID.search(line)
+    return m.group(1).decode() if m else None
+
+
+def _detect_raw(line: bytes) -> bool | None:
+    """Raw or simplified from one ndjson line; None when its drawing cannot be read."""
+    span = _drawing_span(line)
+    if span is None:
+        return None
+    try:
+        return _strokes_have_times(json.loads(line[span[0]:span[1]]))
+    except ValueError:
+        return None
 
 
 def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker) -> Chunk:
@@ -629,8 +801,13 @@ def _ndjson_chunk(rows: list[tuple[int, bytes]], raw: bool, checker: _RowChecker
             obj = json.loads(head)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
+        except UnicodeDecodeError as e:
+            errors[r] = ("bad_utf8", f"the line is not valid UTF-8 (byte {e.start}: {head[e.start:e.start + 1]!r})")
+            key_raw[r] = _line_key_id(line)
+            continue
         except ValueError as e:
             errors[r] = ("bad_json", f"line is not a JSON object ({e})")
+            key_raw[r] = _line_key_id(line)
             continue
         missing = [k for k in NDJSON_FIELDS if k not in obj]
         key_raw[r] = obj.get("key_id")
@@ -668,8 +845,8 @@ def has_times(path: str | os.PathLike) -> bool | None:
 
     Kaggle's layout decides first: a file in ``train_raw/`` or named ``test_raw.csv`` is raw, one
     in ``train_simplified/`` or named ``test_simplified.csv`` is not. Any other file is judged
-    by its first row's first stroke (three lists: raw). None when the file has no readable row
-    (the reader then reports the row itself).
+    by the first stroke of its first readable row within its first MiB (three lists: raw).
+    None when there is no such row (the reader then reports the rows themselves).
     """
     path = Path(path)
     if path.parent.name in RAW_FOLDERS or path.name in RAW_FILES:
@@ -677,27 +854,24 @@ def has_times(path: str | os.PathLike) -> bool | None:
     if path.parent.name in SIMPLIFIED_FOLDERS or path.name in SIMPLIFIED_FILES:
         return False
     with open(path, "rb") as f:
-        if path.suffix == ".csv":
-            import csv
-            import io
-
-            head = f.read(1 << 20).decode("utf-8", "replace")
-            rows = csv.reader(io.StringIO(head))
-            header = next(rows, None)
-            row = next(rows, None)
-            if not header or not row or "drawing" not in header or len(row) != len(header):
-                return None
-            text = row[header.index("drawing")]
-        else:
-            line = next((ln for ln in f if ln.strip()), b"")
-            try:
-                text = json.dumps(json.loads(line)["drawing"])
-            except Exception:
-                return None
-    try:
-        return len(json.loads(text)[0]) == 3
-    except Exception:
+        head = f.read(1 << 20)
+    if path.suffix != ".csv":
+        lines = head.split(b"\n")[:-1] if len(head) == 1 << 20 else head.split(b"\n")
+        return next((r for r in map(_detect_raw, lines) if r is not None), None)
+    rows = csv.reader(io.StringIO(head.removeprefix(_BOM).decode("utf-8", "replace")))
+    header = next(rows, None)
+    if not header or "drawing" not in header:
         return None
+    col = header.index("drawing")
+    for row in rows:
+        if len(row) == len(header):
+            try:
+                found = _strokes_have_times(json.loads(row[col]))
+            except ValueError:
+                found = None
+            if found is not None:
+                return found
+    return None
 
 
 def iter_file(path: str | os.PathLike, **kwargs) -> Iterator[Chunk]:

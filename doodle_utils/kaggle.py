@@ -29,6 +29,8 @@ from .paths import REPO
 
 COMPETITION = "quickdraw-doodle-recognition"
 PACKAGE = REPO / "doodle_utils"
+# Google's 345 Quick, Draw! categories (its categories.txt); Kaggle's 340 classes are among them
+CATEGORIES_FILE = PACKAGE / "quickdraw_categories.txt"
 LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
@@ -114,7 +116,7 @@ def package_zip() -> bytes:
     """The ``doodle_utils`` sources as a zip (no caches), deterministic for the same files."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted(PACKAGE.rglob("*.py")):
+        for p in sorted([*PACKAGE.rglob("*.py"), CATEGORIES_FILE]):
             info = zipfile.ZipInfo(str(p.relative_to(PACKAGE.parent)), date_time=(2018, 9, 26, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, p.read_bytes())
@@ -131,9 +133,9 @@ def setup_cells(blob: bytes, tested: dict[str, str] | None = None) -> list:
     code = (
         "# doodle_utils, inlined by `doodle kaggle-bundle` (kernels run without internet)\n"
         "import base64, io, os, sys, tempfile, zipfile\n"
-        f"_dst = os.path.join(tempfile.gettempdir(), 'doodle_utils_{digest}')\n"
-        "if not os.path.isdir(os.path.join(_dst, 'doodle_utils')):\n"
-        "    zipfile.ZipFile(io.BytesIO(base64.b64decode(_PKG))).extractall(_dst)\n"
+        "# a new private folder each run: a folder someone else made in /tmp is never trusted\n"
+        f"_dst = tempfile.mkdtemp(prefix='doodle_utils_{digest}_')\n"
+        "zipfile.ZipFile(io.BytesIO(base64.b64decode(_PKG))).extractall(_dst)\n"
         "sys.path.insert(0, _dst)\n"
         "import doodle_utils; print('doodle_utils from', os.path.dirname(doodle_utils.__file__))\n"
         "from doodle_utils.versions import check_versions\n"
@@ -234,7 +236,7 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     """
     import yaml
 
-    from .pipeline import declared_parameters, load_profile, notebook_list
+    from .pipeline import load_profile, notebook_list
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
@@ -245,15 +247,15 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
         raise ValueError(f"Kaggle user name {user!r}: only ASCII letters, digits, '-' and '_' "
                          "(it becomes the owner in each kernel's id, user/slug)")
     blob = package_zip()
-    declared = {nb.stem: declared_parameters(nb) for nb in nbs}
-    chain = Chain([nb.stem for nb in nbs], [s for s, d in declared.items() if "pack" in d],
+    # load_profile gives a notebook ``pack`` and ``out_dir`` exactly when it declares them
+    chain = Chain([nb.stem for nb in nbs], [s for s, p in per_nb.items() if "pack" in p],
                   str(prof.params.get("store_dir", f"{KAGGLE_WORKING}/store")), KAGGLE_WORKING,
                   cfg.get("kernel_input_root", KAGGLE_INPUT_ROOT))
     folders = []
     for nb in nbs:
         gpu = any(nb.stem.startswith(p) for p in cfg.get("gpu_notebooks", []))
         params = dict(per_nb[nb.stem])
-        if "out_dir" in declared[nb.stem]:
+        if "out_dir" in params:
             params["out_dir"] = KAGGLE_WORKING  # each kernel saves its own working folder
         producers: list[str] = []
         if "store_dir" in params:
@@ -362,13 +364,35 @@ def write_submission(path: str | Path, key_ids: Sequence, ranked, words: Sequenc
     return path
 
 
+def known_classes(sample: str | Path | None = None) -> tuple[list[str], str]:
+    """The class names a submission's labels must come from, and where they were found.
+
+    The competition's own classes when ``sample`` (``sample_submission.csv``) sits in a
+    competition folder (``train_simplified/`` or ``train_raw/`` beside it: one file a class),
+    else Google's 345 Quick, Draw! categories shipped with the package, which hold Kaggle's 340.
+    """
+    if sample is not None:
+        for folder in ("train_simplified", "train_raw"):
+            d = Path(sample).parent / folder
+            names = sorted(p.stem for p in d.glob("*.csv")) if d.is_dir() else []
+            if names:
+                return names, str(d)
+    names = [w for w in CATEGORIES_FILE.read_text().splitlines() if w.strip()]
+    return names, f"Google's {len(names)} Quick, Draw! categories"
+
+
+_NOT_A_SEPARATOR = re.compile(r"[^\S ]")  # whitespace other than the space Kaggle splits on
+
+
 def check_submission(path: str | Path, sample: str | Path | None = None, words: Sequence[str] | None = None,
                      shown_as: str | Path | None = None) -> int:
     """Validate a submission; return its row count.
 
-    Checks: the header ``key_id,word``; every row has a key_id and 1-3 space-separated labels,
-    no label twice; labels are known classes (``words``, spaces as underscores) when given;
-    key_ids are unique and, with ``sample``, the same set as ``sample_submission.csv``'s.
+    Checks: UTF-8 text with the header ``key_id,word``; every row has an ASCII-digit key_id and
+    1-3 labels separated by spaces (a tab or line break is no separator), no label twice;
+    labels are known classes (spaces as underscores): ``words`` when given, else
+    :func:`known_classes`; key_ids are unique and, with ``sample``, the same set as
+    ``sample_submission.csv``'s.
 
     Raises:
         SubmissionError: naming the file, the first bad row (1-based line) and the problem.
@@ -376,28 +400,20 @@ def check_submission(path: str | Path, sample: str | Path | None = None, words: 
     import csv
 
     name = shown_as or path
-    known = {label(w) for w in words} if words is not None else None
+    known = {label(w) for w in (words if words is not None else known_classes(sample)[0])}
     seen: dict[str, int] = {}
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header != ["key_id", "word"]:
-            raise SubmissionError(f"{name}: line 1: header must be 'key_id,word', got {header}")
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 2:
-                raise SubmissionError(f"{name}: line {line}: {len(row)} fields, expected 2")
-            key, text = row[0].strip(), row[1].split()
-            if not key.isdigit():
-                raise SubmissionError(f"{name}: line {line}: key_id {row[0]!r} is not a number")
-            if key in seen:
-                raise SubmissionError(f"{name}: line {line}: key_id {key} repeats line {seen[key]}")
-            seen[key] = line
-            if not 1 <= len(text) <= 3:
-                raise SubmissionError(f"{name}: line {line} (key_id {key}): {len(text)} labels, expected 1 to 3")
-            if len(set(text)) != len(text):
-                raise SubmissionError(f"{name}: line {line} (key_id {key}): a label repeats in {row[1]!r}")
-            if known is not None and (bad := [t for t in text if t not in known]):
-                raise SubmissionError(f"{name}: line {line} (key_id {key}): unknown class {bad[0]!r}")
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SubmissionError(f"{name}: line {line}: not UTF-8 text "
+                              f"(byte {raw[e.start:e.start + 1]!r})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        _check_rows(reader, name, known, seen)
+    except csv.Error as e:
+        raise SubmissionError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
     if sample is not None:
         with open(sample, newline="") as f:
             want = [r[0].strip() for r in list(csv.reader(f))[1:] if r]
@@ -410,3 +426,30 @@ def check_submission(path: str | Path, sample: str | Path | None = None, words: 
             raise SubmissionError(f"{name}: line {seen[extra]}: key_id {extra} is not in {sample} "
                                   f"(which has {missing}, missing here)")
     return len(seen)
+
+
+def _check_rows(reader, name: str | Path, known: set[str], seen: dict[str, int]) -> None:
+    header = next(reader, None)
+    if header != ["key_id", "word"]:
+        raise SubmissionError(f"{name}: line 1: header must be 'key_id,word', got {header}")
+    for row in reader:
+        line = reader.line_num
+        if len(row) != 2:
+            raise SubmissionError(f"{name}: line {line}: {len(row)} fields, expected 2")
+        key = row[0].strip()
+        if not (key.isascii() and key.isdigit()):
+            raise SubmissionError(f"{name}: line {line}: key_id {row[0]!r} is not a number")
+        if key in seen:
+            raise SubmissionError(f"{name}: line {line}: key_id {key} repeats line {seen[key]}")
+        seen[key] = line
+        if _NOT_A_SEPARATOR.search(row[1]):
+            raise SubmissionError(f"{name}: line {line} (key_id {key}): labels are separated by spaces; "
+                                  f"{row[1]!r} holds another kind of whitespace")
+        text = row[1].split(" ")
+        text = [t for t in text if t]
+        if not 1 <= len(text) <= 3:
+            raise SubmissionError(f"{name}: line {line} (key_id {key}): {len(text)} labels, expected 1 to 3")
+        if len(set(text)) != len(text):
+            raise SubmissionError(f"{name}: line {line} (key_id {key}): a label repeats in {row[1]!r}")
+        if bad := [t for t in text if t not in known]:
+            raise SubmissionError(f"{name}: line {line} (key_id {key}): unknown class {bad[0]!r}")

@@ -340,7 +340,7 @@ class DoodleDL(DataLoader):
 
             xy, so, do, t, c, y = b
             # augmented batches and timed stores are in the 0..255 frame; raw ones are not
-            in_frame = self.aug.active or self.source.store.kind != "raw"
+            in_frame = self.aug.active or not self.source.store.raw
             img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
                                 out_dtype=torch.float32, channels_last=self.channels_last, in_frame=in_frame)
             return img, c, y

@@ -36,7 +36,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from ._files import LockedError, folder_lock, write_text_atomic  # noqa: F401 (LockedError for callers)
+from ._files import folder_lock, write_text_atomic
+from .options import OptionError, child_path
 from .paths import REPO
 
 NOTEBOOKS = REPO / "notebooks"
@@ -46,8 +47,6 @@ PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_en
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
 KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources", "kernel_input_root"}
 DATA_KEYS = {"synth", "pack"}
-SYNTH_KEYS = {"classes", "per_class", "test_per_class", "seed", "unrecognized", "raw_format"}
-PACK_KEYS = {"workers", "valid_frac", "seed", "lenient", "kind"}
 # set by the runner, never by the profile: the run folder, and the profile's data.pack (so the
 # notebooks that open the stores check them against the settings they were packed with)
 RUNNER_PARAMS = {"out_dir", "pack"}
@@ -122,14 +121,24 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
     base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
+    from .store import check_pack_options
+    from .synth import check_options as check_synth_options
+
     data = raw.get("data") or {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: 'data' must be a mapping (synth:, pack:), got {data!r}")
     for k, v in data.items():
-        allowed = {"synth": SYNTH_KEYS, "pack": PACK_KEYS}.get(k)
-        if allowed is None:
+        if k not in DATA_KEYS:
             raise ProfileError(f"{path}: unknown key 'data.{k}' (allowed: {sorted(DATA_KEYS)})")
-        for kk in v or {}:
-            if kk not in allowed:
-                raise ProfileError(f"{path}: unknown key 'data.{k}.{kk}' (allowed: {sorted(allowed)})")
+        if not isinstance(v or {}, dict):
+            raise ProfileError(f"{path}: 'data.{k}' must be a mapping of options, got {v!r}")
+        try:
+            (check_synth_options if k == "synth" else check_pack_options)(**(v or {}))
+        except OptionError as e:
+            raise ProfileError(f"{path}: data.{k}: {e}") from None
+    for k in ("params", "notebooks", "kaggle"):
+        if not isinstance(raw.get(k) or {}, dict):
+            raise ProfileError(f"{path}: '{k}' must be a mapping, got {raw[k]!r}")
     for kk in raw.get("kaggle") or {}:
         if kk not in KAGGLE_KEYS:
             raise ProfileError(f"{path}: unknown key 'kaggle.{kk}' (allowed: {sorted(KAGGLE_KEYS)})")
@@ -137,7 +146,12 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     params.update(overrides or {})
     per_nb = raw.get("notebooks") or {}
     root = output_root if output_root is not None else raw.get("output_root", "outputs")
-    out_dir = Path(_resolve(str(Path(root) / raw["run_name"]), base))
+    if not isinstance(root, (str, Path)) or not str(root):
+        raise ProfileError(f"{path}: 'output_root' must be a folder name, got {root!r}")
+    try:
+        out_dir = Path(_resolve(str(child_path(root, raw["run_name"], "run_name")), base))
+    except OptionError as e:
+        raise ProfileError(f"{path}: {e}") from None
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     declared = {nb.stem: declared_parameters(nb) for nb in nbs}
@@ -152,6 +166,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     for name, over in per_nb.items():
         if name not in declared:
             raise ProfileError(f"{path}: unknown notebook 'notebooks.{name}' (have: {sorted(declared)})")
+        if not isinstance(over or {}, dict):
+            raise ProfileError(f"{path}: 'notebooks.{name}' must be a mapping of parameters, got {over!r}")
         for k in over or {}:
             if k not in declared[name] or k in RUNNER_PARAMS:
                 raise ProfileError(f"{path}: unknown key 'notebooks.{name}.{k}': {name} does not declare it")
@@ -160,6 +176,11 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
         p = {k: v for k, v in params.items() if k in decl}
         p.update((per_nb.get(name) or {}))
         p.update({k: v for k, v in (overrides or {}).items() if k in decl})  # --set beats the profile
+        if "submission_name" in p:
+            try:
+                child_path(out_dir, p["submission_name"], "submission_name")
+            except OptionError as e:
+                raise ProfileError(f"{path}: {e}") from None
         for k, v in p.items():
             want = decl[k].get("inferred_type_name", "None")
             types = _TYPES.get(want)
@@ -170,8 +191,10 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
         if "out_dir" in decl:
             p["out_dir"] = str(out_dir)
         if "pack" in decl:
-            p["pack"] = {k: v for k, v in (data.get("pack") or {}).items()}
+            p["pack"] = dict(data.get("pack") or {})
         per_notebook[name] = p
+    if not isinstance(raw.get("must_exist") or [], list):
+        raise ProfileError(f"{path}: 'must_exist' must be a list of parameter names, got {raw['must_exist']!r}")
     must = list(raw.get("must_exist") or [])
     for k in must:
         if k not in params:
@@ -225,9 +248,8 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
     ``kind`` is the stores' kind (:data:`.store.KINDS`): "simplified" packs Kaggle's simplified
     files; "timed" and "raw" pack its raw ones (``train_raw/``, ``test_raw.csv``). None (a
     notebook opened on its own): the kind of the training store already there, else
-    "simplified". Google's raw
-    ndjson beside simplified training files also gives a ``raw`` store (times for the EDA and
-    ``time3``). A store is current when it was packed from the same unchanged files with the
+    "simplified". Google's raw ndjson beside simplified training files also gives a ``raw``
+    store (times for the EDA and ``time3``). A store is current when it was packed from the same unchanged files with the
     same kind, validation fraction and seed.
     """
     from . import store

@@ -45,23 +45,23 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import _parse, data
+from . import _parse, data, options
 from ._files import folder_lock, sha256_file, write_text_atomic
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
-PART_FORMAT = 2  # the layout of a part folder; parts of another format are packed again
+PART_FORMAT = 3  # the layout of a part folder; parts of another format are packed again
 KINDS = ("simplified", "timed", "raw")
 TIMED_KINDS = ("timed", "raw")  # kinds whose points carry times (t.npy)
 MISSING_TS = np.iinfo(np.int64).min
 MERGE_ROWS = 1 << 18  # drawings per merge chunk
 QUICK_CHECKSUM_BYTES = 64 << 20  # on open, files up to this size are checksummed by default
 CHUNK_BYTES = 16 << 20  # larger files: a checksum per chunk, and quick opens check sampled chunks
-QUICK_CHUNKS = 3  # chunks of a large file checked by a quick open: the first, the last, one at random
 
 # a part folder holds xy.bin, t.bin (raw), stroke_len.bin (uint16) and rows.bin, one record a drawing
 ROW_DTYPE = np.dtype([("npoints", np.int64), ("nstrokes", np.int64), ("key_id", np.int64),
                       ("timestamp", np.int64), ("word", np.int32), ("country", np.int32),
-                      ("recognized", np.int8)])
+                      ("recognized", np.int8), ("line", np.int64)])
+STROKE_POINTS_MAX = int(np.iinfo(np.uint16).max)  # stroke_len is uint16
 
 
 class StoreError(RuntimeError):
@@ -136,15 +136,14 @@ def _pack_part(job: _Job) -> dict:
             elif job.kind == "timed":
                 from .simplify import simplify_packed_timed
                 d = data.Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
+            d, m, lines, ts = _drop_long_strokes(src, chunk, d, job.lenient, report)
             lens = np.diff(d.stroke_offsets)
-            if len(lens) and lens.max() > np.iinfo(np.uint16).max:
-                raise data.DataError(src, None, None, "stroke_too_long", f"a stroke has {lens.max()} points")
-            m = chunk.meta
             rec = np.empty(len(m), ROW_DTYPE)
             rec["npoints"] = d.point_counts()
             rec["nstrokes"] = d.stroke_counts()
             rec["key_id"] = m["key_id"].to_numpy(np.int64)
-            rec["timestamp"] = chunk.timestamp_us if chunk.timestamp_us is not None else MISSING_TS
+            rec["timestamp"] = ts if ts is not None else MISSING_TS
+            rec["line"] = lines
             rec["word"] = _codes(m["word"], vocab["word"]) if "word" in m else -1
             rec["country"] = _codes(m["countrycode"].fillna(""), vocab["country"])
             rec["recognized"] = m["recognized"].to_numpy().astype(np.int8) if "recognized" in m else -1
@@ -167,6 +166,34 @@ def _pack_part(job: _Job) -> dict:
             "seconds": round(time.perf_counter() - t0, 3)}
     write_text_atomic(part_dir / "done.json", json.dumps(info))
     return info
+
+
+def _drop_long_strokes(src: Path, chunk: data.Chunk, d: data.Drawings, lenient: bool, report: data.SkipReport
+                       ) -> tuple[data.Drawings, pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """Rows with a stroke longer than a store holds (``stroke_len`` is uint16) as per-row errors.
+
+    Checked on the drawings as stored (after simplification), so a long raw stroke that
+    simplifies to fewer points is kept. Returns the drawings, metadata, lines and timestamps
+    of the rows kept.
+    """
+    m, lines, ts = chunk.meta, chunk.lines, chunk.timestamp_us
+    lens = np.diff(d.stroke_offsets)
+    if not len(lens) or lens.max() <= STROKE_POINTS_MAX:
+        return d, m, lines, ts
+    over = np.flatnonzero(lens > STROKE_POINTS_MAX)
+    owner = np.searchsorted(d.drawing_offsets, over, side="right") - 1
+    longest = np.zeros(len(d), np.int64)
+    np.maximum.at(longest, owner, lens[over])
+    bad = longest > 0
+    for r in np.flatnonzero(bad):
+        err = data.DataError(src, int(lines[r]), int(m["key_id"].iloc[r]), "stroke_too_long",
+                             f"a stroke of {int(longest[r]):,} points; a store holds up to {STROKE_POINTS_MAX:,}")
+        if not lenient:
+            raise err
+        report.add(err)
+    keep = ~bad
+    return (d.take(keep), m[keep].reset_index(drop=True), lines[keep],
+            ts[keep] if ts is not None else None)
 
 
 def _t_dtype(ranges: list[list[int]]) -> type:
@@ -301,8 +328,10 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
     for key, occ in sorted(dups.items()):
         first, *rest = sorted(occ)
         for pi, ri in rest:
-            err = data.DataError(parts[pi][1]["source"], None, key, "duplicate_key_id",
-                                 f"also in {parts[first[0]][1]['source']}")
+            line = int(_part_array(parts[pi][0], "line")[ri])
+            first_line = int(_part_array(parts[first[0]][0], "line")[first[1]])
+            err = data.DataError(parts[pi][1]["source"], line, key, "duplicate_key_id",
+                                 f"also in {parts[first[0]][1]['source']}, line {first_line}")
             if not lenient:
                 raise err
             dup_report.add(err)
@@ -346,8 +375,8 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         "timestamp": _NpyWriter(store / "timestamp.npy", np.int64, (D,)),
         "valid": _NpyWriter(store / "valid.npy", np.bool_, (D,)),
     }
-    t_dtype = _t_dtype([info.get("t_range", [0, 2 ** 31 - 1]) for _, info in parts])
     if kind in TIMED_KINDS:
+        t_dtype = _t_dtype([info["t_range"] for _, info in parts])
         out["t"] = _NpyWriter(store / "t.npy", t_dtype, (P,))
     out["point_off"].write(np.zeros(1, np.int64))
     out["stroke_off"].write(np.zeros(1, np.int64))
@@ -476,8 +505,8 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         keep_parts: keep the intermediate part folders after a successful merge.
         progress: called with one line per finished file (None: silent).
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    check_pack_options(kind=kind, workers=workers, valid_frac=valid_frac, valid_min=valid_min, seed=seed,
+                       lenient=lenient)
     store = Path(store_dir)
     store.mkdir(parents=True, exist_ok=True)
     with folder_lock(store, "packing"):  # one writer per store
@@ -486,15 +515,16 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         sources = [Path(s) for s in sources]
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
-            raise ValueError("source file names must be unique")
+            raise options.OptionError("source file names must be unique")
         jobs, parts_info = [], {}
         for s in sources:
             pdir = parts_root / s.name
             rs = raw_src if raw_src is not None else data.has_times(s)
             if kind in TIMED_KINDS and rs is False:
-                raise ValueError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
+                raise options.OptionError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
                                  "test_raw.csv, or Google's raw ndjson); this file has none")
-            rs = bool(rs) if rs is not None or s.suffix == ".csv" else None
+            if rs is None and s.suffix == ".csv":
+                rs = False  # no readable first row: read as simplified, which reports the rows
             job = _Job(str(s), str(pdir), kind, rs, lenient, tuple(words) if words else None, test)
             done, why = _part_done(pdir, s, job.options())
             if done is not None:
@@ -558,12 +588,44 @@ def _report_part(progress, info: dict, k: int, n: int) -> None:
                  + (f", skipped {skipped} {info['skipped']}" if skipped else ""))
 
 
+_PACK_RULES = {  # packing options: how each is checked
+    "kind": lambda v: options.choice("kind", v, KINDS),
+    "workers": lambda v: v is None or options.integer("workers", v, lo=1),
+    "valid_frac": lambda v: options.number("valid_frac", v, 0, 1, open_lo=True, open_hi=True),
+    "valid_min": lambda v: options.integer("valid_min", v, lo=0),
+    "seed": lambda v: options.integer("seed", v, lo=0),
+    "lenient": lambda v: options.flag("lenient", v),
+}
+PACK_OPTIONS = tuple(_PACK_RULES)
+
+
+def check_pack_options(**values: object) -> None:
+    """Raise :class:`~doodle_utils.options.OptionError` for a packing option of the wrong type
+    or range, or an unknown one (the CLI, profiles' ``data.pack`` and :func:`pack` all check
+    here, before anything is written)."""
+    for k, v in values.items():
+        if k not in _PACK_RULES:
+            raise options.OptionError(f"unknown packing option {k!r} (known: {list(PACK_OPTIONS)})")
+        _PACK_RULES[k](v)
+
+
 def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict[str, dict]:
     """Pack a competition folder: training files into ``out/train``, the test file into ``out/test``
     (from Kaggle's raw files for the kinds with times)."""
+    check_pack_options(**{k: v for k, v in kwargs.items() if k in PACK_OPTIONS})
     train, test = find_sources(Path(src_dir), raw=kwargs.get("kind", "simplified") in TIMED_KINDS)
     out = Path(out_dir)
     result = {}
+    for name, sources in (("train", train), ("test", [test] if test is not None else [])):
+        if not sources and (out / name / "manifest.json").exists():
+            # a store left by an earlier pack of another source would pass for this one's
+            with folder_lock(out / name, "removing a stale store"):
+                shutil.rmtree(out / name / ".parts", ignore_errors=True)
+                (out / name / "manifest.json").unlink()
+            progress = kwargs.get("progress", print)
+            if progress:
+                progress(f"  {out / name}: {src_dir} has no {name} file; the {name} store packed earlier "
+                         "from another source is no longer valid (its manifest removed)")
     if train:
         result["train"] = pack(train, out / "train", **kwargs)
     if test is not None:
@@ -669,10 +731,11 @@ class Store:
                 if sha256_file(p) != want["sha256"]:
                     raise StoreError(f"{p}: checksum mismatch (corrupted)")
             elif verify == "quick":
+                # sampled chunks of a large file: the first, the last and one at random
                 chunks = want.get("chunks") or []
-                pick = {0, len(chunks) - 1, int.from_bytes(os.urandom(4), "little") % max(len(chunks), 1)}
-                for i in sorted(pick)[:QUICK_CHUNKS]:
-                    if chunks and _chunk_sha256(p, i) != chunks[i]:
+                pick = {0, len(chunks) - 1, int.from_bytes(os.urandom(4), "little") % len(chunks)} if chunks else ()
+                for i in sorted(pick):
+                    if _chunk_sha256(p, i) != chunks[i]:
                         raise StoreError(f"{p}: checksum mismatch in bytes {i * CHUNK_BYTES}.."
                                          f"{(i + 1) * CHUNK_BYTES} (corrupted)")
             try:
@@ -778,7 +841,7 @@ class Store:
             t = np.empty(len(xy), a["t"].dtype)
             _parse.gather_points(a["t"].view(np.ndarray), ps, pc, t)
             t = t.astype(np.int32, copy=False)
-        return data.Drawings(xy, t, stroke_offsets, drawing_offsets, in_frame=self.kind != "raw")
+        return data.Drawings(xy, t, stroke_offsets, drawing_offsets, in_frame=not self.raw)
 
     def drawing(self, i: int) -> list[np.ndarray]:
         """Drawing ``i`` as a list of stroke arrays."""

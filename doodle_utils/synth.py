@@ -37,7 +37,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from . import data
+from . import data, options
 from ._files import atomic_path
 from .paths import answers_file
 from .simplify import simplify_packed
@@ -954,6 +954,24 @@ def submission_words(words: Sequence[str]) -> str:
     return " ".join(w.replace(" ", "_") for w in words)
 
 
+def check_options(**values: object) -> None:
+    """Raise :class:`~doodle_utils.options.OptionError` for a synthetic-competition option of
+    the wrong type or range, or an unknown one (the CLI, profiles' ``data.synth`` and
+    :func:`make_competition` all check here)."""
+    rules = {
+        "classes": lambda v: options.integer("classes", v, 1, len(CLASSES)),
+        "per_class": lambda v: options.integer("per_class", v, lo=1),
+        "test_per_class": lambda v: options.integer("test_per_class", v, lo=0),
+        "seed": lambda v: options.integer("seed", v, lo=0),
+        "unrecognized": lambda v: options.number("unrecognized", v, 0, 1),
+        "raw_format": lambda v: options.choice("raw_format", v, ("csv", "ndjson")),
+    }
+    for k, v in values.items():
+        if k not in rules:
+            raise options.OptionError(f"unknown synthetic-competition option {k!r} (known: {sorted(rules)})")
+        rules[k](v)
+
+
 def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: int = 200,
                      test_per_class: int = 20, seed: int = 0, unrecognized: float = 0.06,
                      raw_format: str = "csv") -> dict:
@@ -990,12 +1008,8 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
         A summary: ``classes``, ``seed``, ``train_rows``, ``train_unrecognized``,
         ``test_rows`` and ``files`` (relative path -> rows).
     """
-    if not 1 <= classes <= len(CLASSES):
-        raise ValueError(f"classes must be between 1 and {len(CLASSES)} (the synthetic classes), got {classes}")
-    if per_class < 0 or test_per_class < 0 or not 0 <= unrecognized <= 1:
-        raise ValueError("per_class and test_per_class must be >= 0 and unrecognized in [0, 1]")
-    if raw_format not in ("csv", "ndjson"):
-        raise ValueError(f"raw_format must be 'csv' or 'ndjson', got {raw_format!r}")
+    check_options(classes=classes, per_class=per_class, test_per_class=test_per_class, seed=seed,
+                  unrecognized=unrecognized, raw_format=raw_format)
     out = Path(out_dir)
     words = CLASSES[:classes]
     meta_rng = np.random.default_rng([seed, 0])

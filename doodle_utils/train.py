@@ -48,6 +48,8 @@ import json
 import logging
 import os
 import time
+import types
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +187,10 @@ class TrainConfig:
         """Raise ValueError naming the parameter that cannot work."""
         def bad(name: str, why: str):
             raise ValueError(f"training parameter {name}={getattr(self, name)!r}: {why}")
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):
+            if not _type_ok(getattr(self, f.name), hints[f.name]):
+                bad(f.name, f"must be {_type_name(hints[f.name])}")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"one of {SCHEDULES}")
         if self.precision not in PRECISIONS:
@@ -921,6 +927,28 @@ def run_config(params: dict[str, Any], store_dir: str | Path, out_dir: str | Pat
     return config_from_params({**params, "store_dir": str(Path(store_dir) / "train"),
                                "test_store_dir": str(test) if (test / "manifest.json").exists() else None,
                                "out_dir": str(Path(out_dir) / "train" / run_label)})
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a TrainConfig annotation (int is no bool; a float may be an int)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(_type_ok(k, args[0]) and _type_ok(v, args[1]) for k, v in value.items())
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 def config_from_params(params: dict[str, Any], strict: bool = False) -> TrainConfig:

@@ -39,7 +39,13 @@ def _minor(version: str) -> tuple[int, int]:
 def pinned_versions(pyproject: str | Path) -> dict[str, str]:
     """The ``"name==version"`` pins of :data:`WATCHED` in a ``pyproject.toml`` (read as text:
     ``tomllib`` needs Python 3.11, the suite runs on 3.10)."""
-    pins = dict(re.findall(r'"([A-Za-z0-9_.-]+)==([^"\s;]+)"', Path(pyproject).read_text()))
+    return _watched_pins(Path(pyproject).read_text())
+
+
+def _watched_pins(text: str) -> dict[str, str]:
+    """The ``name==version`` pins of :data:`WATCHED` in ``text`` (pyproject's quoted
+    dependencies, or requirement lines from a distribution's metadata)."""
+    pins = dict(re.findall(r'(?:^|")([A-Za-z0-9_.-]+)==([^"\s;]+)', text, re.M))
     return {k: pins[k] for k in WATCHED if k in pins}
 
 
@@ -52,8 +58,7 @@ def tested_versions(repo: Path) -> dict[str, str]:
         reqs = metadata.requires("doodle-utils") or []
     except metadata.PackageNotFoundError:
         return {}
-    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", "\n".join(reqs), re.M))
-    return {k: pins[k] for k in WATCHED if k in pins}
+    return _watched_pins("\n".join(reqs))
 
 
 def installed_versions(names=WATCHED) -> dict[str, str | None]:

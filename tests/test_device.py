@@ -13,7 +13,9 @@ import torch
 
 from doodle_utils import devices, render_triton
 from doodle_utils.devices import announce, device_choices
-from doodle_utils.train import TrainConfig, build_learner, make_loaders, resolve_processes, train
+from doodle_utils.train import build_learner, make_loaders, resolve_processes, train
+
+from conftest import packed_competition, tiny_train_config
 
 GPUS = {  # name, compute capability, what "auto" should pick: precision, render engine
     "h100": ("NVIDIA H100 80GB HBM3", (9, 0), "bf16", "triton"),
@@ -112,19 +114,10 @@ def test_the_choice_is_printed_once_per_process(monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    from doodle_utils.store import pack_competition
-    from doodle_utils.synth import make_competition
-
-    tmp = tmp_path_factory.mktemp("device_data")
-    make_competition(tmp / "data", classes=4, per_class=30, test_per_class=4, seed=2)
-    pack_competition(tmp / "data", tmp / "store", workers=1, valid_frac=0.2, seed=0)
-    return tmp / "store" / "train", tmp / "store" / "test"
+    return packed_competition(tmp_path_factory.mktemp("device_data"), classes=4, per_class=30, test_per_class=4, seed=2)
 
 
-def _cfg(stores, out, **kw) -> TrainConfig:
-    base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16, epochs=2,
-                epoch_size=64, lr=2e-3, progress=False, resume=False)
-    return TrainConfig(**{**base, **kw})
+_cfg = tiny_train_config
 
 
 @pytest.mark.parametrize("gpu, amp", [("t4", "fp16"), ("a100", "bf16"), ("p100", None)])

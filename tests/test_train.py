@@ -18,26 +18,18 @@ from fastai.callback.core import Callback
 from doodle_utils import metrics
 from doodle_utils.loaders import Augment, DoodleDL, PseudoLabels, Source, augment, drop_strokes
 from doodle_utils.render import RenderSpec
-from doodle_utils.store import Store, pack_competition
-from doodle_utils.synth import make_competition
-from doodle_utils.train import DoodleNet, TrainConfig, config_from_params, train
+from doodle_utils.store import Store
+from doodle_utils.train import DoodleNet, config_from_params, train
 
-from conftest import ROOT
+from conftest import ROOT, packed_competition, tiny_train_config
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train_data")
-    make_competition(tmp / "data", classes=6, per_class=50, test_per_class=8, seed=1)
-    pack_competition(tmp / "data", tmp / "store", workers=1, valid_frac=0.2, seed=0)
-    return tmp / "store" / "train", tmp / "store" / "test"
+    return packed_competition(tmp_path_factory.mktemp("train_data"), classes=6, per_class=50, test_per_class=8, seed=1)
 
 
-def _cfg(stores, out, **kw) -> TrainConfig:
-    base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16,
-                epochs=2, epoch_size=64, lr=2e-3, progress=False, resume=False)
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = tiny_train_config
 
 
 class Record(Callback):
