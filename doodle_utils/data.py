@@ -572,13 +572,17 @@ def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[s
     starts = np.concatenate([[0], ends[:-1]])
     flags[(ends - starts - 1 > max_row_bytes) & (flags != _parse.LINE_BLANK)] = -1
     lines = first_line + np.arange(n_lines)
+    miscounted = _non_utf8_rows_miscounted(block, starts, ends, flags, len(header))
     # rows broken as lines, in line order; strict mode stops at the first of them
     broken = np.flatnonzero((flags != _parse.LINE_OK) & (flags != _parse.LINE_BLANK))
     line_errors = []
     for i in broken:
         text = block[starts[i]:ends[i]]
-        reason, detail = _LINE_PROBLEMS.get(int(flags[i]), ("row_too_long", f"{len(text) - 1:,} bytes; rows up to "
-                                                                             f"{max_row_bytes:,} bytes are read"))
+        if int(i) in miscounted:
+            reason, detail = "bad_row", f"{miscounted[int(i)]} fields, expected {len(header)} (and not UTF-8)"
+        else:
+            reason, detail = _LINE_PROBLEMS.get(int(flags[i]), ("row_too_long", f"{len(text) - 1:,} bytes; rows "
+                                                                                 f"up to {max_row_bytes:,} bytes are read"))
         line_errors.append(DataError(path, int(lines[i]), _edge_key_id(text, text, header), reason, detail))
     use = flags == _parse.LINE_OK
     if line_errors and not lenient:
@@ -621,6 +625,32 @@ def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[s
     for err in line_errors:
         checker.fail(err.line, err.key_id, err.reason, err.detail)
     return chunk
+
+
+def _non_utf8_rows_miscounted(block: bytes, starts: np.ndarray, ends: np.ndarray, flags: np.ndarray,
+                              n_fields: int) -> dict[int, int]:
+    """Lines that are not UTF-8 and have the wrong number of fields, flagged here (-2).
+
+    pyarrow's handler of a row with the wrong field count decodes its text as UTF-8 and stops
+    the parse when that fails; such lines never reach it. A line with the right count goes to
+    pyarrow, and its bad value becomes ``bad_utf8``. Returns {line index: fields}.
+    """
+    try:
+        block.decode("utf-8")
+        return {}  # the common case, one fast pass
+    except UnicodeDecodeError:
+        pass
+    out = {}
+    for i in np.flatnonzero(flags == _parse.LINE_OK):
+        line = block[starts[i]:ends[i]]
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            fields = len(next(csv.reader([line.decode("utf-8", "surrogateescape").rstrip("\r\n")]), []))
+            if fields != n_fields:
+                out[int(i)] = fields
+                flags[i] = -2
+    return out
 
 
 def _csv_rows(table: pa.Table, lines: np.ndarray, raw: bool, checker: _RowChecker) -> Chunk:

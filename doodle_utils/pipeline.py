@@ -22,13 +22,16 @@ Each notebook gets only the parameters its ``parameters`` cell declares (read wi
 type or a missing path is an error before anything runs. ``out_dir`` is always the run's
 folder. A notebook whose code, parameters and inputs are unchanged since its last good run
 is skipped unless ``force``. A failing notebook stops the run with its name, cell and error;
-its executed copy (up to the failure) stays in the run folder.
+its executed copy (up to the failure), figures and metrics go to ``failed/<notebook>/`` and
+the last good run's report, figures and metrics stay in place (:class:`_Attempt`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -414,8 +417,9 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
         return NotebookResult(nb.stem, "skipped", 0.0, target)
     log.info(f"{nb.stem}: running with {json.dumps(params, default=str)}")
     t0 = time.perf_counter()
+    attempt = _Attempt(out, nb)
     try:
-        pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=kernel,
+        pm.execute_notebook(str(nb), str(attempt.report), parameters=params, kernel_name=kernel,
                             progress_bar=progress_bar, cwd=str(nb.parent))
     except pm.PapermillExecutionError as e:
         dt = time.perf_counter() - t0
@@ -424,11 +428,74 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
                f"{e.ename}: {e.evalue}")
         log.info(f"{nb.stem}: FAILED after {dt:.0f}s at {err}")
         state[nb.stem] = {"fingerprint": fp, "status": "failed", "error": err}
-        return NotebookResult(nb.stem, "failed", dt, target, err)
+        kept = attempt.failed()
+        log.info(f"{nb.stem}: the failed run's report, figures and metrics are in {kept.parent}; "
+                 f"the last good run's stay in place")
+        return NotebookResult(nb.stem, "failed", dt, kept, err)
+    except BaseException:
+        attempt.failed()
+        raise
+    attempt.succeeded(target)
     dt = time.perf_counter() - t0
     log.info(f"{nb.stem}: done in {dt:.1f}s -> {target}")
     state[nb.stem] = {"fingerprint": fp, "status": "ok", "seconds": round(dt, 2)}
     return NotebookResult(nb.stem, "ran", dt, target)
+
+
+class _Attempt:
+    """One run of a notebook, kept apart from its last good run until it succeeds.
+
+    The executed report is written to ``<out>/.running/`` and moved into place on success.
+    What a notebook writes straight into the run folder — its figures (``figures/<NN>_*.png``,
+    named with its number) and its metrics (``metrics/<stem>.json``) — is saved (hard links)
+    before it starts; after a failure the failed run's versions move to
+    ``<out>/failed/<stem>/`` with its report, and the last good run's are put back.
+    """
+
+    def __init__(self, out: Path, nb: Path):
+        self.out, self.nb = out, nb
+        self.report = out / ".running" / nb.name
+        self.report.parent.mkdir(parents=True, exist_ok=True)
+        self.report.unlink(missing_ok=True)
+        self.saved = out / ".running" / f"{nb.stem}.last_good"
+        shutil.rmtree(self.saved, ignore_errors=True)
+        self.before = {}
+        for p in self._outputs():
+            rel = p.relative_to(out)
+            (self.saved / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(p, self.saved / rel)
+            except OSError:  # a file system without hard links
+                shutil.copy2(p, self.saved / rel)
+            self.before[rel] = p.stat().st_mtime_ns
+
+    def _outputs(self) -> list[Path]:
+        number = self.nb.stem.split("_")[0]
+        return [*sorted((self.out / "figures").glob(f"{number}_*.png")),
+                *[p for p in [self.out / "metrics" / f"{self.nb.stem}.json"] if p.exists()]]
+
+    def succeeded(self, target: Path) -> None:
+        self.report.replace(target)
+        shutil.rmtree(self.saved, ignore_errors=True)
+
+    def failed(self) -> Path:
+        """Move the failed run's outputs apart, restore the last good ones; the report's path."""
+        kept = self.out / "failed" / self.nb.stem
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        for p in self._outputs():
+            rel = p.relative_to(self.out)
+            if self.before.get(rel) != p.stat().st_mtime_ns:  # written (or rewritten) by this run
+                (kept / rel).parent.mkdir(parents=True, exist_ok=True)
+                p.replace(kept / rel)
+        for rel in self.before:
+            if not (self.out / rel).exists():
+                (self.saved / rel).replace(self.out / rel)
+        shutil.rmtree(self.saved, ignore_errors=True)
+        report = kept / self.nb.name
+        if self.report.exists():
+            self.report.replace(report)
+        return report
 
 
 def _merge_metrics(out: Path, state: dict | None = None) -> None:

@@ -1,6 +1,7 @@
 """Shared fixtures: the real Quick, Draw! sample (outside the repo) and small helpers."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,42 @@ def tiny_train_config(stores: tuple[Path, Path], out: Path, **kw):
     base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16,
                 epochs=2, epoch_size=64, lr=2e-3, progress=False, resume=False)
     return TrainConfig(**{**base, **kw})
+
+
+def consistent_edit(folder: Path, name: str, change) -> None:
+    """Edit array ``name`` of a store and rewrite its checksums and the manifest's own, as a
+    careful forger would: only the structure checks can then tell."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from doodle_utils import store
+
+    path = folder / f"{name}.npy"
+    a = np.load(path)
+    change(a)
+    np.save(path, a)
+    man = json.loads((folder / "manifest.json").read_text())
+    raw = path.read_bytes()
+    man["arrays"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                           "chunks": [hashlib.sha256(raw[i:i + store.CHUNK_BYTES]).hexdigest()
+                                      for i in range(0, len(raw), store.CHUNK_BYTES)]}
+    man["checksum"] = store.manifest_checksum(man)
+    (folder / "manifest.json").write_text(json.dumps(man))
+
+
+FAULT_PROBES: Counter = Counter()  # (kind, "run" | "handled") -> probes of test_faults.py
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the fault-injection counts (the README's reliability section records them)."""
+    kinds = sorted({k for k, _ in FAULT_PROBES})
+    if not kinds:
+        return
+    terminalreporter.section("fault probes")
+    for k in kinds:
+        terminalreporter.write_line(f"{k}: {FAULT_PROBES[k, 'handled']} of {FAULT_PROBES[k, 'run']} handled")
+    total = sum(FAULT_PROBES[k, "run"] for k in kinds)
+    handled = sum(FAULT_PROBES[k, "handled"] for k in kinds)
+    terminalreporter.write_line(f"all: {handled} of {total} handled")

@@ -187,3 +187,15 @@ def test_cross_file_duplicates_name_both_lines(sample_dir, tmp_path):
     msg = str(e.value)
     assert e.value.reason == "duplicate_key_id" and e.value.line == 9 and "banana.csv" in msg
     assert "apple.csv, line 5" in msg
+
+
+def test_a_line_neither_utf8_nor_of_the_right_width_is_one_rows_error(sample_dir, tmp_path):
+    """Found by the fuzzer: pyarrow's invalid-row handler decodes the row as UTF-8, so such a
+    line used to stop the whole file."""
+    path, lines, meta = _csv(sample_dir, tmp_path)
+    lines.insert(3, b"\x80\x80,a")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    m, _, report = data.read_file(path, lenient=True)
+    assert len(m) == len(meta) and report.counts == {"bad_row": 1}
+    err = _strict_error(path)
+    assert (err.line, err.reason) == (4, "bad_row") and "2 fields, expected 6" in err.detail

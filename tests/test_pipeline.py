@@ -108,9 +108,39 @@ def test_failing_notebook_stops_the_run_and_keeps_its_copy(tmp_path, nbs):
         pipeline.run(profile(tmp_path, params={"n": 3}), notebooks=[bad, nbs[1]], progress_bar=False)
     msg = str(e.value)
     assert "01_first" in msg and "ValueError: bad n=3" in msg and "cell" in msg
-    kept = nbformat.read(tmp_path / "out" / "t" / "01_first.ipynb", as_version=4)
+    kept = nbformat.read(tmp_path / "out" / "t" / "failed" / "01_first" / "01_first.ipynb", as_version=4)
     assert any(o.get("ename") == "ValueError" for c in kept.cells if c.cell_type == "code" for o in c.outputs)
+    assert str(e.value.result.output) in msg
     assert not (tmp_path / "out" / "t" / "02_second.ipynb").exists()
+    assert not (tmp_path / "out" / "t" / "01_first.ipynb").exists()  # no good run yet: no report
+
+
+FIGURE = ("import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+          "from doodle_utils.results import save_figure\n"
+          "fig, ax = plt.subplots(); ax.set_title(f'n={n}'); save_figure(fig, out_dir, f'01_plot_{n}')\n"
+          "save_figure(fig, out_dir, '01_shared')")
+
+
+def test_a_failed_run_keeps_the_last_good_run_in_place(tmp_path, nbs):
+    """The failed run's report, figures and metrics go to failed/<notebook>/; the good run's stay."""
+    d = nbs[0].parent
+    code = "from doodle_utils.results import record_metrics\nrecord_metrics(out_dir, '01_first', {'n': n})"
+    make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", FIGURE, code, "assert n < 5, f'n={n} too big'")
+    prof = profile(tmp_path, params={"n": 3})
+    run = tmp_path / "out" / "t"
+    pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False)
+    good = {p: p.read_bytes() for p in [run / "01_first.ipynb", run / "figures" / "01_plot_3.png",
+                                         run / "figures" / "01_shared.png", run / "metrics" / "01_first.json"]}
+    with pytest.raises(pipeline.RunError):
+        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False, overrides={"n": 7})
+    for p, content in good.items():
+        assert p.read_bytes() == content, f"{p} changed by the failed run"
+    failed = run / "failed" / "01_first"
+    assert not (run / "figures" / "01_plot_7.png").exists()
+    assert sorted(p.relative_to(failed).as_posix() for p in failed.rglob("*") if p.is_file()) == [
+        "01_first.ipynb", "figures/01_plot_7.png", "figures/01_shared.png", "metrics/01_first.json"]
+    assert json.loads((failed / "metrics" / "01_first.json").read_text()) == {"n": 7}
+    assert not list((run / ".running").iterdir())  # nothing left staged
 
 
 def test_metrics_flag_a_notebook_whose_last_run_failed(tmp_path, nbs):

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import consistent_edit
 from doodle_utils import data, store
 
 CLASSES = ["apple", "banana", "bear", "bee"]
@@ -211,24 +212,6 @@ def test_manifest_records_sources_and_counts(packed, kaggle_dir):
 
 # --------------------------------------------------------------------------- verified where read
 
-def _consistent_edit(folder, name, change):
-    """Edit array ``name`` of a store and rewrite its checksums and the manifest's own, as a
-    careful forger would: only the structure checks can then tell."""
-    import hashlib
-
-    path = folder / f"{name}.npy"
-    a = np.load(path)
-    change(a)
-    np.save(path, a)
-    man = json.loads((folder / "manifest.json").read_text())
-    raw = path.read_bytes()
-    man["arrays"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
-                           "chunks": [hashlib.sha256(raw[i:i + store.CHUNK_BYTES]).hexdigest()
-                                      for i in range(0, len(raw), store.CHUNK_BYTES)]}
-    man["checksum"] = store.manifest_checksum(man)
-    (folder / "manifest.json").write_text(json.dumps(man))
-
-
 @pytest.mark.parametrize("name, change, said", [
     ("stroke_off", lambda a: a.__setitem__(3, a[5]), "inconsistent"),           # non-monotonic
     ("point_off", lambda a: a.__setitem__(7, a[7] ^ (1 << 40)), "inconsistent"),  # one flipped high bit
@@ -239,7 +222,7 @@ def _consistent_edit(folder, name, change):
 def test_quick_verify_refuses_consistent_edits(kaggle_dir, tmp_path, name, change, said):
     _pack(kaggle_dir, tmp_path / "st")
     folder = tmp_path / "st" / "train"
-    _consistent_edit(folder, name, change)
+    consistent_edit(folder, name, change)
     with pytest.raises(store.StoreError, match=said):
         store.Store(folder)
     store.Store(folder, verify="none").drawings([0])  # "none" is for a store already checked
