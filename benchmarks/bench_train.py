@@ -78,7 +78,7 @@ def _config(arch: str, size: int, bs: int, steps: int, render_on: str, workers: 
     from doodle_utils.train import TrainConfig
 
     return TrainConfig(store_dir=str(STORE), out_dir=str(WORK / "train"), arch=arch, size=size, bs=bs,
-                       epoch_size=bs * steps, render_on=render_on, num_workers=workers, progress=False,
+                       epoch_size=bs * steps, schedule="one_cycle", epochs=1, lr=1e-3, augment={}, render_on=render_on, num_workers=workers, progress=False,
                        channels_last=torch.cuda.is_available(), resume=False, opt=opt)
 
 

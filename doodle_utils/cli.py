@@ -126,9 +126,12 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def _train(a: argparse.Namespace) -> int:
+    import dataclasses
+
     import yaml
 
-    from .train import RunStateError, config_from_params, train
+    from .pipeline import training_config
+    from .train import RUN_PARAMETERS, RunStateError, TrainConfig, train
 
     params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     if not isinstance(params or {}, dict):
@@ -136,14 +139,13 @@ def _train(a: argparse.Namespace) -> int:
               f"{type(params).__name__}", file=sys.stderr)
         return 2
     params = {**(params or {}), **_parse_sets(a.set)}
-    missing = [k for k in ("store_dir", "out_dir") if not params.get(k)]
-    if missing:
-        print(f"error: doodle train needs {' and '.join(missing)} (in --config, or --set "
-              f"{missing[0]}=...): the packed train store and the folder to train into", file=sys.stderr)
+    known = set(RUN_PARAMETERS) | {f.name for f in dataclasses.fields(TrainConfig)} - {"test_store_dir"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        print(f"error: unknown training parameter(s) {unknown}; `doodle train --help` lists them", file=sys.stderr)
         return 2
     try:
-        cfg = config_from_params(params, strict=True)
-        cfg.check()
+        cfg, _ = training_config(params)
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -229,6 +231,21 @@ def _kaggle_emulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _with_lazy_epilog(parser: argparse.ArgumentParser, module: str, function: str) -> None:
+    """Give ``parser`` an epilog made by ``doodle_utils.<module>.<function>()`` when its help is
+    shown: the list needs a heavy import (torch, for the training parameters), which every
+    other command, and ``doodle --help``, would otherwise pay for."""
+    import importlib
+
+    format_help = parser.format_help
+
+    def with_epilog() -> str:
+        parser.epilog = getattr(importlib.import_module(f".{module}", __package__), function)()
+        return format_help()
+
+    parser.format_help = with_epilog
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doodle", description="Quick, Draw! doodle-recognition suite")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -281,11 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a parameter (YAML value), e.g. --set n_examples=4")
     s.set_defaults(fn=_run)
 
-    s = sub.add_parser("train", help="train one configuration (also under torchrun for several processes)")
+    s = sub.add_parser("train", help="train one configuration, as notebook 03 does (torchrun for several processes)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train what notebook 03 trains for the same parameters: the folders default "
+                                   "the same way, the stores are packed when not current, the model goes to "
+                                   "<out_dir>/train/<run_label>.")
     s.add_argument("config", nargs="?", help="a YAML file of training parameters (notebook 03's names)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a training parameter (YAML value), e.g. --set arch=resnet34")
     s.set_defaults(fn=_train)
+    _with_lazy_epilog(s, "train", "parameters_help")  # torch is imported only for --help
 
     s = sub.add_parser("balance", help="balance test probabilities (.npy, N x C) to equal class counts")
     s.add_argument("probs", type=Path)

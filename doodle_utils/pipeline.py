@@ -124,8 +124,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
     base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
-    from .store import check_pack_options
-    from .synth import check_options as check_synth_options
+    from .store import PACK_OPTIONS, check_pack_options
+    from .synth import SYNTH_OPTIONS, check_options as check_synth_options
 
     data = raw.get("data") or {}
     if not isinstance(data, dict):
@@ -135,6 +135,10 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
             raise ProfileError(f"{path}: unknown key 'data.{k}' (allowed: {sorted(DATA_KEYS)})")
         if not isinstance(v or {}, dict):
             raise ProfileError(f"{path}: 'data.{k}' must be a mapping of options, got {v!r}")
+        allowed = SYNTH_OPTIONS if k == "synth" else PACK_OPTIONS
+        for kk in v or {}:
+            if kk not in allowed:
+                raise ProfileError(f"{path}: unknown key 'data.{k}.{kk}' (allowed: {sorted(allowed)})")
         try:
             (check_synth_options if k == "synth" else check_pack_options)(**(v or {}))
         except OptionError as e:
@@ -299,6 +303,30 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
             log.info(f"{target}: up to date with its {len(sources)} source file(s)")
         manifests[name] = current
     return manifests
+
+
+def training_config(params: dict[str, Any]):
+    """What notebooks 03 and 06 train, from their parameters: ``(TrainConfig, RunDirs)``.
+
+    The folders are resolved like every notebook's (:func:`.paths.resolve_dirs`: empty
+    ``data_dir``/``store_dir``/``out_dir`` take the defaults), the stores packed when they are
+    not current (:func:`ensure_stores`, with ``pack``), and the configuration for
+    ``<out_dir>/train/<run_label>`` made (:func:`.train.run_config`; an empty ``run_label``
+    is :func:`.train.default_run_label`) and checked. ``doodle train`` calls this too, so it
+    trains exactly what notebook 03 trains for the same values.
+    """
+    from .paths import resolve_dirs
+    from .train import config_from_params, default_run_label, run_config
+
+    # the values first, before any folder is made or any drawing packed (the test store is
+    # only known after packing: a stand-in here, the real one checked below)
+    config_from_params({**params, "store_dir": "", "out_dir": "", "test_store_dir": "-"}).check()
+    dirs = resolve_dirs(params.get("data_dir", ""), params.get("store_dir", ""), params.get("out_dir", ""))
+    ensure_stores(dirs.data_dir, dirs.store_dir, **(params.get("pack") or {}))
+    label = params.get("run_label") or default_run_label(params)
+    cfg = run_config(params, dirs.store_dir, dirs.out_dir, label)
+    cfg.check()
+    return cfg, dirs
 
 
 def _writable(path: Path) -> bool:

@@ -954,22 +954,25 @@ def submission_words(words: Sequence[str]) -> str:
     return " ".join(w.replace(" ", "_") for w in words)
 
 
+_SYNTH_RULES = {  # synthetic-competition options: how each is checked
+    "classes": lambda v: options.integer("classes", v, 1, len(CLASSES)),
+    "per_class": lambda v: options.integer("per_class", v, lo=0),
+    "test_per_class": lambda v: options.integer("test_per_class", v, lo=0),
+    "seed": lambda v: options.integer("seed", v, lo=0),
+    "unrecognized": lambda v: options.number("unrecognized", v, 0, 1),
+    "raw_format": lambda v: options.choice("raw_format", v, ("csv", "ndjson")),
+}
+SYNTH_OPTIONS = tuple(_SYNTH_RULES)
+
+
 def check_options(**values: object) -> None:
     """Raise :class:`~doodle_utils.options.OptionError` for a synthetic-competition option of
     the wrong type or range, or an unknown one (the CLI, profiles' ``data.synth`` and
     :func:`make_competition` all check here)."""
-    rules = {
-        "classes": lambda v: options.integer("classes", v, 1, len(CLASSES)),
-        "per_class": lambda v: options.integer("per_class", v, lo=1),
-        "test_per_class": lambda v: options.integer("test_per_class", v, lo=0),
-        "seed": lambda v: options.integer("seed", v, lo=0),
-        "unrecognized": lambda v: options.number("unrecognized", v, 0, 1),
-        "raw_format": lambda v: options.choice("raw_format", v, ("csv", "ndjson")),
-    }
     for k, v in values.items():
-        if k not in rules:
-            raise options.OptionError(f"unknown synthetic-competition option {k!r} (known: {sorted(rules)})")
-        rules[k](v)
+        if k not in _SYNTH_RULES:
+            raise options.OptionError(f"unknown synthetic-competition option {k!r} (known: {list(SYNTH_OPTIONS)})")
+        _SYNTH_RULES[k](v)
 
 
 def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: int = 200,

@@ -127,46 +127,53 @@ class DoodleNet(torch.nn.Module):
 
 # --------------------------------------------------------------------------- configuration
 
+DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (notebook 03's parameters)."""
+    """Everything a training run depends on: the one definition of every training parameter
+    and its default. Notebooks 03 and 06 declare the same defaults in their ``parameters``
+    cells (a test holds them equal), ``doodle train`` takes these names, and the profiles'
+    values are checked against these types (:meth:`check`). An empty string, 0 or ``{}``
+    means "none" where the comment says so (papermill parameters have no ``None``)."""
 
     store_dir: str
     out_dir: str
     test_store_dir: str | None = None
     model: str = "image"  # "image": DoodleNet on rendered drawings; "points": pointcnn.PointCNN
-    arch: str = "resnet18"
-    pretrained_path: str | None = None
-    country_dim: int = 0
+    arch: str = "resnet18"  # any timm model name
+    pretrained_path: str = ""  # local ImageNet weights file; empty: none
+    country_dim: int = 0  # width of a country-code embedding joined before the head; 0: none
     drop_rate: float = 0.0
-    variant: str = "palette"
-    size: int = 64
-    progressive_sizes: dict[int, int] | None = None  # {first epoch: size}, e.g. {0: 64, 2: 96, 4: 128}
-    line_width: float = 2.0
-    bs: int = 256
+    variant: str = "palette"  # renderer: mono, palette, strokes3 (time3 needs a timed or raw store)
+    size: int = 64  # image size
+    progressive_sizes: dict[int, int] = field(default_factory=dict)  # {first epoch: size}, e.g. {0: 64, 2: 96}
+    line_width: float = 2.0  # in output pixels
+    bs: int = 256  # batch size
     accumulate: int = 1  # batches per optimiser step (effective batch bs * accumulate)
-    sampling: str = "uniform"
-    epoch_size: int | None = None
-    augment: dict[str, float] = field(default_factory=dict)
+    sampling: str = "uniform"  # uniform, or balanced (each class equally often)
+    epoch_size: int = 0  # drawings per epoch; 0: the whole training split
+    augment: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
     render_on: str = "auto"  # "cpu", "gpu", or "auto": the GPU when there is one
-    num_workers: int = 0
-    schedule: str = "one_cycle"
-    epochs: int = 1
-    cycles: int = 3
-    cycle_len: int = 1
-    cycle_mult: int = 1
-    lr: float = 1e-3
+    num_workers: int = 0  # loader processes (CPU rendering runs there)
+    schedule: str = "sgdr"  # one_cycle, sgdr, plateau or grow_batch
+    epochs: int = 3  # for one_cycle, plateau and grow_batch (sgdr: cycles x cycle_len)
+    cycles: int = 3  # SGDR cycles (one snapshot each)
+    cycle_len: int = 1  # epochs in the first cycle
+    cycle_mult: int = 1  # each cycle this many times longer than the last
+    lr: float = 3e-3
     wd: float = 1e-2
     opt: str = "adam"  # "adam" (fastai's), "adamw" (PyTorch's, foreach kernels) or "sgd"
     plateau_patience: int = 1
-    plateau_factor: float = 2.0
+    plateau_factor: float = 2.0  # LR divisor (plateau) or batch multiplier (grow_batch)
     plateau_min_delta: float = 0.0  # an improvement smaller than this counts as a plateau
     max_bs: int = 4096
     label_smoothing: float = 0.0
     precision: str = "auto"  # "auto" (devices.device_choices), "fp32", "bf16" or "fp16"
-    channels_last: bool = False
-    compile: bool = False
-    pseudo_preds: str | None = None  # test probabilities (.npy) to pseudo-label from
+    channels_last: bool = False  # the trunk in channels-last memory format (the grid already is)
+    compile: bool = False  # torch.compile the model
+    pseudo_preds: str = ""  # test probabilities (.npy) to pseudo-label from; empty: none
     pseudo_threshold: float = 0.95
     pseudo_frac: float = 0.25
     resume: bool = True
@@ -178,7 +185,7 @@ class TrainConfig:
     grid: int = 32  # scatter grid side
     point_dim: int = 64  # features per point (the trunk's input channels)
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # one 1-D conv block each
-    point_kernel: int = 5
+    point_kernel: int = 5  # 1-D kernel width (odd)
     stem: str = "auto"  # the trunk's stem: drop (ResNet family), keep, or auto
     resample: str = "length"  # which points: spread along the pen path ("length") or the drawing's own ("index")
     ink: bool = False  # one of the point_dim features is the constant 1 (marks the cells the pen crossed)
@@ -918,6 +925,52 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
         manifest["test_key_id"] = [str(k) for k in np.asarray(tsrc.store.key_id)[tsrc.idx]]
     write_text_atomic(folder / "manifest.json", json.dumps(manifest))
     return out
+
+
+# what a notebook's parameters hold besides TrainConfig's: where to read and write, the packing
+RUN_PARAMETERS = {"data_dir": "competition folder; empty: the default (doodle_utils.paths)",
+                  "store_dir": "packed stores (train/, test/); empty: the default",
+                  "out_dir": "run outputs; the model goes to <out_dir>/train/<run_label>",
+                  "run_label": "sub-folder of this configuration; empty: <arch>_<variant><size> "
+                               "(points_<arch>_g<grid> for the point model)",
+                  "pack": "packing settings (kind, valid_frac, seed, workers)"}
+
+
+def default_run_label(params: dict[str, Any]) -> str:
+    """The run folder's name when none is given: the model, trunk and input size, e.g.
+    ``resnet18_palette64`` or ``points_resnet18_g32`` (notebooks 03's and 06's defaults)."""
+    d = TrainConfig.__dataclass_fields__
+    get = lambda k: params.get(k, d[k].default)  # noqa: E731
+    if get("model") == "points":
+        return f"points_{get('arch')}_g{get('grid')}"
+    return f"{get('arch')}_{get('variant')}{get('size')}"
+
+
+def parameters_help() -> str:
+    """Every training parameter with its default and the comment beside it in TrainConfig
+    (``doodle train --help``)."""
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.*)$", line)
+        if m:
+            comments[m[1]] = m[2]
+    rows = [(k, why) for k, why in RUN_PARAMETERS.items()]
+    default = TrainConfig(store_dir="", out_dir="")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("store_dir", "out_dir", "test_store_dir"):
+            continue
+        rows.append((f"{f.name} = {getattr(default, f.name)!r}", comments.get(f.name, "")))
+    width = 26
+    lines = []
+    for k, why in rows:
+        if len(k) <= width or not why:
+            lines.append(f"  {k:<{width}}  {why}".rstrip())
+        else:  # a long default: its comment on the next line
+            lines += [f"  {k}", f"  {'':<{width}}  {why}"]
+    return "training parameters (--set NAME=VALUE, or a YAML file of them):\n" + "\n".join(lines)
 
 
 def run_config(params: dict[str, Any], store_dir: str | Path, out_dir: str | Path, run_label: str) -> TrainConfig:

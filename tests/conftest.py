@@ -33,7 +33,7 @@ def tiny_train_config(stores: tuple[Path, Path], out: Path, **kw):
     from doodle_utils.train import TrainConfig
 
     base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16,
-                epochs=2, epoch_size=64, lr=2e-3, progress=False, resume=False)
+                schedule="one_cycle", epochs=2, epoch_size=64, lr=2e-3, augment={}, progress=False, resume=False)
     return TrainConfig(**{**base, **kw})
 
 

@@ -183,7 +183,7 @@ def test_point_loader_batches(stores):
 
 def test_point_model_trains_with_snapshots_and_predictions_notebook_04_can_ensemble(stores, tmp_path):
     common = dict(store_dir=str(stores / "train"), test_store_dir=str(stores / "test"), arch="test_resnet",
-                  bs=16, epoch_size=96, lr=3e-3, progress=False, resume=False, schedule="sgdr", cycles=2)
+                  bs=16, epoch_size=96, lr=3e-3, progress=False, resume=False, schedule="sgdr", cycles=2, augment={})
     pts = train(TrainConfig(out_dir=str(tmp_path / "train" / "points"), model="points", points=32, grid=8,
                             point_dim=16, dilations=[1, 2], **common))
     img = train(TrainConfig(out_dir=str(tmp_path / "train" / "image"), size=32, **common))

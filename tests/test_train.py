@@ -457,3 +457,50 @@ def test_committed_state_repairs_or_refuses(stores, tmp_path):
     with pytest.raises(RunStateError, match="no state.json"):
         train(_cfg(stores, folder, epochs=3, resume=True), predict=False)
     assert (folder / "checkpoint.pth").exists() and (folder / "history.csv").exists()
+
+
+@pytest.mark.parametrize("notebook", ["03_train", "06_point_cnn"])
+def test_notebook_parameter_defaults_are_the_one_training_configuration(notebook):
+    """Every training parameter a notebook declares has TrainConfig's default; its other
+    parameters are the run's folders and packing, which doodle train takes too."""
+    import ast
+    import dataclasses
+
+    import papermill as pm
+
+    from conftest import ROOT
+    from doodle_utils.train import RUN_PARAMETERS, TrainConfig
+
+    declared = pm.inspect_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"))
+    defaults = TrainConfig(store_dir="", out_dir="")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    extra = {"n_examples"} if notebook == "06_point_cnn" else set()  # its figures' size, not training
+    assert set(declared) - fields - extra | {"store_dir", "out_dir"} == set(RUN_PARAMETERS)
+    for name in set(declared) & fields - set(RUN_PARAMETERS):  # store_dir, out_dir: the run's roots
+        assert ast.literal_eval(declared[name]["default"]) == getattr(defaults, name), name
+
+
+def test_doodle_train_trains_what_notebook_03_trains(tmp_path):
+    """`doodle train --set cycles=2` trains two SGDR cycles (it used to train one epoch), into the
+    folder and with the configuration notebook 03's config cell makes of the same values."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from doodle_utils.pipeline import training_config
+    from doodle_utils.synth import make_competition
+
+    make_competition(tmp_path / "comp", classes=3, per_class=20, test_per_class=3, seed=4)
+    params = {"data_dir": str(tmp_path / "comp"), "store_dir": str(tmp_path / "st"), "out_dir": str(tmp_path / "out"),
+              "cycles": 2, "arch": "test_resnet", "size": 32, "bs": 16, "epoch_size": 32, "progress": False}
+    sets = [x for k, v in params.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+    proc = subprocess.run([sys.executable, "-m", "doodle_utils", "train", *sets], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "out" / "train" / "test_resnet_palette32"
+    assert list(pd.read_csv(folder / "history.csv").epoch) == [0, 1]
+    assert sorted(p.name for p in (folder / "snapshots").glob("snap_*.pth")) == ["snap_00.pth", "snap_01.pth"]
+    notebook_cfg, _ = training_config(params)  # what notebook 03's config cell computes
+    assert json.loads((folder / "config.json").read_text()) == json.loads(
+        json.dumps(dataclasses.asdict(notebook_cfg), default=str))
