@@ -70,7 +70,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .metrics import top_k
+from .metrics import map_at_k_ranked, top_k
+from .paths import answers_file
 
 METHODS = ("greedy", "iterative", "optimal")
 ENGINES = ("numba", "torch", "highs")  # how ``optimal`` is solved
@@ -788,7 +789,6 @@ def compare(probs: np.ndarray, labels: np.ndarray | None = None, caps: np.ndarra
     A method is a name, or ``(row label, name, keyword arguments)``, e.g.
     ``("optimal (highs)", "optimal", {"engine": "highs"})``.
     """
-    from .metrics import map_at_k_ranked
 
     probs, caps = _check(probs, caps)
     out = []
@@ -812,7 +812,6 @@ def hidden_test_labels(data_dir, key_ids, words) -> np.ndarray | None:
     has none: None)."""
     import pandas as pd
 
-    from .paths import answers_file
 
     path = answers_file(data_dir)
     if not path.exists() or key_ids is None:

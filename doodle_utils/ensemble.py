@@ -20,6 +20,7 @@ import numpy as np
 
 from .balance import proxy_score
 from .metrics import map_at_k
+from ._files import save_npy_atomic, write_text_atomic
 
 
 @dataclass
@@ -123,7 +124,6 @@ def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataF
 
 def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dict[str, Path]:
     """Write the ensemble's validation/test probabilities and a manifest (for notebook 05)."""
-    from ._files import save_npy_atomic, write_text_atomic
 
     out = Path(out_dir)
     paths = {}

@@ -24,8 +24,10 @@ from typing import Sequence
 
 import nbformat
 
-from ._files import write_text_atomic
+from ._files import atomic_path, write_text_atomic
 from .paths import REPO
+from .pipeline import load_profile, notebook_list
+from .versions import tested_versions
 
 COMPETITION = "quickdraw-doodle-recognition"
 PACKAGE = REPO / "doodle_utils"
@@ -126,7 +128,6 @@ def package_zip() -> bytes:
 def setup_cells(blob: bytes, tested: dict[str, str] | None = None) -> list:
     """A markdown cell that says why, and the code cell that unpacks the package and compares
     the kernel's library versions with ``tested`` (default: the project's pins)."""
-    from .versions import tested_versions
 
     tested = tested_versions(REPO) if tested is None else tested
     digest = hashlib.sha256(blob).hexdigest()[:12]
@@ -236,7 +237,6 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     """
     import yaml
 
-    from .pipeline import load_profile, notebook_list
 
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
@@ -349,7 +349,6 @@ def write_submission(path: str | Path, key_ids: Sequence, ranked, words: Sequenc
     import numpy as np
     import pandas as pd
 
-    from ._files import atomic_path
 
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or not 1 <= ranked.shape[1] <= 3 or len(ranked) != len(key_ids):

@@ -40,6 +40,7 @@ from typing import Sequence
 import nbformat
 
 from .kaggle import COMPETITION, OUTPUT_LIMIT_BYTES, set_parameter_defaults, validate_metadata
+from .pipeline import PLANNED
 
 KAGGLE = "/kaggle"
 
@@ -122,7 +123,6 @@ def run_chain(bundle_dir: str | Path, competition: str | Path, root: str | Path,
     Raises:
         KernelFailed: a kernel failed, or saved more than Kaggle allows.
     """
-    from .pipeline import PLANNED
 
     bundle_dir, competition, root = Path(bundle_dir), Path(competition).resolve(), Path(root).resolve()
     folders = {p.name: p for p in bundle_dir.iterdir() if (p / "kernel-metadata.json").is_file()}

@@ -31,7 +31,9 @@ import torch
 from fastai.data.load import DataLoader
 
 from .data import Drawings
-from .render import RENDERERS, RenderSpec, render
+from .pointcnn import FEATURES, point_features
+from .render import RENDERERS, RenderSpec, render, scaled
+from .render_torch import render_packed
 from .store import Store, open_verified
 
 SAMPLING = ("uniform", "balanced", "sequential")
@@ -97,8 +99,7 @@ def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
     counts = d.point_counts()
     xy = d.xy.astype(np.float32)
     if d.raw:  # to the 0..255 frame first, so the transform acts about the drawing's centre
-        from .render import _scaled
-        xy = _scaled(d).astype(np.float32)
+        xy = scaled(d).astype(np.float32)
     flip = np.where(rng.random(n) < aug.flip, -1.0, 1.0)
     s = 1 + rng.uniform(-aug.scale, aug.scale, n)
     a = np.deg2rad(rng.uniform(-aug.rotate, aug.rotate, n))
@@ -301,7 +302,6 @@ class DoodleDL(DataLoader):
         # so they carry class 0, which nothing reads
         y_t, c_t = torch.from_numpy(np.maximum(y, 0)), torch.from_numpy(country)
         if self.input == "points":
-            from .pointcnn import point_features
 
             feats, mask = point_features(d, self.points, self.resample)
             return torch.from_numpy(feats), torch.from_numpy(mask), c_t, y_t
@@ -336,7 +336,6 @@ class DoodleDL(DataLoader):
         if self.input == "points":
             return b
         if self.render_on == "gpu":
-            from .render_torch import render_packed
 
             xy, so, do, t, c, y = b
             # augmented batches and timed stores are in the 0..255 frame; raw ones are not
@@ -387,7 +386,6 @@ class DoodleDL(DataLoader):
     def channels(self) -> int:
         """Image channels, or per-point features for ``input="points"``."""
         if self.input == "points":
-            from .pointcnn import FEATURES
             return len(FEATURES)
         return RENDERERS[self.variant].channels
 

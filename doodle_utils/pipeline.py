@@ -41,7 +41,8 @@ import yaml
 
 from ._files import folder_lock, write_text_atomic
 from .options import OptionError, child_path
-from .paths import REPO
+from .paths import REPO, resolve_dirs
+from .results import read_metrics
 
 NOTEBOOKS = REPO / "notebooks"
 # the suite's notebooks in the order the runner runs them: both training notebooks (03, the
@@ -124,8 +125,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
     base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
-    from .store import PACK_OPTIONS, check_pack_options
-    from .synth import SYNTH_OPTIONS, check_options as check_synth_options
+    from .store import PACK_OPTIONS, check_pack_options  # lazy: numba and pyarrow, ~1 s; profile errors come first
+    from .synth import SYNTH_OPTIONS, check_options as check_synth_options  # lazy: as store
 
     data = raw.get("data") or {}
     if not isinstance(data, dict):
@@ -227,8 +228,8 @@ def check_paths(prof: Profile) -> None:
 
 def prepare_data(prof: Profile) -> dict[str, str]:
     """Make and pack the run's data when needed; return fingerprints of the inputs."""
-    from . import store
-    from .synth import make_competition
+    from . import store  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
+    from .synth import make_competition  # lazy: as store
 
     data_dir = Path(prof.params.get("data_dir", "")) if prof.params.get("data_dir") else None
     synth = prof.data.get("synth")
@@ -248,7 +249,7 @@ def prepare_data(prof: Profile) -> dict[str, str]:
     return fingerprints
 
 
-def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | None = None,
+def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | None = None, allow_pack: bool = True,
                   **pack_kw) -> dict[str, dict]:
     """Pack ``data_dir`` into ``store_dir/{train,test}`` (and ``raw``) unless they are current.
 
@@ -257,9 +258,10 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
     notebook opened on its own): the kind of the training store already there, else
     "simplified". Google's raw ndjson beside simplified training files also gives a ``raw``
     store (times for the EDA and ``time3``). A store is current when it was packed from the same unchanged files with the
-    same kind, validation fraction and seed.
+    same kind, validation fraction and seed. ``allow_pack=False`` (one of several training
+    processes) only checks: a store that is not current is an error, not packed here.
     """
-    from . import store
+    from . import store  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
 
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"{data_dir}: no competition data here; run `make demo` for the synthetic "
@@ -296,6 +298,9 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
                                    f"and these settings {({k: v for k, v in kw.items() if k != 'workers'})}; "
                                    "pack it where it is written (e.g. the first kernel of the chain), or set "
                                    "store_dir to a writable folder")
+        if current is None and not allow_pack:
+            raise store.StoreError(f"{target}: not packed from {data_dir} with these settings; several training "
+                                   "processes do not pack: pack first (`doodle pack`, or one `doodle train` process)")
         if current is None:
             log.info(f"packing {len(sources)} file(s) into {target} (kind {kw['kind']})")
             current = store.pack(sources, target, progress=log.info, **kw)
@@ -305,7 +310,7 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
     return manifests
 
 
-def training_config(params: dict[str, Any]):
+def training_config(params: dict[str, Any], allow_pack: bool = True):
     """What notebooks 03 and 06 train, from their parameters: ``(TrainConfig, RunDirs)``.
 
     The folders are resolved like every notebook's (:func:`.paths.resolve_dirs`: empty
@@ -313,16 +318,16 @@ def training_config(params: dict[str, Any]):
     not current (:func:`ensure_stores`, with ``pack``), and the configuration for
     ``<out_dir>/train/<run_label>`` made (:func:`.train.run_config`; an empty ``run_label``
     is :func:`.train.default_run_label`) and checked. ``doodle train`` calls this too, so it
-    trains exactly what notebook 03 trains for the same values.
+    trains exactly what notebook 03 trains for the same values. ``allow_pack=False`` (each of
+    several torchrun processes) requires the stores packed already.
     """
-    from .paths import resolve_dirs
-    from .train import config_from_params, default_run_label, run_config
+    from .train import config_from_params, default_run_label, run_config  # lazy: torch and fastai, seconds
 
     # the values first, before any folder is made or any drawing packed (the test store is
     # only known after packing: a stand-in here, the real one checked below)
     config_from_params({**params, "store_dir": "", "out_dir": "", "test_store_dir": "-"}).check()
     dirs = resolve_dirs(params.get("data_dir", ""), params.get("store_dir", ""), params.get("out_dir", ""))
-    ensure_stores(dirs.data_dir, dirs.store_dir, **(params.get("pack") or {}))
+    ensure_stores(dirs.data_dir, dirs.store_dir, allow_pack=allow_pack, **(params.get("pack") or {}))
     label = params.get("run_label") or default_run_label(params)
     cfg = run_config(params, dirs.store_dir, dirs.out_dir, label)
     cfg.check()
@@ -529,7 +534,6 @@ class _Attempt:
 def _merge_metrics(out: Path, state: dict | None = None) -> None:
     """The run's ``metrics.json``: every notebook's recorded metrics; a notebook whose last run
     failed is flagged, its metrics kept apart as those of its last good run."""
-    from .results import read_metrics
 
     merged = read_metrics(out)
     for name, s in (state or {}).items():

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from .data import Drawings
+from .models import DoodleNet
+from .render import scaled
 
 FEATURES = ("x", "y", "dx", "dy", "time", "dt", "pen_down", "stroke_end")
 STEMS = ("auto", "drop", "keep")
@@ -136,7 +138,6 @@ def point_features(d: Drawings, budget: int = 128, resample: str = "length") -> 
     previous point; ``pen_down`` 0 at a stroke's first point (the move there was pen-up), else
     1; ``stroke_end`` 1 at a stroke's last point.
     """
-    from .render import _scaled
 
     if resample not in RESAMPLING:
         raise ValueError(f"resample must be one of {RESAMPLING}, got {resample!r}")
@@ -149,7 +150,7 @@ def point_features(d: Drawings, budget: int = 128, resample: str = "length") -> 
         return feats, mask
     lens = np.diff(d.stroke_offsets)
     stroke_all = np.repeat(np.arange(len(lens)), lens)
-    xy_all, time_all = _scaled(d), _point_time(d, stroke_all)
+    xy_all, time_all = scaled(d), _point_time(d, stroke_all)
     if resample == "index":
         sel, drawing, _ = sample_points(d, budget)
         stroke, xy, time = stroke_all[sel], xy_all[sel], time_all[sel]
@@ -242,7 +243,7 @@ class PointCNN(nn.Module):
         dilations, kernel: the 1-D stack (one block per dilation).
         stem: "drop" the ResNet stem, "keep" it, or "auto" (drop where the trunk has one).
         n_countries, country_dim: a country embedding joined before the head (0: none).
-        pretrained_path, drop_rate: as :class:`.train.DoodleNet`.
+        pretrained_path, drop_rate: as :class:`.models.DoodleNet`.
         ink: make the last point feature the constant 1 (see :class:`PointEncoder`).
     """
 
@@ -251,7 +252,6 @@ class PointCNN(nn.Module):
                  stem: str = "auto", n_countries: int = 0, country_dim: int = 0,
                  pretrained_path: str | Path | None = None, drop_rate: float = 0.0, ink: bool = False):
         super().__init__()
-        from .train import DoodleNet
 
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")

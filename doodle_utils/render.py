@@ -1,6 +1,7 @@
 """Rendering drawings to images on the CPU with OpenCV, in the variants the field uses.
 
-A renderer is chosen by name (``RENDERERS``, filled by :func:`register_renderer`):
+A renderer is chosen by name (``RENDERERS``: the variants of :mod:`.variants`, where each is
+defined once with its numpy and torch values):
 
 * ``mono``: one channel, white lines on black; ``fade=True`` dims later strokes the way the
   popular Kaggle kernel did (255 - 13 * min(i, 10) for stroke i).
@@ -23,196 +24,25 @@ a 256 canvas with the line width scaled up and then downsamples with area interp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import cv2
 import numpy as np
 
 from .data import Drawings
+from .render_numba import render_numba
+from .variants import (VARIANTS, RenderSpec, Segments, Variant, canvas_transform, register,  # noqa: F401 (the
+                       scaled, segments)  # render face re-exports what its callers used before .variants)
 
-RENDERERS: dict[str, "Renderer"] = {}
-
-
-@dataclass(frozen=True)
-class RenderSpec:
-    """How to draw: output size, line width (output pixels), anti-aliasing, padding, canvas."""
-
-    size: int = 64
-    line_width: float = 2.0
-    antialias: bool = True
-    pad: int = 2
-    base: int | None = None  # e.g. 256: draw there, then downsample to ``size``
-    fade: bool = False  # mono only: dim later strokes
-    cmap: str = "viridis"  # palette only: matplotlib colour map name
-
-
-@dataclass
-class Segments:
-    """Line segments of a batch: end points in canvas pixels and a value per channel.
-
-    Attributes:
-        p0, p1: (K, 2) float32 end points (x, y) in canvas pixels.
-        value: (K, C) uint8 channel values of each segment.
-        drawing: (K,) int64 drawing index of each segment (segments are in drawing order).
-        first: (K,) bool, True for the first segment of a stroke (for polylines).
-        stroke: (K,) int64 global stroke index of each segment.
-    """
-
-    p0: np.ndarray
-    p1: np.ndarray
-    value: np.ndarray
-    drawing: np.ndarray
-    stroke: np.ndarray
-    canvas: int
-    channels: int
-    n_drawings: int
-
-
-@dataclass(frozen=True)
-class Renderer:
-    name: str
-    channels: int
-    values: Callable[["_Geometry", RenderSpec], np.ndarray]  # (K, C) uint8 per segment
-    needs_time: bool = False
+RENDERERS = VARIANTS  # the variants by name (defined in .variants)
+Renderer = Variant  # the name before .variants
 
 
 def register_renderer(name: str, channels: int, needs_time: bool = False):
-    """Decorator: register a function computing per-segment channel values."""
+    """Decorator: register a variant by its numpy values only (the torch engines cannot draw
+    it; define both in :mod:`.variants` with :func:`.variants.register` for that)."""
     def deco(fn):
-        RENDERERS[name] = Renderer(name, channels, fn, needs_time)
+        register(Variant(name, channels, fn, needs_time))
         return fn
     return deco
-
-
-@dataclass
-class _Geometry:
-    """Per-point and per-segment facts the variants colour by."""
-
-    d: Drawings
-    xy: np.ndarray  # (P, 2) float64 in 0..255 (aligned and scaled)
-    seg_start: np.ndarray  # (K,) index of each segment's first point
-    seg_stroke: np.ndarray  # (K,) global stroke index
-    stroke_rank: np.ndarray  # (S,) stroke index within its drawing
-    stroke_total: np.ndarray  # (S,) strokes in the stroke's drawing
-    point_rank: np.ndarray  # (P,) point index within its stroke
-    point_total: np.ndarray  # (P,) points in the point's stroke
-    drawing_of_stroke: np.ndarray  # (S,) drawing index of each stroke
-
-
-def _scaled(d: Drawings) -> np.ndarray:
-    """Coordinates in 0..255: simplified and in-frame batches (``d.in_frame``: a timed store's,
-    or augmented) as they are, raw screen points aligned and scaled like Google's (each
-    drawing's minimum to 0 and its longer side to 255; vectorised over the batch)."""
-    xy = d.xy.astype(np.float64)
-    if not d.raw or d.in_frame or len(xy) == 0:
-        return xy
-    pts = d.stroke_offsets[d.drawing_offsets]
-    counts = np.diff(pts)
-    starts = pts[:-1][counts > 0]  # reduceat needs increasing starts: skip empty drawings
-    lo = np.minimum.reduceat(xy, starts, axis=0)
-    ext = (np.maximum.reduceat(xy, starts, axis=0) - lo).max(axis=1)
-    factor = 255.0 / np.where(ext > 0, ext, 1.0)
-    factor[ext <= 0] = 0.0
-    owner = np.repeat(np.arange(len(starts)), counts[counts > 0])
-    return (xy - lo[owner]) * factor[owner][:, None]
-
-
-def _geometry(d: Drawings) -> _Geometry:
-    so, do = d.stroke_offsets, d.drawing_offsets
-    lens = np.diff(so)
-    n_pts = int(so[-1])
-    stroke_of_point = np.repeat(np.arange(len(lens)), lens)
-    point_rank = np.arange(n_pts) - so[:-1][stroke_of_point]
-    point_total = lens[stroke_of_point]
-    # a segment joins point j and j+1 of the same stroke; a 1-point stroke gives a dot (j, j)
-    is_seg = point_rank < point_total - 1
-    single = point_total == 1
-    seg_start = np.flatnonzero(is_seg | single)
-    strokes_per_drawing = np.diff(do)
-    drawing_of_stroke = np.repeat(np.arange(len(d)), strokes_per_drawing)
-    stroke_rank = np.arange(len(lens)) - do[:-1][drawing_of_stroke]
-    return _Geometry(d, _scaled(d), seg_start, stroke_of_point[seg_start], stroke_rank,
-                     strokes_per_drawing[drawing_of_stroke], point_rank, point_total, drawing_of_stroke)
-
-
-def _ramp(pos: np.ndarray, total: np.ndarray, lo: float = 32.0, hi: float = 255.0) -> np.ndarray:
-    """lo -> hi as pos goes 0 -> total-1 (hi when total is 1)."""
-    frac = np.where(total > 1, pos / np.maximum(total - 1, 1), 1.0)
-    return np.rint(lo + (hi - lo) * frac).astype(np.uint8)
-
-
-@register_renderer("mono", 1)
-def _mono(g: _Geometry, spec: RenderSpec) -> np.ndarray:
-    if spec.fade:
-        v = 255 - 13 * np.minimum(g.stroke_rank[g.seg_stroke], 10)
-    else:
-        v = np.full(len(g.seg_start), 255)
-    return v.astype(np.uint8)[:, None]
-
-
-@register_renderer("palette", 3)
-def _palette(g: _Geometry, spec: RenderSpec) -> np.ndarray:
-    from matplotlib import colormaps
-
-    lut = (colormaps[spec.cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    s = g.seg_stroke
-    idx = _ramp(g.stroke_rank[s], g.stroke_total[s], 0, 255)
-    return lut[idx]
-
-
-@register_renderer("strokes3", 3)
-def _strokes3(g: _Geometry, spec: RenderSpec) -> np.ndarray:
-    j = g.seg_start
-    plain = np.full(len(j), 255, np.uint8)
-    along = _ramp(g.point_rank[j], g.point_total[j] - 1)  # segment k of the stroke's n-1: 32 -> 255
-    s = g.seg_stroke
-    across = _ramp(g.stroke_rank[s], g.stroke_total[s])
-    return np.stack([plain, along, across], axis=1)
-
-
-@register_renderer("time3", 3, needs_time=True)
-def _time3(g: _Geometry, spec: RenderSpec) -> np.ndarray:
-    d = g.d
-    if d.t is None:
-        raise ValueError("time3 needs raw drawings with timings (a raw store)")
-    t = d.t.astype(np.float64)
-    so, do = d.stroke_offsets, d.drawing_offsets
-    pts = so[do]
-    drawing_of_point = np.repeat(np.arange(len(d)), np.diff(pts))
-    t0 = t[pts[:-1]][drawing_of_point]
-    dur = np.maximum(t[pts[1:] - 1][drawing_of_point] - t0, 1.0)
-    j = g.seg_start
-    nxt = np.minimum(j + 1, len(t) - 1)
-    nxt = np.where(g.point_total[j] > 1, nxt, j)
-    since = _ramp(t[j] - t0[j], dur[j] + 1)  # fraction of the drawing's duration
-    dist = np.hypot(*(g.xy[nxt] - g.xy[j]).T)
-    speed = dist / np.maximum(t[nxt] - t[j], 1.0)  # canvas units (0..255) per ms
-    speed_v = np.rint(32 + 223 * np.clip(speed / 2.0, 0, 1)).astype(np.uint8)  # 2 units/ms = full
-    s = g.seg_stroke
-    stroke_v = _ramp(g.stroke_rank[s], g.stroke_total[s])
-    return np.stack([since, speed_v, stroke_v], axis=1)
-
-
-def canvas_transform(spec: RenderSpec) -> tuple[int, float, float]:
-    """(canvas size, offset, scale) mapping 0..255 coordinates to canvas pixels."""
-    canvas = spec.base or spec.size
-    pad = spec.pad * canvas / spec.size
-    return canvas, pad, (canvas - 1 - 2 * pad) / 255.0
-
-
-def segments(d: Drawings, variant: str, spec: RenderSpec = RenderSpec()) -> Segments:
-    """Every segment of a batch, in canvas pixels, with its channel values."""
-    if variant not in RENDERERS:
-        raise KeyError(f"unknown renderer {variant!r}; have {sorted(RENDERERS)}")
-    r = RENDERERS[variant]
-    g = _geometry(d)
-    canvas, pad, scale = canvas_transform(spec)
-    pix = g.xy * scale + pad
-    j = g.seg_start
-    nxt = np.where(g.point_total[j] > 1, j + 1, j)
-    return Segments(pix[j].astype(np.float32), pix[nxt].astype(np.float32), r.values(g, spec),
-                    g.drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, r.channels, len(d))
 
 
 ENGINES = ("opencv", "numba")  # how :func:`render` draws on the CPU
@@ -230,8 +60,6 @@ def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec(),
             (:func:`.render_numba.render_numba`: render_torch's rules compiled, faster per core).
     """
     if engine == "numba":
-        from .render_numba import render_numba
-
         return render_numba(d, variant, spec)
     if engine != "opencv":
         raise ValueError(f"unknown render engine {engine!r}; have {list(ENGINES)}")

@@ -15,7 +15,7 @@ order, and for each segment only the pixels of render_torch's stencil:
   (``_columns``); anti-aliased lines stop at ``v_c + reach * sec``, past which no pixel has ink;
 * per pixel the float32 operations of ``_coverage_keys``: anti-aliased coverage ``q =
   round(clip((reach - d) * slope, 0, 1) * 255)``, d the distance to the segment, reach and
-  slope from ``render_torch._pen`` (any line width). Aliased lines (``antialias=False``) are
+  slope from ``pen.opencv_pen`` (any line width). Aliased lines (``antialias=False``) are
   ported too, not handed to OpenCV: the exact 1-pixel Bresenham rule (equal to ``cv2.line``,
   tested) and, thicker, the polygon band plus the end circles;
 * runs (consecutive segments of one stroke with one value) are numbered as ``_runs`` does.
@@ -62,8 +62,8 @@ import numba
 import numpy as np
 
 from .data import Drawings
-from .render import RenderSpec, segments
-from .render_torch import _circle_spans, _pen
+from .pen import circle_spans, opencv_pen
+from .variants import RenderSpec, segments
 
 # kernel modes: how a stencil pixel gets its ink
 _AA, _THIN, _THICK = 0, 1, 2
@@ -263,7 +263,7 @@ def render_numba(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSp
 
     Args:
         d: the drawings (raw ones for variants that need times).
-        variant: a name in :data:`.render.RENDERERS`.
+        variant: a name in :data:`.variants.VARIANTS`.
         spec: size, line width (any; anti-aliased or not), padding, ``base`` canvas, colours.
 
     Returns:
@@ -273,9 +273,9 @@ def render_numba(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSp
     seg = segments(d, variant, spec)
     canvas, size, n = seg.canvas, spec.size, seg.n_drawings
     thickness = max(1, int(round(spec.line_width * canvas / size)))
-    pen = _pen(thickness, spec.antialias)
+    pen = opencv_pen(thickness, spec.antialias)
     mode = _AA if pen.antialias else (_THICK if pen.half_width else _THIN)
-    spans = np.asarray(_circle_spans(pen.cap) if pen.cap else (0,), np.int64)
+    spans = np.asarray(circle_spans(pen.cap) if pen.cap else (0,), np.int64)
     rows_h = int(math.floor(2 * pen.reach * math.sqrt(2.0))) + 1  # as render_torch._coverage_keys
     seg_bounds = np.searchsorted(seg.drawing, np.arange(n + 1)).astype(np.int64)
     if n and np.diff(seg_bounds).max() > _MAX_RUNS:

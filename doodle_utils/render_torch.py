@@ -5,7 +5,7 @@ What it holds:
 * :func:`segments_torch`: :func:`.render.segments` ported to torch. From CSR tensors on the
   device (``xy``, ``stroke_offsets``, ``drawing_offsets``, ``t``) it computes every segment's
   end points in canvas pixels and its channel values, for every variant in
-  :data:`.render.RENDERERS` (``TORCH_VALUES`` holds the twins), in float64 like numpy: the
+  :data:`.variants.VARIANTS` (each entry's torch values), in float64 like numpy: the
   result equals ``segments()`` exactly (tested for every variant, raw and simplified).
 * :func:`rasterise`: segments to images, vectorised over the whole batch.
 * :func:`render_packed` (CSR tensors in, images out: what training calls with store batches)
@@ -72,8 +72,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch
@@ -81,7 +79,8 @@ import torch.nn.functional as F
 
 from .data import Drawings
 from .devices import device_choices
-from .render import RENDERERS, RenderSpec, canvas_transform
+from .pen import Pen, circle_spans, opencv_pen
+from .variants import VARIANTS, RenderSpec, TorchSegments, canvas_transform, torch_geometry, variant_named
 
 # Agreement with render.render that the tests assert (keys: spec.antialias): mean absolute
 # difference per pixel and channel (0..255) at most MAX_MAD * 64 / size, and IoU of the inked
@@ -95,146 +94,6 @@ _SQRT2 = math.sqrt(2.0)
 # --------------------------------------------------------------------------- geometry
 
 
-@dataclass
-class TorchSegments:
-    """:class:`.render.Segments` as tensors on one device (same fields, same meaning)."""
-
-    p0: torch.Tensor  # (K, 2) float32 canvas pixels
-    p1: torch.Tensor
-    value: torch.Tensor  # (K, C) uint8
-    drawing: torch.Tensor  # (K,) int64
-    stroke: torch.Tensor  # (K,) int64
-    canvas: int
-    channels: int
-    n_drawings: int
-
-
-@dataclass
-class _Geometry:
-    """Per-point and per-segment facts, as in :class:`.render._Geometry` (tensors)."""
-
-    xy: torch.Tensor  # (P, 2) float64 in 0..255
-    t: torch.Tensor | None  # (P,) float64 ms, raw only
-    point_offsets: torch.Tensor  # (D+1,) first point of each drawing
-    drawing_of_point: torch.Tensor
-    drawing_of_stroke: torch.Tensor
-    seg_start: torch.Tensor
-    seg_stroke: torch.Tensor
-    stroke_rank: torch.Tensor
-    stroke_total: torch.Tensor
-    point_rank: torch.Tensor
-    point_total: torch.Tensor
-
-
-def _geometry(xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor, t: torch.Tensor | None,
-              every_point: bool = False, in_frame: bool = False) -> _Geometry:
-    """Per-point and per-segment facts; ``every_point`` treats every point as a segment start
-    (fixed shapes, no host sync: :mod:`.render_triton` masks the points that start none);
-    ``in_frame``: points with times already in the 0..255 frame (not aligned and scaled)."""
-    dev = xy.device
-    n_pts, n_strokes, n_draw = xy.shape[0], so.numel() - 1, do.numel() - 1
-    lens = so[1:] - so[:-1]
-    stroke_of_point = torch.repeat_interleave(torch.arange(n_strokes, device=dev), lens, output_size=n_pts)
-    point_rank = torch.arange(n_pts, device=dev) - so[:-1][stroke_of_point]
-    point_total = lens[stroke_of_point]
-    # a segment joins point j and j+1 of the same stroke; a 1-point stroke gives a dot (j, j)
-    if every_point:
-        seg_start = torch.arange(n_pts, device=dev)
-    else:
-        seg_start = torch.nonzero((point_rank < point_total - 1) | (point_total == 1)).flatten()
-    per_drawing = do[1:] - do[:-1]
-    drawing_of_stroke = torch.repeat_interleave(torch.arange(n_draw, device=dev), per_drawing,
-                                                output_size=n_strokes)
-    stroke_rank = torch.arange(n_strokes, device=dev) - do[:-1][drawing_of_stroke]
-    drawing_of_point = drawing_of_stroke[stroke_of_point]
-    point_offsets = so[do]
-    pts = xy.to(torch.float64)
-    if t is not None and not in_frame:  # raw: each drawing aligned to 0, its longer side scaled to 255
-        idx = drawing_of_point[:, None].expand(-1, 2)
-        lo = torch.full((n_draw, 2), math.inf, dtype=torch.float64, device=dev).scatter_reduce(0, idx, pts, "amin")
-        hi = torch.full((n_draw, 2), -math.inf, dtype=torch.float64, device=dev).scatter_reduce(0, idx, pts, "amax")
-        ext = (hi - lo).amax(dim=1)
-        factor = torch.where(ext > 0, 255.0 / ext, 0.0)
-        pts = (pts - lo[drawing_of_point]) * factor[drawing_of_point][:, None]
-        t = t.to(torch.float64)
-    return _Geometry(pts, t, point_offsets, drawing_of_point, drawing_of_stroke, seg_start,
-                     stroke_of_point[seg_start], stroke_rank, per_drawing[drawing_of_stroke],
-                     point_rank, point_total)
-
-
-def _ramp(pos: torch.Tensor, total: torch.Tensor, lo: float = 32.0, hi: float = 255.0) -> torch.Tensor:
-    """lo -> hi as pos goes 0 -> total-1 (hi when total is 1); float64 like the numpy version."""
-    pos, total = pos.to(torch.float64), total.to(torch.float64)
-    frac = torch.where(total > 1, pos / torch.clamp(total - 1, min=1), 1.0)
-    return torch.round(lo + (hi - lo) * frac).to(torch.uint8)
-
-
-TORCH_VALUES: dict[str, Callable[[_Geometry, RenderSpec], torch.Tensor]] = {}
-
-
-def _values(name: str):
-    """Register the torch twin of a :data:`.render.RENDERERS` entry's channel values."""
-    def deco(fn):
-        TORCH_VALUES[name] = fn
-        return fn
-    return deco
-
-
-@_values("mono")
-def _mono(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
-    if spec.fade:
-        v = 255 - 13 * torch.clamp(g.stroke_rank[g.seg_stroke], max=10)
-    else:
-        v = torch.full_like(g.seg_start, 255)
-    return v.to(torch.uint8)[:, None]
-
-
-@lru_cache(maxsize=8)
-def _lut(cmap: str) -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-
-
-@lru_cache(maxsize=16)
-def _lut_on(cmap: str, device: torch.device) -> torch.Tensor:
-    """The colour map on ``device``, copied once (a copy per batch would wait for the device)."""
-    return torch.from_numpy(_lut(cmap)).to(device)
-
-
-@_values("palette")
-def _palette(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
-    lut = _lut_on(spec.cmap, g.xy.device)
-    s = g.seg_stroke
-    return lut[_ramp(g.stroke_rank[s], g.stroke_total[s], 0, 255).long()]
-
-
-@_values("strokes3")
-def _strokes3(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
-    j, s = g.seg_start, g.seg_stroke
-    plain = torch.full_like(j, 255).to(torch.uint8)
-    along = _ramp(g.point_rank[j], g.point_total[j] - 1)
-    across = _ramp(g.stroke_rank[s], g.stroke_total[s])
-    return torch.stack([plain, along, across], dim=1)
-
-
-@_values("time3")
-def _time3(g: _Geometry, spec: RenderSpec) -> torch.Tensor:
-    if g.t is None:
-        raise ValueError("time3 needs raw drawings with timings (a raw store)")
-    t, po, dp = g.t, g.point_offsets, g.drawing_of_point
-    t0 = t[po[:-1].clamp(max=max(len(t) - 1, 0))][dp]
-    dur = torch.clamp(t[(po[1:] - 1).clamp(min=0)][dp] - t0, min=1.0)
-    j = g.seg_start
-    nxt = torch.where(g.point_total[j] > 1, torch.clamp(j + 1, max=len(t) - 1), j)
-    since = _ramp(t[j] - t0[j], dur[j] + 1)
-    diff = g.xy[nxt] - g.xy[j]
-    speed = torch.hypot(diff[:, 0], diff[:, 1]) / torch.clamp(t[nxt] - t[j], min=1.0)
-    speed_v = torch.round(32 + 223 * torch.clamp(speed / 2.0, 0, 1)).to(torch.uint8)
-    s = g.seg_stroke
-    return torch.stack([since, speed_v, _ramp(g.stroke_rank[s], g.stroke_total[s])], dim=1)
-
-
 def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets: torch.Tensor,
                    t: torch.Tensor | None = None, variant: str = "mono", spec: RenderSpec = RenderSpec(),
                    device: str | torch.device | None = None, in_frame: bool = False) -> TorchSegments:
@@ -244,7 +103,7 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
         xy: (P, 2) points, uint8 (simplified) or float (raw, aligned and scaled here).
         stroke_offsets, drawing_offsets: the CSR offsets of :class:`.data.Drawings` (int64).
         t: (P,) milliseconds for raw drawings, else None (as ``Drawings.t``: raw iff given).
-        variant: a name in :data:`.render.RENDERERS`.
+        variant: a name in :data:`.variants.VARIANTS`.
         spec: size, padding and canvas (``base``).
         device: where to compute; default the device of ``xy``.
         in_frame: ``xy`` is in the 0..255 frame although ``t`` is given (``Drawings.in_frame``).
@@ -252,68 +111,22 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
     Returns:
         :class:`TorchSegments` equal to :func:`.render.segments` of the same batch.
     """
-    if variant not in RENDERERS:
-        raise KeyError(f"unknown renderer {variant!r}; have {sorted(RENDERERS)}")
-    if variant not in TORCH_VALUES:
-        raise KeyError(f"renderer {variant!r} has no torch implementation in render_torch")
+    v = variant_named(variant)
+    if v.torch_values is None:
+        raise KeyError(f"renderer {variant!r} has no torch values (register it in .variants with both)")
     dev = torch.device(device) if device is not None else xy.device
     xy, so, do = xy.to(dev), stroke_offsets.to(dev, torch.int64), drawing_offsets.to(dev, torch.int64)
     t = None if t is None else t.to(dev)
-    g = _geometry(xy, so, do, t, in_frame=in_frame)
+    g = torch_geometry(xy, so, do, t, in_frame=in_frame)
     canvas, pad, scale = canvas_transform(spec)
     pix = g.xy * scale + pad
     j = g.seg_start
     nxt = torch.where(g.point_total[j] > 1, j + 1, j)
-    return TorchSegments(pix[j].to(torch.float32), pix[nxt].to(torch.float32), TORCH_VALUES[variant](g, spec),
-                         g.drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, RENDERERS[variant].channels,
-                         do.numel() - 1)
+    return TorchSegments(pix[j].to(torch.float32), pix[nxt].to(torch.float32), v.torch_values(g, spec),
+                         g.drawing_of_stroke[g.seg_stroke], g.seg_stroke, canvas, v.channels, do.numel() - 1)
 
 
 # --------------------------------------------------------------------------- rasterising
-
-@dataclass(frozen=True)
-class _Pen:
-    """How one (thickness, antialias) pair draws, in canvas pixels."""
-
-    thickness: int
-    antialias: bool
-    reach: float  # no ink farther than this from the segment
-    aa_slope: float = 1.0  # AA coverage = clip((reach - d) * aa_slope, 0, 1)
-    half_width: float = 0.0  # aliased: the polygon's half width (0: 1-pixel line)
-    cap: int = 0  # aliased: radius of the end-point circles (0: none)
-
-
-def _pen(thickness: int, antialias: bool) -> _Pen:
-    """OpenCV's line of this thickness: fitted reach for AA, its polygon and circles for LINE_8."""
-    if antialias:  # reach and slope fitted on whole drawings (see the module docstring)
-        if thickness == 1:  # one anti-aliased 1-pixel line
-            return _Pen(1, True, 1.15, 1.0)
-        hw = (thickness + (thickness & 1)) / 2  # odd: OpenCV widens the polygon to (t + 1) / 2
-        return _Pen(thickness, True, hw + 1.25, 0.9)
-    if thickness == 1:  # exact (see _thin_aliased)
-        return _Pen(1, False, 1.5)
-    hw = (thickness + (thickness & 1)) / 2
-    cap = (thickness + 1) // 2
-    return _Pen(thickness, False, max(hw, cap) + 1.0, half_width=hw, cap=cap)
-
-
-@lru_cache(maxsize=32)
-def _circle_spans(radius: int) -> tuple[int, ...]:
-    """Half-width of OpenCV's filled midpoint circle at each row offset 0..radius."""
-    span = [-1] * (radius + 1)
-    err, dx, dy, plus, minus = 0, radius, 0, 1, (radius << 1) - 1
-    while dx >= dy:
-        span[dy] = max(span[dy], dx)
-        span[dx] = max(span[dx], dy)
-        dy += 1
-        err += plus
-        plus += 2
-        mask = (err <= 0) - 1
-        err -= minus & mask
-        dx += mask
-        minus -= mask & 2
-    return tuple(span)
-
 
 @dataclass
 class _Frame:
@@ -383,7 +196,7 @@ def _thin_aliased(seg: TorchSegments, k: torch.Tensor, x: torch.Tensor, y: torch
     return (i >= 0) & (i <= D) & on_minor
 
 
-def _coverage_keys(seg: TorchSegments, pen: _Pen, run: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _coverage_keys(seg: TorchSegments, pen: Pen, run: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per stencil pixel: flat pixel index and key ``(run + 1) * 256 + coverage`` (anti-aliased)
     or ``run + 1`` (aliased); 0 where the pixel gets no ink."""
     S = seg.canvas
@@ -411,7 +224,7 @@ def _coverage_keys(seg: TorchSegments, pen: _Pen, run: torch.Tensor) -> tuple[to
         along = proj * length
         inked = ((pv - f.slope[k][:, None] * pu).abs() <= pen.half_width * sec + 0.5) & (length > 0)
         inked &= (along >= -0.5 / sec) & (along <= length + 0.5 / sec)
-        spans = torch.tensor(_circle_spans(pen.cap), device=c.device)
+        spans = torch.tensor(circle_spans(pen.cap), device=c.device)
         for cu, cv in ((f.u0, f.v0), (f.u0 + f.du, f.v0 + f.dv)):  # circles at the rounded ends
             ou = (c - torch.floor(cu + 0.5).to(torch.int64)[k]).abs()[:, None]
             ov = (rows - torch.floor(cv + 0.5).to(torch.int64)[k][:, None]).abs()
@@ -448,7 +261,7 @@ def rasterise(seg: TorchSegments, spec: RenderSpec, out_dtype: torch.dtype = tor
     S, C, N = seg.canvas, seg.channels, seg.n_drawings
     dev = seg.p0.device
     thickness = max(1, int(round(spec.line_width * S / spec.size)))
-    pen = _pen(thickness, spec.antialias)
+    pen = opencv_pen(thickness, spec.antialias)
     K = len(seg.stroke)
     run = _runs(seg)
     table = torch.zeros(K + 1, C, dtype=torch.float32, device=dev)  # row r + 1: run r's value
@@ -493,7 +306,7 @@ def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offset
     ``channels_last`` returns that memory format. ``in_frame``: points with times already in
     the 0..255 frame (a timed store's, or an augmented batch), not aligned and scaled.
     """
-    from . import render_triton
+    from . import render_triton  # lazy: Triton is optional and CUDA-only; imported when a batch is drawn
 
     if engine not in ("auto", "torch", "triton"):
         raise ValueError(f"engine must be 'auto', 'torch' or 'triton', got {engine!r}")
@@ -524,3 +337,14 @@ def render_torch(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSp
     """Render a batch like :func:`.render.render`, on ``device``: (N, C, size, size) tensor."""
     return render_packed(*to_tensors(d, device), variant=variant, spec=spec, out_dtype=out_dtype, engine=engine,
                          in_frame=d.in_frame)
+
+
+def __getattr__(name: str):
+    """``TORCH_VALUES``, the torch twins by variant name before :mod:`.variants` held both."""
+    if name == "TORCH_VALUES":
+        import warnings
+
+        warnings.warn("render_torch.TORCH_VALUES is deprecated: use variants.VARIANTS[name].torch_values",
+                      DeprecationWarning, stacklevel=2)
+        return {n: v.torch_values for n, v in VARIANTS.items() if v.torch_values is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

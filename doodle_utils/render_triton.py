@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from .devices import device_choices
-from .render import RENDERERS, RenderSpec, canvas_transform
+from .pen import opencv_pen
+from .variants import RenderSpec, canvas_transform, torch_geometry, variant_named
 
 try:
     import triton
@@ -88,13 +89,10 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
     End points are rounded to 1/16 px and ``dx, dy, 1 / length**2`` computed in float32 by
     the same operations as :func:`.render_torch._frame`, so the kernel's inputs are equal.
     """
-    from .render_torch import TORCH_VALUES, _geometry
-
-    if variant not in RENDERERS:
-        raise KeyError(f"unknown renderer {variant!r}; have {sorted(RENDERERS)}")
+    v = variant_named(variant)
     dev = xy.device
     so, do = stroke_offsets.to(dev, torch.int64), drawing_offsets.to(dev, torch.int64)
-    g = _geometry(xy, so, do, None if t is None else t.to(dev), every_point=True, in_frame=in_frame)
+    g = torch_geometry(xy, so, do, None if t is None else t.to(dev), every_point=True, in_frame=in_frame)
     canvas, pad, scale = canvas_transform(spec)
     pix = (g.xy * scale + pad).to(torch.float32)
     n = pix.shape[0]
@@ -107,7 +105,7 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
     inv = torch.where(len2 > 0, 1.0 / len2.clamp(min=1e-12), 0.0)
     seg = torch.cat([p0, d, inv[:, None], p1, torch.zeros_like(inv)[:, None]], dim=1).contiguous()
     is_seg = (g.point_rank < g.point_total - 1) | (g.point_total == 1)
-    value = TORCH_VALUES[variant](g, spec)
+    value = v.torch_values(g, spec)
     new_run = g.point_rank == 0
     if n > 1:
         new_run[1:] |= (value[1:] != value[:-1]).any(dim=1)
@@ -116,7 +114,7 @@ def point_table(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offsets:
     c = value.shape[1]  # slices, not a list index (that would copy an index tensor to the device)
     vals = torch.stack([value[:, 0], value[:, min(1, c - 1)], value[:, min(2, c - 1)]], dim=1)
     return PointTable(seg, run.contiguous(), vals.contiguous(), g.point_offsets.contiguous(),
-                      canvas, RENDERERS[variant].channels, do.numel() - 1)
+                      canvas, v.channels, do.numel() - 1)
 
 
 if triton is not None:
@@ -213,14 +211,13 @@ def rasterise_points(tab: PointTable, spec: RenderSpec, out_dtype: torch.dtype =
     ``out_dtype`` uint8 gives 0..255, a float dtype 0..1 (not rounded), as
     :func:`.render_torch.rasterise`; ``channels_last`` returns that memory format.
     """
-    from .render_torch import _pen
 
     if not supports(spec):
         raise ValueError("the Triton rasteriser draws anti-aliased pens only (spec.antialias=True)")
     if triton is None:
         raise RuntimeError("the Triton rasteriser needs the triton package")
     S, C, N = tab.canvas, tab.channels, tab.n_drawings
-    pen = _pen(max(1, int(round(spec.line_width * S / spec.size))), True)
+    pen = opencv_pen(max(1, int(round(spec.line_width * S / spec.size))), True)
     direct = S == spec.size
     fmt = torch.channels_last if channels_last and direct else torch.contiguous_format
     img = torch.empty((N, C, S, S), dtype=torch.float32, device=tab.seg.device, memory_format=fmt)

@@ -47,6 +47,7 @@ import pandas as pd
 
 from . import _parse, data, options
 from ._files import folder_lock, sha256_file, write_text_atomic
+from .simplify import simplify_packed, simplify_packed_timed
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
 PART_FORMAT = 3  # the layout of a part folder; parts of another format are packed again
@@ -130,11 +131,9 @@ def _pack_part(job: _Job) -> dict:
         for chunk in data.iter_file(src, **reader_kw):
             d = chunk.drawings
             if job.kind == "simplified" and d.raw:
-                from .simplify import simplify_packed
                 xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
                 d = data.Drawings(xy, None, so, do)
             elif job.kind == "timed":
-                from .simplify import simplify_packed_timed
                 d = data.Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
             d, m, lines, ts = _drop_long_strokes(src, chunk, d, job.lenient, report)
             lens = np.diff(d.stroke_offsets)

@@ -62,67 +62,19 @@ from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
 from fastai.learner import AvgSmoothLoss
 
-from ._files import atomic_path, folder_lock, save_npy_atomic, write_text_atomic
+from ._files import atomic_path, folder_lock, save_npy_atomic, sha256_file, write_text_atomic
 from .devices import PRECISIONS, announce, device_choices
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
+from .metrics import map3, map_at_k, top3_accuracy
+from .models import DoodleNet, create_backbone  # noqa: F401 (importable from here, as before models.py)
+from .pointcnn import RESAMPLING, STEMS, PointCNN
 from .render import RENDERERS
+from .store import Store
 
 log = logging.getLogger("doodle.train")
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-# --------------------------------------------------------------------------- model
-
-def create_backbone(arch: str, num_classes: int, in_chans: int, pretrained_path: str | Path | None = None,
-                    drop_rate: float = 0.0) -> torch.nn.Module:
-    """A timm model (``num_classes=0``: pooled features), weights from a local file if given:
-    timm loads it through its pretrained-config ``file`` route, dropping the classifier when
-    the class count differs and adapting the first convolution to ``in_chans``."""
-    import timm
-
-    kw: dict[str, Any] = dict(in_chans=in_chans, drop_rate=drop_rate)
-    if pretrained_path:
-        if not Path(pretrained_path).is_file():
-            raise FileNotFoundError(f"pretrained weights {pretrained_path}: no such file")
-        kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
-    try:
-        return timm.create_model(arch, num_classes=num_classes, **kw)
-    except RuntimeError as e:
-        if "Unknown model" not in str(e):
-            raise
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
-        raise ValueError(f"unknown timm model {arch!r} (similar: {close})") from e
-
-
-class DoodleNet(torch.nn.Module):
-    """A timm backbone on rendered drawings, optionally joined by a country embedding.
-
-    Args:
-        arch: any timm model name (``timm.list_models()``).
-        n_classes, in_chans: output classes and image channels (timm adapts the first layer).
-        n_countries, country_dim: the country vocabulary size and embedding width (0: none).
-            With an embedding the backbone's pooled features and the country vector are
-            concatenated before a linear head.
-        pretrained_path: a local weights file (``.pth``/``.bin``/``.safetensors``, e.g. from a
-            Kaggle weights dataset). timm loads it through its pretrained-config ``file``
-            route: the classifier is dropped when the class count differs and the first
-            convolution is adapted to ``in_chans``.
-        drop_rate: dropout before the classifier.
-    """
-
-    def __init__(self, arch: str, n_classes: int, in_chans: int = 3, n_countries: int = 0,
-                 country_dim: int = 0, pretrained_path: str | None = None, drop_rate: float = 0.0):
-        super().__init__()
-        self.body = create_backbone(arch, 0 if country_dim else n_classes, in_chans, pretrained_path, drop_rate)
-        self.country = torch.nn.Embedding(n_countries + 1, country_dim) if country_dim else None
-        self.head = torch.nn.Linear(self.body.num_features + country_dim, n_classes) if country_dim else None
-
-    def forward(self, x: torch.Tensor, country: torch.Tensor | None = None) -> torch.Tensor:
-        if self.country is None:
-            return self.body(x)
-        return self.head(torch.cat([self.body(x), self.country(country)], dim=1))
 
 
 # --------------------------------------------------------------------------- configuration
@@ -207,7 +159,6 @@ class TrainConfig:
         if self.model not in MODELS:
             bad("model", f"one of {MODELS}")
         if self.model == "points":
-            from .pointcnn import RESAMPLING, STEMS
             if self.points < 2:
                 bad("points", "a drawing needs a budget of at least 2 points")
             if self.grid < 2 or self.point_dim < 1:
@@ -403,7 +354,6 @@ def _committed_state(folder: Path) -> dict | None:
     """
     import pandas as pd
 
-    from ._files import sha256_file
 
     for sub in (folder, folder / "snapshots", folder / "preds"):
         for tmp in sub.glob(".*.tmp"):
@@ -457,7 +407,6 @@ class Checkpoint(TrainOnly):
 
         if rank_distrib() or skipped(self):
             return
-        from ._files import sha256_file
 
         nxt = self.folder / NEXT_CHECKPOINT
         with atomic_path(nxt) as tmp:
@@ -565,12 +514,10 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     from fastai.metrics import accuracy
     from fastai.optimizer import SGD, Adam
 
-    from .metrics import map3, top3_accuracy
 
     base = _base_dl(dls.train)
     n_classes = len(base.source.words)
     if cfg.model == "points":
-        from .pointcnn import PointCNN
         model = PointCNN(cfg.arch, n_classes, base.channels, cfg.grid, cfg.point_dim, cfg.dilations,
                          cfg.point_kernel, cfg.stem, n_countries, cfg.country_dim, cfg.pretrained_path,
                          cfg.drop_rate, cfg.ink)
@@ -678,7 +625,6 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
                         channels_last=cfg.channels_last and cfg.model == "image",
                         input=cfg.model, points=cfg.points, resample=cfg.resample)
     if cfg.pseudo_preds:
-        from .store import Store
         vocab = Store(cfg.store_dir, verify="none").countries
         lcfg.pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
                                                     cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
@@ -896,7 +842,6 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
     .npy files) and a manifest naming the classes, labels and test key_ids."""
     from fastai.torch_core import get_model
 
-    from .metrics import map_at_k
 
     folder.mkdir(parents=True, exist_ok=True)
     src = _base_dl(valid_dl).source

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .store import Store
+
 
 def plot_history(history: pd.DataFrame):
     """Losses and MAP@3 per epoch, beside what each epoch trained with (LR, batch, size)."""
@@ -105,7 +107,6 @@ def run_table(out_dir: str | Path) -> pd.DataFrame:
 
 def _train_size(store_dir: str) -> int | None:
     """Drawings in a store's training split (None when the store is gone)."""
-    from .store import Store
 
     try:
         return len(Store(store_dir, verify="none").train_idx)

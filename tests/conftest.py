@@ -4,7 +4,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from doodle_utils import synth
+from doodle_utils.data import Drawings
+from doodle_utils.render import RENDERERS, RenderSpec
+from doodle_utils.render_torch import INK_THRESHOLD
+from doodle_utils.simplify import simplify_packed
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "quickdraw_sample"
@@ -74,3 +81,56 @@ def pytest_terminal_summary(terminalreporter) -> None:
     total = sum(FAULT_PROBES[k, "run"] for k in kinds)
     handled = sum(FAULT_PROBES[k, "handled"] for k in kinds)
     terminalreporter.write_line(f"all: {handled} of {total} handled")
+
+
+# --------------------------------------------------------------------------- render helpers
+
+SIZES = (32, 64, 128)  # the render agreement checks' image sizes
+
+
+def simplified(*strokes) -> Drawings:
+    return Drawings.from_strokes([[np.array(s, np.uint8) for s in strokes]])
+
+
+def raw(*strokes) -> Drawings:
+    return Drawings.from_strokes([[np.array(s, np.float64) for s in strokes]], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def batches() -> dict[str, Drawings]:
+    """36 synthetic drawings (3 of each of 12 classes): raw with times, and Google-simplified."""
+    rng = np.random.default_rng(7)
+    strokes = [synth.draw(synth.CLASSES[i % 12], rng) for i in range(36)]
+    r = Drawings.from_strokes(strokes, dtype=np.float64)
+    xy, so, do = simplify_packed(r.xy, r.stroke_offsets, r.drawing_offsets)
+    return {"raw": r, "simplified": Drawings(xy, None, so, do)}
+
+
+def spec_grid(antialias: bool) -> list[RenderSpec]:
+    """The agreement checks' specs: every size of SIZES, drawn directly and on a 256 base."""
+    return [RenderSpec(size=size, antialias=antialias, base=base) for size in SIZES for base in (None, 256)]
+
+
+def batch_for(batches, variant: str) -> Drawings:
+    return batches["raw" if RENDERERS[variant].needs_time else "simplified"]
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean absolute difference (0..255) and IoU of the inked masks (any channel > threshold)."""
+    mad = float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+    ma, mb = (a > INK_THRESHOLD).any(axis=1), (b > INK_THRESHOLD).any(axis=1)
+    union = (ma | mb).sum()
+    return mad, float((ma & mb).sum() / union) if union else 1.0
+
+
+def make_nb(path: Path, params: str, *body: str) -> Path:
+    """A small notebook: a ``parameters`` cell, then one code cell per ``body`` string."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"),
+                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+                *[nbformat.v4.new_code_cell(b) for b in body]]
+    nbformat.write(nb, path)
+    return path

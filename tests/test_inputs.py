@@ -124,8 +124,13 @@ def test_submission_classes_come_from_the_competition_beside_the_sample(comp, tm
 
 def test_an_installed_package_carries_the_class_list(tmp_path):
     """A wheel (not the editable checkout) holds the category list, and its CLI uses it."""
+    import shutil
+
+    src = tmp_path / "src"  # a clean copy: setuptools' build/ folder would keep stale files
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "*.egg-info",
+                                                             "__pycache__", "benchmarks", "notebooks"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "wheel"), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(tmp_path / "wheel"), str(src)], check=True, capture_output=True)
     wheel = next((tmp_path / "wheel").glob("doodle_utils-*.whl"))
     assert "doodle_utils/quickdraw_categories.txt" in zipfile.ZipFile(wheel).namelist()
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from doodle_utils import kaggle
-from conftest import ROOT
-from test_pipeline import make_nb
+from conftest import ROOT, make_nb
 
 
 @pytest.fixture()

@@ -8,17 +8,8 @@ import nbformat
 import pytest
 import yaml
 
+from conftest import make_nb
 from doodle_utils import pipeline
-
-
-def make_nb(path: Path, params: str, *body: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"),
-                nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
-                *[nbformat.v4.new_code_cell(b) for b in body]]
-    nbformat.write(nb, path)
-    return path
 
 
 RECORD = "from doodle_utils.results import record_metrics\nrecord_metrics(out_dir, NAME, {'n': n, 'word': word})"

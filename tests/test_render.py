@@ -120,10 +120,10 @@ def test_raw_drawings_are_aligned_and_scaled_per_drawing(sample_dir):
     """Each raw drawing's minimum goes to 0 and its longer side to 255, one drawing at a time,
     whatever sits beside it in the batch (empty drawings and single points included)."""
     from doodle_utils.data import read_file
-    from doodle_utils.render import _scaled
+    from doodle_utils.render import scaled
 
     d = read_file(sorted((sample_dir / "raw").glob("*.ndjson"))[0])[1].take(np.arange(20))
-    got = _scaled(d)
+    got = scaled(d)
     pts = d.stroke_offsets[d.drawing_offsets]
     for i in range(len(d)):
         v = d.xy[pts[i]:pts[i + 1]].astype(np.float64)
@@ -131,7 +131,7 @@ def test_raw_drawings_are_aligned_and_scaled_per_drawing(sample_dir):
         np.testing.assert_array_equal(got[pts[i]:pts[i + 1]], (v - lo) * (255.0 / (v.max(axis=0) - lo).max()))
     xy, t = np.array([[5.0, 7.0], [1.0, 2.0], [3.0, 9.0]]), np.array([0.0, 0.0, 10.0])
     odd = Drawings(xy, t, np.array([0, 1, 3]), np.array([0, 1, 1, 2]))  # a dot, no strokes, a line
-    np.testing.assert_allclose(_scaled(odd), [[0, 0], [0, 0], [255 * 2 / 7, 255]])
+    np.testing.assert_allclose(scaled(odd), [[0, 0], [0, 0], [255 * 2 / 7, 255]])
 
 
 # --------------------------------------------------------------------------- drawings with times in the frame

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_render_torch import agreement, batch_for, batches, simplified, spec_grid  # noqa: F401 (batches: fixture)
 
+from conftest import agreement, batch_for, simplified, spec_grid
 from doodle_utils import data
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec, render

@@ -13,48 +13,13 @@ from hypothesis import strategies as st
 from doodle_utils import synth
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec, render, segments
-from doodle_utils.render_torch import (INK_THRESHOLD, MAX_MAD, MIN_IOU, TORCH_VALUES, render_packed,
-                                       render_torch, segments_torch, to_tensors)
-from doodle_utils.simplify import simplify_packed
+from doodle_utils.render_torch import (INK_THRESHOLD, MAX_MAD, MIN_IOU, render_packed, render_torch, segments_torch,
+                                       to_tensors)
+from doodle_utils.variants import VARIANTS
 
-SIZES = (32, 64, 128)
+from conftest import SIZES, agreement, batch_for, raw, simplified, spec_grid  # noqa: F401 (shared render helpers)
 SPEC = RenderSpec(size=64, line_width=2, antialias=False, pad=2)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def simplified(*strokes) -> Drawings:
-    return Drawings.from_strokes([[np.array(s, np.uint8) for s in strokes]])
-
-
-def raw(*strokes) -> Drawings:
-    return Drawings.from_strokes([[np.array(s, np.float64) for s in strokes]], dtype=np.float64)
-
-
-@pytest.fixture(scope="module")
-def batches() -> dict[str, Drawings]:
-    """36 synthetic drawings (3 of each of 12 classes): raw with times, and Google-simplified."""
-    rng = np.random.default_rng(7)
-    strokes = [synth.draw(synth.CLASSES[i % 12], rng) for i in range(36)]
-    r = Drawings.from_strokes(strokes, dtype=np.float64)
-    xy, so, do = simplify_packed(r.xy, r.stroke_offsets, r.drawing_offsets)
-    return {"raw": r, "simplified": Drawings(xy, None, so, do)}
-
-
-def spec_grid(antialias: bool) -> list[RenderSpec]:
-    """The agreement checks' specs: every size of SIZES, drawn directly and on a 256 base."""
-    return [RenderSpec(size=size, antialias=antialias, base=base) for size in SIZES for base in (None, 256)]
-
-
-def batch_for(batches, variant: str) -> Drawings:
-    return batches["raw" if RENDERERS[variant].needs_time else "simplified"]
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean absolute difference (0..255) and IoU of the inked masks (any channel > threshold)."""
-    mad = float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-    ma, mb = (a > INK_THRESHOLD).any(axis=1), (b > INK_THRESHOLD).any(axis=1)
-    union = (ma | mb).sum()
-    return mad, float((ma & mb).sum() / union) if union else 1.0
 
 
 def assert_segments_equal(d: Drawings, variant: str, spec: RenderSpec, device: str = "cpu") -> None:
@@ -65,8 +30,14 @@ def assert_segments_equal(d: Drawings, variant: str, spec: RenderSpec, device: s
     assert (got.canvas, got.channels, got.n_drawings) == (want.canvas, want.channels, want.n_drawings)
 
 
-def test_every_renderer_has_a_torch_twin():
-    assert set(TORCH_VALUES) == set(RENDERERS)
+def test_every_variant_has_torch_values():
+    """One registry: each variant holds its numpy and its torch values (this file's agreement
+    tests walk it), and the old name still answers, with a warning."""
+    assert set(VARIANTS) == set(RENDERERS) and all(v.torch_values is not None for v in VARIANTS.values())
+    import doodle_utils.render_torch as rt
+
+    with pytest.warns(DeprecationWarning, match="TORCH_VALUES"):
+        assert set(rt.TORCH_VALUES) == set(VARIANTS)
 
 
 @pytest.mark.parametrize("base", [None, 256])

@@ -352,12 +352,14 @@ def test_gpu_training_with_bf16_and_gpu_rendering(stores, tmp_path):
 def test_two_process_data_parallel_training_with_gloo(stores, tmp_path):
     """`torchrun` with two CPU processes: each renders half of every epoch, DDP averages the
     gradients (gloo), one process writes checkpoints and predictions."""
-    out = tmp_path / "ddp"
+    out = tmp_path / "train" / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    root = stores[0].parent  # the packed stores, from <root>/../data (the processes check, never pack)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "doodle_utils", "train",
-           "--set", f"store_dir={stores[0]}", "--set", f"out_dir={out}", "--set", "arch=test_resnet",
-           "--set", "size=32", "--set", "bs=16", "--set", "epoch_size=128", "--set", "epochs=2",
-           "--set", "progress=false"]
+           "--set", f"data_dir={root.parent / 'data'}", "--set", f"store_dir={root}", "--set", f"out_dir={tmp_path}",
+           "--set", "run_label=ddp", "--set", "pack={valid_frac: 0.2}", "--set", "arch=test_resnet",
+           "--set", "size=32", "--set", "bs=16", "--set", "epoch_size=128", "--set", "schedule=one_cycle",
+           "--set", "epochs=2", "--set", "augment={}", "--set", "progress=false"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert (out / "snapshots" / "snap_00.pth").exists() and (out / "preds" / "manifest.json").exists()
