@@ -27,6 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .data import Drawings
+from .paths import store_path
 from .store import Store
 
 OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
@@ -42,8 +43,8 @@ def open_stores(store_dir: str | Path) -> tuple[Store, Store | None]:
     (Google's raw ndjson), else ``train`` itself when its points carry times (kinds "timed" and
     "raw", from Kaggle's raw files), else None."""
     store_dir = Path(store_dir)
-    raw = store_dir / "raw"
-    train = Store(store_dir / "train")
+    raw = store_path(store_dir, "raw")
+    train = Store(store_path(store_dir, "train"))
     if (raw / "manifest.json").exists():
         return train, Store(raw)
     return train, (train if train.timed else None)

@@ -21,6 +21,7 @@ import numpy as np
 from .balance import proxy_score
 from .metrics import map_at_k
 from ._files import save_npy_atomic, write_text_atomic
+from .paths import PREDS, preds_dir, runs_dir
 
 
 @dataclass
@@ -46,7 +47,7 @@ def load_runs(run_dirs: list[str | Path]) -> Members:
     """Every snapshot's predictions of the given training folders (``<out_dir>/train/<label>``)."""
     members, ref = [], None
     for run in map(Path, run_dirs):
-        mpath = run / "preds" / "manifest.json"
+        mpath = preds_dir(run) / "manifest.json"
         if not mpath.exists():
             raise FileNotFoundError(f"{mpath}: no predictions (train with predict=True first)")
         man = json.loads(mpath.read_text())
@@ -57,8 +58,8 @@ def load_runs(run_dirs: list[str | Path]) -> Members:
             raise ValueError(f"{run}: predicts other classes or drawings than {run_dirs[0]}")
         for snap in man["snapshots"]:
             name = snap["snapshot"]
-            test = run / "preds" / f"{name}_test.npy"
-            members.append(Member(f"{run.name}/{name}", np.load(run / "preds" / f"{name}_valid.npy").astype(np.float32),
+            test = preds_dir(run) / f"{name}_test.npy"
+            members.append(Member(f"{run.name}/{name}", np.load(preds_dir(run) / f"{name}_valid.npy").astype(np.float32),
                                   np.load(test).astype(np.float32) if test.exists() else None))
     if ref is None:
         raise ValueError("no training runs given")
@@ -143,8 +144,8 @@ def run_dirs(out_dir: str | Path, labels: list[str] | None = None,
     """Training folders ``<d>/train/<label>`` that hold predictions, for ``d`` in ``out_dir``
     and ``more`` (e.g. the outputs of training kernels attached to a Kaggle kernel);
     ``labels``: only those (searched in the same folders, first match wins)."""
-    bases = [Path(out_dir) / "train", *(Path(m) / "train" for m in more or [])]
-    found = [p.parent.parent for base in bases for p in sorted(base.glob("*/preds/manifest.json"))]
+    bases = [runs_dir(out_dir), *(runs_dir(m) for m in more or [])]
+    found = [p.parent.parent for base in bases for p in sorted(base.glob(f"*/{PREDS}/manifest.json"))]
     if labels:
         by_label: dict[str, Path] = {}
         for p in found:

@@ -22,8 +22,9 @@ training batch (:class:`PseudoLabels`).
 """
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,9 @@ class PseudoLabels:
         return cls(Source(test_store, keep, probs[keep].argmax(axis=1), country_vocab=country_vocab), frac)
 
 
+_ATTRIBUTE = {"augment": "aug"}  # DoodleDL's constructor arguments stored under another name
+
+
 class DoodleDL(DataLoader):
     """A fastai DataLoader that renders whole batches of drawings (see the module docstring).
 
@@ -356,14 +360,15 @@ class DoodleDL(DataLoader):
 
         return to_detach(b, cpu, gather=False)
 
+    def settings(self) -> dict:
+        """This loader's own settings as its constructor takes them (read back from the
+        constructor's signature, so a new setting needs no edit here)."""
+        names = [n for n in inspect.signature(DoodleDL.__init__).parameters if n not in ("self", "kwargs")]
+        return {n: getattr(self, _ATTRIBUTE.get(n, n)) for n in names}
+
     def new(self, **kwargs) -> "DoodleDL":
         """A copy with some settings changed (fastai calls this for prediction loaders)."""
-        kw = dict(source=self.source, bs=self.bs, variant=self.variant, spec=self.spec,
-                  sampling=self.sampling, epoch_size=self.epoch_size, augment=self.aug,
-                  render_on=self.render_on, pseudo=self.pseudo, seed=self.seed,
-                  channels_last=self.channels_last, input=self.input, points=self.points,
-                  resample=self.resample,
-                  num_workers=self.fake_l.num_workers, pin_memory=self.pin_memory,
+        kw = dict(self.settings(), num_workers=self.fake_l.num_workers, pin_memory=self.pin_memory,
                   drop_last=self.drop_last, device=self.device)
         for k in ("shuffle", "get_idxs"):
             kwargs.pop(k, None)
@@ -424,10 +429,12 @@ def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
         raise ValueError(f"{cfg.store_dir}: the split has {len(train_src)} training and "
                          f"{len(valid_src)} validation drawings; both must be non-empty")
     pin = torch.device(device).type == "cuda" if device is not None else False
-    common = dict(variant=cfg.variant, spec=spec, render_on=cfg.render_on, seed=cfg.seed,
-                  channels_last=cfg.channels_last, num_workers=cfg.num_workers, device=device,
-                  pin_memory=pin,
-                  input=cfg.input, points=cfg.points, resample=cfg.resample)
+    # what every loader shares: the settings LoaderConfig and DoodleDL both name, minus the
+    # ones only training sampling uses; the render spec, workers and device besides
+    own = set(inspect.signature(DoodleDL.__init__).parameters) - {"source", "bs", "sampling", "epoch_size",
+                                                                    "augment", "pseudo"}
+    common = {f.name: getattr(cfg, f.name) for f in fields(LoaderConfig) if f.name in own}
+    common.update(spec=spec, num_workers=cfg.num_workers, device=device, pin_memory=pin)
     train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,
                      augment=cfg.augment, pseudo=cfg.pseudo, drop_last=True, **common)
     eval_bs = max(cfg.bs, 64) * 2

@@ -16,6 +16,42 @@ KAGGLE_WORKING = Path("/kaggle/working")
 DEFAULT_RUN = "interactive"
 
 
+# Where things live inside the folders below: defined here once, asked for everywhere.
+STORE_NAMES = ("train", "test", "raw")  # <store_dir>/<name>: the packed stores
+RUNS = "train"  # <out_dir>/train/<run_label>: one training run each
+SNAPSHOTS, PREDS = "snapshots", "preds"  # in a run: snap_NN.pth; snap_NN_{valid,test}.npy and manifest.json
+ENSEMBLE = "ensemble"  # <out_dir>/ensemble: notebook 04's blend, which notebook 05 reads
+
+
+def store_path(store_dir: str | Path, name: str) -> Path:
+    """The packed store ``name`` (train, test or raw) under ``store_dir``."""
+    if name not in STORE_NAMES:
+        raise ValueError(f"store name must be one of {STORE_NAMES}, got {name!r}")
+    return Path(store_dir) / name
+
+
+def runs_dir(out_dir: str | Path) -> Path:
+    """The folder holding a run folder's training runs, one sub-folder per ``run_label``."""
+    return Path(out_dir) / RUNS
+
+
+def run_dir(out_dir: str | Path, run_label: str) -> Path:
+    """One training run's folder: checkpoints, history, snapshots, predictions."""
+    return runs_dir(out_dir) / run_label
+
+
+def snapshots_dir(run: str | Path) -> Path:
+    return Path(run) / SNAPSHOTS
+
+
+def preds_dir(run: str | Path) -> Path:
+    return Path(run) / PREDS
+
+
+def ensemble_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / ENSEMBLE
+
+
 def answers_file(data_dir: str | Path) -> Path:
     """Where a synthetic competition's hidden answers (``test_labels.csv``) live: beside the
     competition folder, not in it, so a kernel that attaches the competition never sees them."""
@@ -39,6 +75,14 @@ class RunDirs:
     @property
     def figures(self) -> Path:
         return self.out_dir / "figures"
+
+    def store(self, name: str) -> Path:
+        """The packed store ``name`` (train, test or raw)."""
+        return store_path(self.store_dir, name)
+
+    @property
+    def ensemble(self) -> Path:
+        return ensemble_dir(self.out_dir)
 
 
 def resolve_dirs(data_dir: str = "", store_dir: str = "", out_dir: str = "") -> RunDirs:

@@ -41,7 +41,7 @@ import yaml
 
 from ._files import folder_lock, write_text_atomic
 from .options import OptionError, child_path
-from .paths import REPO, resolve_dirs
+from .paths import REPO, resolve_dirs, store_path
 from .results import read_metrics
 
 NOTEBOOKS = REPO / "notebooks"
@@ -268,7 +268,7 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
                                 "default, or set data_dir to Kaggle's download")
     if kind is None:
         try:
-            kind = store.Store(Path(store_dir) / "train", verify="none").kind
+            kind = store.Store(store_path(store_dir, "train"), verify="none").kind
         except store.StoreError:
             kind = "simplified"
     if kind not in store.KINDS:
@@ -287,7 +287,7 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
     for name, (sources, kw) in jobs.items():
         if not sources:
             continue
-        target = store_dir / name
+        target = store_path(store_dir, name)
         writable = _writable(target)
         # a store another kernel packed (read-only here) is checked without the files' times,
         # which a new mount of the same files need not keep

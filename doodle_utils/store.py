@@ -47,6 +47,7 @@ import pandas as pd
 
 from . import _parse, data, options
 from ._files import folder_lock, sha256_file, write_text_atomic
+from .paths import store_path
 from .simplify import simplify_packed, simplify_packed_timed
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
@@ -626,10 +627,10 @@ def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **k
                 progress(f"  {out / name}: {src_dir} has no {name} file; the {name} store packed earlier "
                          "from another source is no longer valid (its manifest removed)")
     if train:
-        result["train"] = pack(train, out / "train", **kwargs)
+        result["train"] = pack(train, store_path(out, "train"), **kwargs)
     if test is not None:
         kw = {k: v for k, v in kwargs.items() if k not in ("valid_frac", "valid_min", "words")}
-        result["test"] = pack([test], out / "test", test=True, **kw)
+        result["test"] = pack([test], store_path(out, "test"), test=True, **kw)
     return result
 
 

@@ -67,6 +67,7 @@ from .devices import PRECISIONS, announce, device_choices
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
 from .metrics import map3, map_at_k, top3_accuracy
 from .models import DoodleNet, create_backbone  # noqa: F401 (importable from here, as before models.py)
+from .paths import SNAPSHOTS, preds_dir, run_dir, snapshots_dir, store_path
 from .pointcnn import RESAMPLING, STEMS, PointCNN
 from .render import RENDERERS
 from .store import Store
@@ -355,12 +356,12 @@ def _committed_state(folder: Path) -> dict | None:
     import pandas as pd
 
 
-    for sub in (folder, folder / "snapshots", folder / "preds"):
+    for sub in (folder, snapshots_dir(folder), preds_dir(folder)):
         for tmp in sub.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
     state_file, ckpt, nxt = folder / "state.json", folder / "checkpoint.pth", folder / NEXT_CHECKPOINT
     parts = [p.name for p in (ckpt, nxt, folder / "history.csv") if p.exists()] + \
-        [f"snapshots/{p.name}" for p in sorted(folder.glob("snapshots/*.pth"))]
+        [f"{SNAPSHOTS}/{p.name}" for p in sorted(snapshots_dir(folder).glob("*.pth"))]
     if not state_file.exists():
         if parts:
             raise RunStateError(f"{folder}: holds {', '.join(parts)} but no state.json, so which epoch they "
@@ -617,13 +618,12 @@ def _sgdr_scheduler(cfg: TrainConfig):
 def make_loaders(cfg: TrainConfig, device: torch.device):
     """(DataLoaders, test loader) for ``cfg``."""
     render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    lcfg = LoaderConfig(store_dir=cfg.store_dir, test_store_dir=cfg.test_store_dir, variant=cfg.variant,
-                        size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size),
-                        line_width=cfg.line_width, bs=cfg.bs, sampling=cfg.sampling,
-                        epoch_size=cfg.epoch_size, augment=Augment(**cfg.augment), render_on=render_on,
-                        num_workers=cfg.num_workers, seed=cfg.seed,
-                        channels_last=cfg.channels_last and cfg.model == "image",
-                        input=cfg.model, points=cfg.points, resample=cfg.resample)
+    # the loaders' settings are TrainConfig's of the same name, except these
+    lcfg = LoaderConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LoaderConfig) if hasattr(cfg, f.name)}
+                        | dict(size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes
+                                     else cfg.size),
+                               augment=Augment(**cfg.augment), render_on=render_on, input=cfg.model,
+                               channels_last=cfg.channels_last and cfg.model == "image", pseudo=None))
     if cfg.pseudo_preds:
         vocab = Store(cfg.store_dir, verify="none").countries
         lcfg.pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
@@ -711,7 +711,7 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
         trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
                                            max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
     fp = cfg.fingerprint(world_size())
-    cbs = [EpochSeed(), Snapshots(folder / "snapshots", cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
+    cbs = [EpochSeed(), Snapshots(snapshots_dir(folder), cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
     if cfg.progressive_sizes:
         cbs.append(ProgressiveResize(cfg.progressive_sizes))
     learn = build_learner(cfg, dls, n_countries, cbs + list(extra_cbs or []))
@@ -735,7 +735,7 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
         log.info(f"resuming {folder} after epoch {state['epoch']}")
     else:
         for p in [state_file, folder / "checkpoint.pth", folder / NEXT_CHECKPOINT, folder / "history.csv",
-                  *folder.glob("snapshots/*.pth")]:
+                  *snapshots_dir(folder).glob("*.pth")]:
             p.unlink(missing_ok=True)
     write_text_atomic(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
     learn.add_cb(History(folder / "history.csv", keep=start > 0))
@@ -753,12 +753,12 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
             else:
                 learn.fit(cfg.epochs, cfg.lr, start_epoch=start)
     lrs = [float(x) for x in learn.recorder.lrs] if start < cfg.n_epochs else []  # predicting resets them
-    snaps = sorted((folder / "snapshots").glob("snap_*.pth"))
+    snaps = sorted(snapshots_dir(folder).glob("snap_*.pth"))
     from fastai.torch_core import rank_distrib
 
     preds = {}
     if predict and not rank_distrib():  # one process predicts, with the whole model
-        preds = predict_snapshots(learn, snaps, dls.valid, test_dl, folder / "preds")
+        preds = predict_snapshots(learn, snaps, dls.valid, test_dl, preds_dir(folder))
     return TrainResult(learn, folder, snaps, resumed, preds, lrs, iters)
 
 
@@ -921,10 +921,10 @@ def parameters_help() -> str:
 def run_config(params: dict[str, Any], store_dir: str | Path, out_dir: str | Path, run_label: str) -> TrainConfig:
     """Notebook 03's configuration: its parameters plus the run's stores (``<store_dir>/train``,
     and ``<store_dir>/test`` when one was packed) and ``<out_dir>/train/<run_label>``."""
-    test = Path(store_dir) / "test"
-    return config_from_params({**params, "store_dir": str(Path(store_dir) / "train"),
+    test = store_path(store_dir, "test")
+    return config_from_params({**params, "store_dir": str(store_path(store_dir, "train")),
                                "test_store_dir": str(test) if (test / "manifest.json").exists() else None,
-                               "out_dir": str(Path(out_dir) / "train" / run_label)})
+                               "out_dir": str(run_dir(out_dir, run_label))})
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

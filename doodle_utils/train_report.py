@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .paths import preds_dir
 from .store import Store
 
 
@@ -89,8 +90,8 @@ def run_table(out_dir: str | Path) -> pd.DataFrame:
         n_params = (sum(v.numel() for k, v in torch.load(snaps[-1], map_location="cpu", weights_only=True).items()
                         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
                     if snaps else None)
-        snaps_map3 = (snapshot_table(folder / "preds").get("valid_map3", pd.Series(dtype=float)).dropna()
-                      if (folder / "preds" / "manifest.json").exists() else pd.Series(dtype=float))
+        snaps_map3 = (snapshot_table(preds_dir(folder)).get("valid_map3", pd.Series(dtype=float)).dropna()
+                      if (preds_dir(folder) / "manifest.json").exists() else pd.Series(dtype=float))
         per_epoch = cfg.get("epoch_size") or _train_size(cfg["store_dir"])
         train_s = hist["train_s"].sum() if "train_s" in hist else float("nan")
         row = {"run": folder.name, "model": "points" if points else "image", "arch": cfg["arch"],

@@ -35,6 +35,18 @@ def packed_competition(folder: Path, classes: int, per_class: int, test_per_clas
     return folder / "store" / "train", folder / "store" / "test"
 
 
+@pytest.fixture(scope="session")
+def six_class_stores(tmp_path_factory) -> tuple[Path, Path]:
+    """The training tests' synthetic competition, packed once per session: (train, test)."""
+    return packed_competition(tmp_path_factory.mktemp("six_classes"), classes=6, per_class=50, test_per_class=8, seed=1)
+
+
+@pytest.fixture(scope="session")
+def four_class_stores(tmp_path_factory) -> tuple[Path, Path]:
+    """A smaller one for the device and fault tests, packed once per session: (train, test)."""
+    return packed_competition(tmp_path_factory.mktemp("four_classes"), classes=4, per_class=30, test_per_class=4, seed=2)
+
+
 def tiny_train_config(stores: tuple[Path, Path], out: Path, **kw):
     """A training configuration small enough for a CPU test (a tiny ResNet, two short epochs)."""
     from doodle_utils.train import TrainConfig

@@ -15,7 +15,7 @@ from doodle_utils import devices, render_triton
 from doodle_utils.devices import announce, device_choices
 from doodle_utils.train import build_learner, make_loaders, resolve_processes, train
 
-from conftest import packed_competition, tiny_train_config
+from conftest import tiny_train_config
 
 GPUS = {  # name, compute capability, what "auto" should pick: precision, render engine
     "h100": ("NVIDIA H100 80GB HBM3", (9, 0), "bf16", "triton"),
@@ -113,8 +113,8 @@ def test_the_choice_is_printed_once_per_process(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    return packed_competition(tmp_path_factory.mktemp("device_data"), classes=4, per_class=30, test_per_class=4, seed=2)
+def stores(four_class_stores):
+    return four_class_stores
 
 
 _cfg = tiny_train_config

@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FAULT_PROBES, packed_competition, tiny_train_config
+from conftest import FAULT_PROBES, tiny_train_config
 from doodle_utils import data, kaggle, store
 from doodle_utils.cli import main
 from doodle_utils.synth import make_competition
@@ -92,9 +92,8 @@ def test_a_pack_killed_at_any_point_resumes_to_the_same_store(competition, refer
 # --------------------------------------------------------------------------- training killed
 
 @pytest.fixture(scope="module")
-def train_stores(tmp_path_factory):
-    return packed_competition(tmp_path_factory.mktemp("faults_train"), classes=4, per_class=30,
-                              test_per_class=4, seed=2)
+def train_stores(four_class_stores):
+    return four_class_stores
 
 
 def _train_cfg(stores, folder, **kw):

@@ -82,3 +82,14 @@ def test_every_module_imports_in_a_fresh_interpreter():
     code = "; ".join(f"import doodle_utils.{m}" for m in reversed(order))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_where_stores_and_runs_live_is_known_in_paths_only():
+    """Every module asks `paths` for the stores' and runs' folders instead of joining the
+    names itself (`store_dir / "train"`, `run / "preds"`, ...)."""
+    import re
+
+    join = re.compile(r'/ *"(train|test|raw|preds|snapshots|ensemble)"')
+    bad = [f"{m}:{i}: {line.strip()}" for m, p in _modules().items() if m != "paths"
+           for i, line in enumerate(p.read_text().splitlines(), 1) if join.search(line)]
+    assert not bad, bad

@@ -13,8 +13,6 @@ from doodle_utils import ensemble
 from doodle_utils.data import Drawings
 from doodle_utils.loaders import DoodleDL, Source
 from doodle_utils.pointcnn import FEATURES, PointCNN, cell_index, point_features, sample_points, scatter_mean
-from doodle_utils.store import pack_competition
-from doodle_utils.synth import make_competition
 from doodle_utils.train import TrainConfig, train
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -165,11 +163,8 @@ def test_stem_is_dropped_for_resnets_and_kept_on_request():
 # --------------------------------------------------------------------------- training
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("points_data")
-    make_competition(tmp / "data", classes=6, per_class=50, test_per_class=8, seed=1)
-    pack_competition(tmp / "data", tmp / "store", workers=1, valid_frac=0.2, seed=0)
-    return tmp / "store"
+def stores(six_class_stores):
+    return six_class_stores[0].parent  # the folder of train/ and test/
 
 
 def test_point_loader_batches(stores):

@@ -21,12 +21,12 @@ from doodle_utils.render import RenderSpec
 from doodle_utils.store import Store
 from doodle_utils.train import DoodleNet, config_from_params, train
 
-from conftest import ROOT, packed_competition, tiny_train_config
+from conftest import ROOT, tiny_train_config
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    return packed_competition(tmp_path_factory.mktemp("train_data"), classes=6, per_class=50, test_per_class=8, seed=1)
+def stores(six_class_stores):
+    return six_class_stores
 
 
 _cfg = tiny_train_config
