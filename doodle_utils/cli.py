@@ -250,8 +250,18 @@ def _with_lazy_epilog(parser: argparse.ArgumentParser, module: str, function: st
     parser.format_help = with_epilog
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("doodle-utils")
+    except PackageNotFoundError:  # a checkout on sys.path without an install
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doodle", description="Quick, Draw! doodle-recognition suite")
+    p.add_argument("--version", action="version", version=f"doodle {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("synth", help="generate a synthetic mini-competition in Kaggle's layout")

@@ -5,6 +5,7 @@ puts the same backbone on a grid of point features — sit below training, which
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,17 @@ def create_backbone(arch: str, num_classes: int, in_chans: int, pretrained_path:
         if not Path(pretrained_path).is_file():
             raise FileNotFoundError(f"pretrained weights {pretrained_path}: no such file")
         kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
-    try:
-        return timm.create_model(arch, num_classes=num_classes, **kw)
-    except RuntimeError as e:
-        if "Unknown model" not in str(e):
-            raise
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
-        raise ValueError(f"unknown timm model {arch!r} (similar: {close})") from e
+    check_arch(arch)
+    return timm.create_model(arch, num_classes=num_classes, **kw)
+
+
+def check_arch(arch: str) -> None:
+    """Raise ValueError for a name timm does not know, with the closest names it does
+    (``resnet_18``: did you mean ``resnet18``?)."""
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "timm.list_models() lists them"
+        raise ValueError(f"unknown timm model {arch!r}: {hint}")
 
 
 class DoodleNet(torch.nn.Module):

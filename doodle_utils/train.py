@@ -66,7 +66,7 @@ from ._files import atomic_path, folder_lock, save_npy_atomic, sha256_file, writ
 from .devices import PRECISIONS, announce, device_choices
 from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
 from .metrics import map3, map_at_k, top3_accuracy
-from .models import DoodleNet, create_backbone  # noqa: F401 (importable from here, as before models.py)
+from .models import DoodleNet, check_arch, create_backbone  # noqa: F401 (importable from here, as before models.py)
 from .paths import SNAPSHOTS, preds_dir, run_dir, snapshots_dir, store_path
 from .pointcnn import RESAMPLING, STEMS, PointCNN
 from .render import RENDERERS
@@ -176,6 +176,10 @@ class TrainConfig:
                 bad("progressive_sizes", "image sizes do not apply to the point model")
         if self.variant not in RENDERERS:
             bad("variant", f"one of {sorted(RENDERERS)}")
+        try:
+            check_arch(self.arch)
+        except ValueError as e:
+            bad("arch", "not a timm model; " + str(e).split(": ", 1)[-1])
         if self.render_on not in ("auto", "cpu", "gpu"):
             bad("render_on", "'auto', 'cpu' or 'gpu'")
         if self.render_on == "gpu" and not torch.cuda.is_available():

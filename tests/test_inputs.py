@@ -41,6 +41,8 @@ def _doodle(*args, cwd) -> subprocess.CompletedProcess:
     (["train", "--set", "size=abc"], "size='abc': must be int"),
     (["train", "--set", "bs=0"], "bs=0: must be at least 1"),
     (["train", "--set", "cycle=2"], "unknown training parameter(s) ['cycle']"),
+    (["train", "--set", "arch=resnet_18"], "arch='resnet_18': not a timm model; did you mean resnet18"),
+    (["train", "--set", "schedule=cosine"], "schedule='cosine': one of"),
     (["train", "--set", "x=["], "not a YAML value"),
     (["train", "--set", "novalue"], "expected KEY=VALUE"),
 ])
@@ -181,3 +183,11 @@ def test_repacking_a_source_without_a_test_file_drops_the_old_test_store(comp, t
     assert "no longer valid" in capsys.readouterr().out
     with pytest.raises(StoreError):
         Store(tmp_path / "store" / "test")
+
+
+def test_version_is_the_installed_package_s(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"doodle {version('doodle-utils')}"

@@ -166,6 +166,8 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
         DoodleNet("test_resnet", 6, pretrained_path=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="unknown timm model"):
         DoodleNet("resnet_does_not_exist", 6)
+    with pytest.raises(ValueError, match="did you mean resnet18"):
+        DoodleNet("resnet_18", 6)
 
 
 def test_country_embedding_joins_the_head():
