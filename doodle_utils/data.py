@@ -457,17 +457,25 @@ def _csv_line_blocks(f, block_size: int, max_row_bytes: int) -> Iterator[bytes |
             del buf[:cut]
             yield block
         elif len(buf) > max_row_bytes:
-            nbytes, head, tail = len(buf), bytes(buf[:_EDGE_BYTES]), bytes(buf[-_EDGE_BYTES:])
+            yield _rest_of_long_line(f, bytes(buf))
             buf = bytearray()
-            while piece := f.read(block_size):
-                end = piece.find(b"\n")
-                rest = piece if end < 0 else piece[:end]
-                nbytes += len(rest)
-                tail = (tail + rest)[-_EDGE_BYTES:]
-                if end >= 0:
-                    buf += piece[end + 1:]
-                    break
-            yield _LongLine(nbytes, head, tail)
+
+
+def _rest_of_long_line(f, start: bytes) -> _LongLine:
+    """Stream past the rest of a line that began with ``start`` (which holds no newline),
+    keeping only its size and its two ends; the file is left just after the line."""
+    nbytes, head, tail = len(start), start[:_EDGE_BYTES], start[-_EDGE_BYTES:]
+    while more := f.readline(1 << 20):
+        rest = more.removesuffix(b"\n")
+        nbytes += len(rest)
+        tail = (tail + rest)[-_EDGE_BYTES:]
+        if len(rest) < len(more):
+            break
+    return _LongLine(nbytes, head, tail)
+
+
+def _too_long(nbytes: int, max_row_bytes: int) -> str:
+    return f"{nbytes:,} bytes; rows up to {max_row_bytes:,} bytes are read"
 
 
 def _edge_key_id(head: bytes, tail: bytes, header: list[str]) -> str | None:
@@ -490,6 +498,8 @@ _LINE_PROBLEMS = {
     _parse.LINE_ODD_QUOTES: ("bad_row", "a quoted value runs past the end of its line (an unbalanced quote)"),
     _parse.LINE_INNER_CR: ("bad_row", "a carriage return inside the row"),
 }
+# lines flagged here besides :func:`._parse.csv_lines`' flags
+_LINE_TOO_LONG, _LINE_MISCOUNTED = -1, -2
 
 
 def _utf8_column(col: pa.Array, name: str, errors: dict[int, tuple[str, str]]) -> pa.Array:
@@ -552,7 +562,7 @@ def iter_csv(path: str | os.PathLike, *, raw: bool = False, lenient: bool = Fals
         for block in _csv_line_blocks(f, block_size, max_row_bytes):
             if isinstance(block, _LongLine):
                 checker.fail(next_line, _edge_key_id(block.head, block.tail, header), "row_too_long",
-                             f"{block.nbytes:,} bytes; rows up to {max_row_bytes:,} bytes are read")
+                             _too_long(block.nbytes, max_row_bytes))
                 next_line += 1
                 continue
             chunk = _csv_block(block, next_line, header_line, header, raw, checker, max_row_bytes)
@@ -570,7 +580,7 @@ def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[s
     ends, flags = np.empty(n_lines, np.int64), np.empty(n_lines, np.int8)
     _parse.csv_lines(buf, ends, flags)
     starts = np.concatenate([[0], ends[:-1]])
-    flags[(ends - starts - 1 > max_row_bytes) & (flags != _parse.LINE_BLANK)] = -1
+    flags[(ends - starts - 1 > max_row_bytes) & (flags != _parse.LINE_BLANK)] = _LINE_TOO_LONG
     lines = first_line + np.arange(n_lines)
     miscounted = _non_utf8_rows_miscounted(block, starts, ends, flags, len(header))
     # rows broken as lines, in line order; strict mode stops at the first of them
@@ -578,11 +588,12 @@ def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[s
     line_errors = []
     for i in broken:
         text = block[starts[i]:ends[i]]
-        if int(i) in miscounted:
+        if flags[i] == _LINE_MISCOUNTED:
             reason, detail = "bad_row", f"{miscounted[int(i)]} fields, expected {len(header)} (and not UTF-8)"
+        elif flags[i] == _LINE_TOO_LONG:
+            reason, detail = "row_too_long", _too_long(len(text) - 1, max_row_bytes)
         else:
-            reason, detail = _LINE_PROBLEMS.get(int(flags[i]), ("row_too_long", f"{len(text) - 1:,} bytes; rows "
-                                                                                 f"up to {max_row_bytes:,} bytes are read"))
+            reason, detail = _LINE_PROBLEMS[int(flags[i])]
         line_errors.append(DataError(path, int(lines[i]), _edge_key_id(text, text, header), reason, detail))
     use = flags == _parse.LINE_OK
     if line_errors and not lenient:
@@ -629,7 +640,7 @@ def _csv_block(block: bytes, first_line: int, header_line: bytes, header: list[s
 
 def _non_utf8_rows_miscounted(block: bytes, starts: np.ndarray, ends: np.ndarray, flags: np.ndarray,
                               n_fields: int) -> dict[int, int]:
-    """Lines that are not UTF-8 and have the wrong number of fields, flagged here (-2).
+    """Lines that are not UTF-8 and have the wrong number of fields, flagged ``_LINE_MISCOUNTED``.
 
     pyarrow's handler of a row with the wrong field count decodes its text as UTF-8 and stops
     the parse when that fails; such lines never reach it. A line with the right count goes to
@@ -649,7 +660,7 @@ def _non_utf8_rows_miscounted(block: bytes, starts: np.ndarray, ends: np.ndarray
             fields = len(next(csv.reader([line.decode("utf-8", "surrogateescape").rstrip("\r\n")]), []))
             if fields != n_fields:
                 out[int(i)] = fields
-                flags[i] = -2
+                flags[i] = _LINE_MISCOUNTED
     return out
 
 
@@ -743,7 +754,7 @@ def iter_ndjson(path: str | os.PathLike, *, raw: bool | None = None, lenient: bo
         for lineno, line in _ndjson_lines(f, max_row_bytes):
             if isinstance(line, _LongLine):
                 checker.fail(lineno, _line_key_id(line.head) or _line_key_id(line.tail), "row_too_long",
-                             f"{line.nbytes:,} bytes; rows up to {max_row_bytes:,} bytes are read")
+                             _too_long(line.nbytes, max_row_bytes))
                 continue
             if raw is None:
                 raw = _detect_raw(line)
@@ -764,14 +775,7 @@ def _ndjson_lines(f, max_row_bytes: int) -> Iterator[tuple[int, bytes | _LongLin
         if lineno == 1 and line.startswith(_BOM):
             line = line[len(_BOM):]
         if len(line) > max_row_bytes and not line.endswith(b"\n"):
-            nbytes, head, tail = len(line), line[:_EDGE_BYTES], line[-_EDGE_BYTES:]
-            while more := f.readline(1 << 20):
-                rest = more.rstrip(b"\n")
-                nbytes += len(rest)
-                tail = (tail + rest)[-_EDGE_BYTES:]
-                if more.endswith(b"\n"):
-                    break
-            yield lineno, _LongLine(nbytes, head, tail)
+            yield lineno, _rest_of_long_line(f, line)
         elif line.strip():
             yield lineno, line
 

@@ -363,8 +363,7 @@ class DoodleDL(DataLoader):
     def settings(self) -> dict:
         """This loader's own settings as its constructor takes them (read back from the
         constructor's signature, so a new setting needs no edit here)."""
-        names = [n for n in inspect.signature(DoodleDL.__init__).parameters if n not in ("self", "kwargs")]
-        return {n: getattr(self, _ATTRIBUTE.get(n, n)) for n in names}
+        return {n: getattr(self, _ATTRIBUTE.get(n, n)) for n in _SETTINGS}
 
     def new(self, **kwargs) -> "DoodleDL":
         """A copy with some settings changed (fastai calls this for prediction loaders)."""
@@ -393,6 +392,10 @@ class DoodleDL(DataLoader):
         if self.input == "points":
             return len(FEATURES)
         return RENDERERS[self.variant].channels
+
+
+# DoodleDL's own settings, read from its constructor's signature
+_SETTINGS = tuple(n for n in inspect.signature(DoodleDL.__init__).parameters if n not in ("self", "kwargs"))
 
 
 @dataclass
@@ -431,8 +434,7 @@ def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
     pin = torch.device(device).type == "cuda" if device is not None else False
     # what every loader shares: the settings LoaderConfig and DoodleDL both name, minus the
     # ones only training sampling uses; the render spec, workers and device besides
-    own = set(inspect.signature(DoodleDL.__init__).parameters) - {"source", "bs", "sampling", "epoch_size",
-                                                                    "augment", "pseudo"}
+    own = set(_SETTINGS) - {"source", "bs", "sampling", "epoch_size", "augment", "pseudo"}
     common = {f.name: getattr(cfg, f.name) for f in fields(LoaderConfig) if f.name in own}
     common.update(spec=spec, num_workers=cfg.num_workers, device=device, pin_memory=pin)
     train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 
 class OptionError(ValueError):
@@ -53,6 +53,15 @@ def choice(name: str, value: object, choices: Iterable[str]) -> str:
     if value not in choices:
         raise OptionError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check(rules: dict[str, Callable[[object], object]], values: dict[str, object], what: str) -> None:
+    """Check each of ``values`` by its rule in ``rules``; an unknown name is an error too
+    (``what`` names the kind of option in that message)."""
+    for k, v in values.items():
+        if k not in rules:
+            raise OptionError(f"unknown {what} option {k!r} (known: {list(rules)})")
+        rules[k](v)
 
 
 def child_path(root: str | Path, name: object, what: str) -> Path:

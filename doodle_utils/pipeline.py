@@ -336,8 +336,6 @@ def training_config(params: dict[str, Any], allow_pack: bool = True):
 
 def _writable(path: Path) -> bool:
     """Whether ``path`` (or, while it does not exist, its nearest existing parent) is writable."""
-    import os
-
     p = Path(path)
     while not p.exists() and p != p.parent:
         p = p.parent

@@ -603,10 +603,7 @@ def check_pack_options(**values: object) -> None:
     """Raise :class:`~doodle_utils.options.OptionError` for a packing option of the wrong type
     or range, or an unknown one (the CLI, profiles' ``data.pack`` and :func:`pack` all check
     here, before anything is written)."""
-    for k, v in values.items():
-        if k not in _PACK_RULES:
-            raise options.OptionError(f"unknown packing option {k!r} (known: {list(PACK_OPTIONS)})")
-        _PACK_RULES[k](v)
+    options.check(_PACK_RULES, values, "packing")
 
 
 def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict[str, dict]:

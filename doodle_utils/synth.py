@@ -969,10 +969,7 @@ def check_options(**values: object) -> None:
     """Raise :class:`~doodle_utils.options.OptionError` for a synthetic-competition option of
     the wrong type or range, or an unknown one (the CLI, profiles' ``data.synth`` and
     :func:`make_competition` all check here)."""
-    for k, v in values.items():
-        if k not in _SYNTH_RULES:
-            raise options.OptionError(f"unknown synthetic-competition option {k!r} (known: {list(SYNTH_OPTIONS)})")
-        _SYNTH_RULES[k](v)
+    options.check(_SYNTH_RULES, values, "synthetic-competition")
 
 
 def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: int = 200,
