@@ -82,7 +82,7 @@ def _table(title: str, rows: list[dict]) -> None:
 
 
 def run(argv: list[str] | None = None) -> list[dict]:
-    from doodle_utils.balance import compare, optimal
+    from doodle_utils.postprocess.balance import compare, optimal
 
     argv = argv or []
     small, highs = "--small" in argv, "--highs" in argv

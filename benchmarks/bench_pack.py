@@ -71,7 +71,8 @@ print(json.dumps({{"rows": n, "seconds": dt, "peak_mb": resource.getrusage(resou
 PACK = """
 import json, resource, time
 import numpy as np
-from doodle_utils import data, store
+from doodle_utils import data
+from doodle_utils.data import store
 if __name__ == "__main__":
     d, _ = data.parse_drawing_strings(["[[[1,2],[3,4]]]"])  # load the compiled kernels
     d.take(np.array([0]))
@@ -94,7 +95,7 @@ print(json.dumps({}))
 
 def bench_reads(store_dir: Path, csv_dir: Path, batch: int = 512, seconds: float = 3.0) -> dict:
     """Random batches of drawings: packed store vs an in-memory DataFrame + json.loads."""
-    from doodle_utils.store import Store
+    from doodle_utils.data.store import Store
 
     st = Store(store_dir)
     rng = np.random.default_rng(0)
@@ -119,7 +120,7 @@ def bench_reads(store_dir: Path, csv_dir: Path, batch: int = 512, seconds: float
 def bench_open(store_dir: Path, repeats: int = 3) -> dict:
     """Seconds to open a store: unchecked (the baseline), quick and full verification (best of
     ``repeats``, files in the page cache after the first)."""
-    from doodle_utils.store import Store
+    from doodle_utils.data.store import Store
 
     Store(store_dir, verify="quick")  # compile the structure check, warm the page cache
     out = {"drawings": len(Store(store_dir, verify="none"))}

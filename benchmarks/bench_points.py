@@ -5,7 +5,7 @@ For each dataset, the same schedule (one-cycle, ``--epochs`` epochs, batch ``--b
 
 * ``image``: the baseline, resnet18 on ``palette`` renderings at ``--size`` px (the
   ``real_sample`` profile's notebook 03 model);
-* ``points``: :class:`doodle_utils.pointcnn.PointCNN`, 1-D convs over ``--points`` points
+* ``points``: :class:`doodle_utils.models.points.PointCNN`, 1-D convs over ``--points`` points
   scattered into a ``--grid``² grid, resnet18 trunk without its stem, on the same simplified
   store (time from stroke order);
 * ``points, raw timings`` (real sample only): the same on the raw store, whose drawings are
@@ -53,7 +53,7 @@ def stores(datasets: list[str]) -> dict[str, dict[str, Path]]:
         for kind, target in out["real"].items():
             _pack(src, target, kind=kind)
     if "synthetic" in datasets:
-        from doodle_utils import synth
+        from doodle_utils.data import synth
 
         data = WORK / "synth"
         if not (data / "test_simplified.csv").exists():
@@ -64,7 +64,7 @@ def stores(datasets: list[str]) -> dict[str, dict[str, Path]]:
 
 
 def _train(label: str, store: Path, out: Path, a, **model) -> dict:
-    from doodle_utils.train import TrainConfig, train
+    from doodle_utils.training import TrainConfig, train
 
     cfg = TrainConfig(store_dir=str(store), out_dir=str(out), arch="resnet18", bs=a.bs, epochs=a.epochs,
                       lr=3e-3, schedule="one_cycle", progress=False, resume=False, augment=AUG,

@@ -29,14 +29,14 @@ VARIANTS = ("mono", "palette", "strokes3", "time3")
 
 
 def _pack(sources: list[Path], target: Path, **kw) -> None:
-    from doodle_utils.store import current_manifest, pack
+    from doodle_utils.data.store import current_manifest, pack
 
     if current_manifest(target, sources) is None:
         pack(sources, target, workers=1, valid_frac=0.2, seed=0, **kw)
 
 
 def _train(store: Path, out: Path, variant: str, a) -> dict:
-    from doodle_utils.train import TrainConfig, train
+    from doodle_utils.training import TrainConfig, train
 
     cfg = TrainConfig(store_dir=str(store), out_dir=str(out), arch=a.arch, variant=variant, size=a.size,
                       bs=64, epochs=a.epochs, lr=3e-3, schedule="one_cycle", progress=False, resume=False,
@@ -67,11 +67,11 @@ def variants_on_real(a) -> list[dict]:
 
 
 def sim_to_real(a) -> dict:
-    from doodle_utils import synth
-    from doodle_utils.loaders import DoodleDL, Source
+    from doodle_utils.data import synth
+    from doodle_utils.training.loaders import DoodleDL, Source
     from doodle_utils.metrics import map_at_k
     from doodle_utils.render import RenderSpec
-    from doodle_utils.store import Store
+    from doodle_utils.data.store import Store
 
     data = WORK / "synth"
     if not (data / "test_simplified.csv").exists():

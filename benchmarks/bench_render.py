@@ -54,12 +54,12 @@ def load_drawings(n: int = 2000):
     from doodle_utils.data import Drawings
 
     if (SMOKE / "train" / "manifest.json").exists() and (SMOKE / "raw" / "manifest.json").exists():
-        from doodle_utils.store import Store
+        from doodle_utils.data.store import Store
 
         simp, raw = Store(SMOKE / "train"), Store(SMOKE / "raw")
         return simp.drawings(np.arange(min(n, len(simp)))), raw.drawings(np.arange(min(n, len(raw)))), "smoke store"
-    from doodle_utils import synth
-    from doodle_utils.simplify import simplify_packed
+    from doodle_utils.data import synth
+    from doodle_utils.data.simplify import simplify_packed
 
     rng = np.random.default_rng(0)
     r = Drawings.from_strokes([synth.draw(synth.CLASSES[i % len(synth.CLASSES)], rng) for i in range(n)],
@@ -130,7 +130,7 @@ def torch_rates(simp, raw, device: str) -> dict:
     import torch
 
     from doodle_utils.render import RenderSpec
-    from doodle_utils.render_torch import render_packed, render_torch, to_tensors
+    from doodle_utils.render import render_packed, render_torch, to_tensors
 
     out: dict = {}
     cuda = device == "cuda"

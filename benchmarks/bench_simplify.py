@@ -21,7 +21,7 @@ SAMPLE = ROOT.parent / "shared" / "quickdraw_sample"
 
 def run() -> dict:
     from doodle_utils import data
-    from doodle_utils.simplify import agreement_report, simplify_packed, simplify_packed_timed
+    from doodle_utils.data.simplify import agreement_report, simplify_packed, simplify_packed_timed
 
     report = agreement_report(SAMPLE / "raw", SAMPLE / "simplified")
     d = data.Drawings.concat([data.read_file(p)[1] for p in sorted((SAMPLE / "raw").glob("*.ndjson"))])

@@ -15,7 +15,7 @@ SAMPLE = ROOT.parent / "shared" / "quickdraw_sample"
 
 
 def run() -> str:
-    from doodle_utils.synth import compare_with_real, stats_table_markdown
+    from doodle_utils.data.synth import compare_with_real, stats_table_markdown
 
     t0 = time.perf_counter()
     df = compare_with_real(SAMPLE / "raw", seed=0, per_class=100)

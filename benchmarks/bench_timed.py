@@ -33,7 +33,7 @@ KAGGLE_DRAWINGS = 49_707_579  # Kaggle's training drawings (340 files)
 def make_inputs(classes: int, per_class: int) -> Path:
     """Kaggle's ``train_raw/`` and ``train_simplified/`` from the sample, ``per_class`` rows a class."""
     from doodle_utils import data
-    from doodle_utils.simplify import simplify_packed
+    from doodle_utils.data.simplify import simplify_packed
 
     out = WORK / f"kaggle_raw_{classes}x{per_class}"
     files = sorted((SAMPLE / "raw").glob("*.ndjson"))[:classes]
@@ -55,7 +55,8 @@ def make_inputs(classes: int, per_class: int) -> Path:
 PACK = """
 import json, time
 import numpy as np
-from doodle_utils import data, store
+from doodle_utils import data
+from doodle_utils.data import store
 if __name__ == "__main__":
     d, _ = data.parse_drawing_strings(["[[[1,2],[3,4]]]"])  # load the compiled kernels
     d.take(np.array([0]))

@@ -5,7 +5,7 @@ resnet18@32 and @64 on a CPU-only machine (informational) — measured in one ru
 
 * ``limit``: training steps (forward, loss, backward, PyTorch Adam step) on one batch already
   on the device — bf16 autocast and channels-last on a GPU, fp32 on a CPU;
-* ``e2e gpu-render``: ``doodle_utils.train`` (fastai ``Learner.fit``, ``opt="adamw"``)
+* ``e2e gpu-render``: ``doodle_utils.training`` (fastai ``Learner.fit``, ``opt="adamw"``)
   sampling from the store, gathering and augmenting in 8 loader workers and rendering
   ``palette`` on the GPU with the Triton kernel (GPU only); also with fastai's own Adam and no
   workers (the previous default set-up), to show what each change is worth;
@@ -40,7 +40,7 @@ WARM_BATCHES = 10  # batches of an epoch before the steady-state clock starts
 
 def step_limit(arch: str, size: int, bs: int, device: torch.device, steps: int) -> tuple[float, float]:
     """(images/s, peak GiB) of training steps on one batch already on ``device``."""
-    from doodle_utils.train import DoodleNet
+    from doodle_utils.training import DoodleNet
 
     model = DoodleNet(arch, 340, 3).to(device)
     cuda = device.type == "cuda"
@@ -75,7 +75,7 @@ def step_limit(arch: str, size: int, bs: int, device: torch.device, steps: int) 
 
 
 def _config(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int, opt: str):
-    from doodle_utils.train import TrainConfig
+    from doodle_utils.training import TrainConfig
 
     return TrainConfig(store_dir=str(STORE), out_dir=str(WORK / "train"), arch=arch, size=size, bs=bs,
                        epoch_size=bs * steps, schedule="one_cycle", epochs=1, lr=1e-3, augment={}, render_on=render_on, num_workers=workers, progress=False,
@@ -84,11 +84,11 @@ def _config(arch: str, size: int, bs: int, steps: int, render_on: str, workers: 
 
 def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, workers: int,
                opt: str = "adamw") -> dict[str, float]:
-    """Training images/s of ``doodle_utils.train`` in an epoch of ``steps`` batches: ``steady``
+    """Training images/s of ``doodle_utils.training`` in an epoch of ``steps`` batches: ``steady``
     from batch ``WARM_BATCHES`` to the end, ``epoch`` the whole epoch (worker start included)."""
     from fastai.callback.core import Callback, CancelValidException
 
-    from doodle_utils.train import build_learner, make_loaders, pick_device
+    from doodle_utils.training import build_learner, make_loaders, pick_device
 
     def sync():
         if torch.cuda.is_available():
@@ -126,7 +126,7 @@ def end_to_end(arch: str, size: int, bs: int, steps: int, render_on: str, worker
 
 def loader_only(size: int, bs: int, steps: int, render_on: str, workers: int) -> float:
     """Images/s the training loader delivers on the device with no model (second epoch)."""
-    from doodle_utils.train import make_loaders, pick_device
+    from doodle_utils.training import make_loaders, pick_device
 
     dls, _ = make_loaders(_config("resnet18", size, bs, steps, render_on, workers, "adamw"), pick_device())
     rate = 0.0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _synth(a: argparse.Namespace) -> int:
-    from .synth import make_competition
+    from .data.synth import make_competition
 
     t0 = time.perf_counter()
     summary = make_competition(a.out_dir, classes=a.classes, per_class=a.per_class,
@@ -30,7 +30,7 @@ def _synth(a: argparse.Namespace) -> int:
 
 def _simplify(a: argparse.Namespace) -> int:
     from . import data
-    from .simplify import simplify_packed
+    from .data.simplify import simplify_packed
 
     report = data.SkipReport()
 
@@ -49,7 +49,7 @@ def _simplify(a: argparse.Namespace) -> int:
 
 
 def _simplify_check(a: argparse.Namespace) -> int:
-    from .simplify import agreement_report
+    from .data.simplify import agreement_report
 
     print(json.dumps(agreement_report(Path(a.raw_dir), Path(a.simplified_dir)), indent=1, default=str))
     return 0
@@ -60,7 +60,7 @@ def _pack_kwargs(a: argparse.Namespace) -> dict:
 
 
 def _pack(a: argparse.Namespace) -> int:
-    from .store import pack_competition
+    from .data.store import pack_competition
 
     t0 = time.perf_counter()
     result = pack_competition(a.src_dir, a.store_dir, **_pack_kwargs(a))
@@ -71,7 +71,7 @@ def _pack(a: argparse.Namespace) -> int:
 
 
 def _verify(a: argparse.Namespace) -> int:
-    from .store import Store, StoreError
+    from .data.store import Store, StoreError
 
     # a store folder, or what `doodle pack SRC STORE` writes: STORE/train and STORE/test
     folders = [a.store_dir] if (a.store_dir / "manifest.json").exists() or not any(
@@ -134,7 +134,7 @@ def _train(a: argparse.Namespace) -> int:
     import yaml
 
     from .pipeline import training_config
-    from .train import RUN_PARAMETERS, RunStateError, TrainConfig, train
+    from .training import RUN_PARAMETERS, RunStateError, TrainConfig, train
 
     params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
     if not isinstance(params or {}, dict):
@@ -166,7 +166,7 @@ def _train(a: argparse.Namespace) -> int:
 def _balance(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from .balance import balance, proxy_score
+    from .postprocess.balance import balance, proxy_score
 
     try:
         probs = np.load(a.probs, allow_pickle=False)
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .options import OptionError
     from .pipeline import ProfileError
-    from .store import StoreError
+    from .data.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:

@@ -17,8 +17,8 @@ Precision ("auto"):
 
 An explicit ``bf16`` on a GPU without native bfloat16 runs (emulated) with a warning.
 
-Render engine ("auto"): the Triton kernel of :mod:`.render_triton` on CUDA devices of
-sm >= 7.0 when Triton imports and ``DOODLE_NO_TRITON`` is unset, else :mod:`.render_torch`'s
+Render engine ("auto"): the Triton kernel of :mod:`.render._triton` on CUDA devices of
+sm >= 7.0 when Triton imports and ``DOODLE_NO_TRITON`` is unset, else :mod:`.render._torch`'s
 engine. 7.0 is the floor PyTorch puts on Triton (``torch._dynamo.device_interface``:
 ``CudaInterface.is_triton_capable`` is ``major >= 7``; below it inductor raises
 ``GPUTooOldForTriton``). Triton's README lists sm 8.0+ as its supported hardware, but the
@@ -40,6 +40,12 @@ ENGINES = ("auto", "torch", "triton")
 NATIVE_BF16 = (8, 0)  # Ampere: bfloat16 tensor cores
 FP16_TENSOR_CORES = (7, 0)  # Volta, Turing
 TRITON_MIN = (7, 0)  # PyTorch's floor for Triton (see the module docstring)
+
+
+
+def world_size() -> int:
+    """Processes in this training job (``WORLD_SIZE``, set by torchrun or accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @dataclass(frozen=True)

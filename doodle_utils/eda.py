@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from .data import Drawings
 from .paths import store_path
-from .store import Store
+from .data.store import Store
 
 OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
 _VALUE_BITS = 40  # grouped quantiles pack (group, value) into one int64: values < 2**40

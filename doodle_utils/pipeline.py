@@ -125,8 +125,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
     base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
-    from .store import PACK_OPTIONS, check_pack_options  # lazy: numba and pyarrow, ~1 s; profile errors come first
-    from .synth import SYNTH_OPTIONS, check_options as check_synth_options  # lazy: as store
+    from .data.store import PACK_OPTIONS, check_pack_options  # lazy: numba and pyarrow, ~1 s; profile errors come first
+    from .data.synth import SYNTH_OPTIONS, check_options as check_synth_options  # lazy: as store
 
     data = raw.get("data") or {}
     if not isinstance(data, dict):
@@ -228,8 +228,7 @@ def check_paths(prof: Profile) -> None:
 
 def prepare_data(prof: Profile) -> dict[str, str]:
     """Make and pack the run's data when needed; return fingerprints of the inputs."""
-    from . import store  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
-    from .synth import make_competition  # lazy: as store
+    from .data.synth import make_competition  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
 
     data_dir = Path(prof.params.get("data_dir", "")) if prof.params.get("data_dir") else None
     synth = prof.data.get("synth")
@@ -261,7 +260,7 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
     same kind, validation fraction and seed. ``allow_pack=False`` (one of several training
     processes) only checks: a store that is not current is an error, not packed here.
     """
-    from . import store  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
+    from .data import store  # lazy: numba and pyarrow, ~1 s (cli imports this module for every command)
 
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"{data_dir}: no competition data here; run `make demo` for the synthetic "
@@ -316,12 +315,12 @@ def training_config(params: dict[str, Any], allow_pack: bool = True):
     The folders are resolved like every notebook's (:func:`.paths.resolve_dirs`: empty
     ``data_dir``/``store_dir``/``out_dir`` take the defaults), the stores packed when they are
     not current (:func:`ensure_stores`, with ``pack``), and the configuration for
-    ``<out_dir>/train/<run_label>`` made (:func:`.train.run_config`; an empty ``run_label``
-    is :func:`.train.default_run_label`) and checked. ``doodle train`` calls this too, so it
+    ``<out_dir>/train/<run_label>`` made (:func:`.training.run_config`; an empty ``run_label``
+    is :func:`.training.default_run_label`) and checked. ``doodle train`` calls this too, so it
     trains exactly what notebook 03 trains for the same values. ``allow_pack=False`` (each of
     several torchrun processes) requires the stores packed already.
     """
-    from .train import config_from_params, default_run_label, run_config  # lazy: torch and fastai, seconds
+    from .training import config_from_params, default_run_label, run_config  # lazy: torch and fastai, seconds
 
     # the values first, before any folder is made or any drawing packed (the test store is
     # only known after packing: a stand-in here, the real one checked below)

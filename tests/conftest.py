@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle_utils import synth
+from doodle_utils.data import synth
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec
-from doodle_utils.render_torch import INK_THRESHOLD
-from doodle_utils.simplify import simplify_packed
+from doodle_utils.render._torch import INK_THRESHOLD
+from doodle_utils.data.simplify import simplify_packed
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "quickdraw_sample"
@@ -27,8 +27,8 @@ def sample_dir() -> Path:
 
 def packed_competition(folder: Path, classes: int, per_class: int, test_per_class: int, seed: int) -> tuple[Path, Path]:
     """A synthetic competition packed into ``folder/store``: (train store, test store)."""
-    from doodle_utils.store import pack_competition
-    from doodle_utils.synth import make_competition
+    from doodle_utils.data.store import pack_competition
+    from doodle_utils.data.synth import make_competition
 
     make_competition(folder / "data", classes=classes, per_class=per_class, test_per_class=test_per_class, seed=seed)
     pack_competition(folder / "data", folder / "store", workers=1, valid_frac=0.2, seed=0)
@@ -49,7 +49,7 @@ def four_class_stores(tmp_path_factory) -> tuple[Path, Path]:
 
 def tiny_train_config(stores: tuple[Path, Path], out: Path, **kw):
     """A training configuration small enough for a CPU test (a tiny ResNet, two short epochs)."""
-    from doodle_utils.train import TrainConfig
+    from doodle_utils.training import TrainConfig
 
     base = dict(store_dir=str(stores[0]), out_dir=str(out), arch="test_resnet", size=32, bs=16,
                 schedule="one_cycle", epochs=2, epoch_size=64, lr=2e-3, augment={}, progress=False, resume=False)
@@ -64,7 +64,7 @@ def consistent_edit(folder: Path, name: str, change) -> None:
 
     import numpy as np
 
-    from doodle_utils import store
+    from doodle_utils.data import store
 
     path = folder / f"{name}.npy"
     a = np.load(path)

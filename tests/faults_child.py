@@ -27,7 +27,7 @@ def die() -> None:
 
 
 def run_pack(point: str, src: str, out: str) -> None:
-    from doodle_utils import store
+    from doodle_utils.data import store
 
     write = store.write_text_atomic
 
@@ -44,19 +44,20 @@ def run_pack(point: str, src: str, out: str) -> None:
     if point == "merge_start":
         store._merge = lambda *a, **k: die()
     if point == "mid_part":
-        iter_file = store.data.iter_file
+        iter_file = store.iter_file
 
         def one_chunk_then_die(path, **kw):
             chunks = iter_file(path, **({"block_size": 2048} if Path(path).suffix == ".csv" else {}), **kw)
             yield next(chunks)
             die()
 
-        store.data.iter_file = one_chunk_then_die
+        store.iter_file = one_chunk_then_die
     store.pack_competition(src, out, workers=1, valid_frac=0.2, progress=None)
 
 
 def run_train(point: str, config: str) -> None:
-    from doodle_utils import train
+    from doodle_utils import training
+    from doodle_utils.training import callbacks
 
     def after(cls, condition=lambda self: True):
         original = cls.after_epoch
@@ -68,13 +69,13 @@ def run_train(point: str, config: str) -> None:
         cls.after_epoch = wrapped
 
     if point == "after_history":
-        after(train.History)
+        after(training.History)
     elif point == "after_checkpoint_rename":
-        after(train.Checkpoint)
+        after(training.Checkpoint)
     elif point == "after_snapshot":
-        after(train.Snapshots, lambda self: self.epoch + 1 in self.ends)
+        after(training.Snapshots, lambda self: self.epoch + 1 in self.ends)
     elif point in ("before_state", "after_state"):
-        write = train.write_text_atomic
+        write = callbacks.write_text_atomic  # the state commit's writer
         seen = []
 
         def write_and_maybe_die(path, text, *a, **k):
@@ -87,9 +88,9 @@ def run_train(point: str, config: str) -> None:
                 die()
             return result
 
-        train.write_text_atomic = write_and_maybe_die
-    cfg = train.config_from_params(json.loads(config))
-    train.train(cfg, predict=False)
+        callbacks.write_text_atomic = write_and_maybe_die
+    cfg = training.config_from_params(json.loads(config))
+    training.train(cfg, predict=False)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_pack_verify_and_errors(sample_dir, tmp_path):
 
 
 def test_simplify_command_matches_the_library(sample_dir, tmp_path):
-    from doodle_utils.simplify import simplify_strokes
+    from doodle_utils.data.simplify import simplify_strokes
 
     src = sample_dir / "raw" / "apple.ndjson"
     out = tmp_path / "apple.ndjson"

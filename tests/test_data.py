@@ -232,7 +232,7 @@ def test_parse_drawing_strings_edge_cases():
     bad = ["[[[1,2],[3]]]", "[]", "[[[],[]]]", "[[[1],[2],[3]]]", "[[[256],[1]]]", "[[[-1],[1]]]",
            "[[[1.5],[1]]]", "[[[1],[2]]] x", "[[[1],[2]]", "[[[NaN],[2]]]", "", "[[[1,],[2,3]]]"]
     d, status = data.parse_drawing_strings(bad)
-    from doodle_utils._parse import PARSE_REASONS
+    from doodle_utils.data._parse import PARSE_REASONS
     assert [PARSE_REASONS.get(int(s)) for s in status] == [
         "unequal_lengths", "empty_drawing", "empty_stroke", "bad_stroke_dims", "out_of_range",
         "out_of_range", "non_integer", "bad_json", "bad_json", "non_finite", "bad_json", "bad_json"]

@@ -16,8 +16,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from doodle_utils import data, eda  # noqa: E402
-from doodle_utils.store import Store, pack, pack_competition  # noqa: E402
-from doodle_utils.synth import make_competition  # noqa: E402
+from doodle_utils.data.store import Store, pack, pack_competition  # noqa: E402
+from doodle_utils.data.synth import make_competition  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_eda.ipynb"
 CLASSES, PER_CLASS = 6, 60

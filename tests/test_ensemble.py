@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from doodle_utils import ensemble
+from doodle_utils.postprocess import ensemble
 from doodle_utils.metrics import map_at_k
 
 

@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FAULT_PROBES, tiny_train_config
-from doodle_utils import data, kaggle, store
+from doodle_utils import data, kaggle
+from doodle_utils.data import store
 from doodle_utils.cli import main
-from doodle_utils.synth import make_competition
+from doodle_utils.data.synth import make_competition
 
 CHILD = Path(__file__).with_name("faults_child.py")
 sys.path.insert(0, str(CHILD.parent))
@@ -103,7 +104,7 @@ def _train_cfg(stores, folder, **kw):
 
 @pytest.fixture(scope="module")
 def reference_run(train_stores, tmp_path_factory):
-    from doodle_utils.train import train
+    from doodle_utils.training import train
 
     folder = tmp_path_factory.mktemp("faults_run") / "run"
     train(_train_cfg(train_stores, folder), predict=False)
@@ -120,7 +121,7 @@ def _weights(path: Path) -> dict:
 
 @pytest.mark.parametrize("point", TRAIN_POINTS)
 def test_a_training_killed_at_any_point_resumes_to_the_same_weights(train_stores, reference_run, tmp_path, point):
-    from doodle_utils.train import NEXT_CHECKPOINT, train
+    from doodle_utils.training import NEXT_CHECKPOINT, train
 
     with Probe("training killed (SIGKILL) and resumed"):
         folder = tmp_path / "run"

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from doodle_utils import kaggle
 from doodle_utils.cli import main
-from doodle_utils.synth import make_competition
+from doodle_utils.data.synth import make_competition
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_setup_cell_never_trusts_a_folder_it_did_not_make(tmp_path):
 # --------------------------------------------------------------------------- stale stores
 
 def test_repacking_a_source_without_a_test_file_drops_the_old_test_store(comp, tmp_path, capsys):
-    from doodle_utils.store import Store, StoreError, pack_competition
+    from doodle_utils.data.store import Store, StoreError, pack_competition
 
     pack_competition(comp, tmp_path / "store", workers=1, valid_frac=0.2)
     Store(tmp_path / "store" / "test")

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from doodle_utils import data, store
+from doodle_utils import data
+from doodle_utils.data import store
 
 
 def _simplified(sample_dir, name="apple"):

@@ -44,7 +44,7 @@ def doodle(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_second_pack_of_the_same_store_is_refused(tmp_path, holder):
-    from doodle_utils.synth import make_competition
+    from doodle_utils.data.synth import make_competition
 
     make_competition(tmp_path / "data", classes=2, per_class=5, test_per_class=1)
     pid = holder(tmp_path / "store" / "train", "packing")
@@ -68,7 +68,7 @@ def test_a_second_run_of_the_same_folder_is_refused(tmp_path, holder):
 
 def test_training_into_a_folder_in_use_is_refused(tmp_path, holder):
     from doodle_utils._files import LockedError
-    from doodle_utils.train import TrainConfig, train
+    from doodle_utils.training import TrainConfig, train
 
     pid = holder(tmp_path / "run", "training")
     with pytest.raises(LockedError, match=f"pid {pid}"):

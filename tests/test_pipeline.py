@@ -151,7 +151,7 @@ def test_metrics_flag_a_notebook_whose_last_run_failed(tmp_path, nbs):
 def test_data_is_synthesised_and_packed_once(tmp_path, nbs):
     data_nb = make_nb(nbs[0].parent / "01_first.ipynb",
                       "data_dir: str = ''\nstore_dir: str = ''\nout_dir: str = ''",
-                      "from doodle_utils.store import Store\nfrom doodle_utils.results import record_metrics\n"
+                      "from doodle_utils.data.store import Store\nfrom doodle_utils.results import record_metrics\n"
                       "record_metrics(out_dir, '01_first', {'n': len(Store(store_dir + '/train')), "
                       "'kind': Store(store_dir + '/train').kind, 'test': Store(store_dir + '/test').kind})")
     p = profile(tmp_path, data={"synth": {"classes": 2, "per_class": 10, "test_per_class": 3},

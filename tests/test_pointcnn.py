@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from doodle_utils import ensemble
+from doodle_utils.postprocess import ensemble
 from doodle_utils.data import Drawings
-from doodle_utils.loaders import DoodleDL, Source
-from doodle_utils.pointcnn import FEATURES, PointCNN, cell_index, point_features, sample_points, scatter_mean
-from doodle_utils.train import TrainConfig, train
+from doodle_utils.training.loaders import DoodleDL, Source
+from doodle_utils.models.points import FEATURES, PointCNN, cell_index, point_features, sample_points, scatter_mean
+from doodle_utils.training import TrainConfig, train
 
 F = {name: i for i, name in enumerate(FEATURES)}
 

@@ -20,7 +20,7 @@ SPEC = RenderSpec(size=64, line_width=2, antialias=False, pad=2)
 
 
 def _torch(d, variant="mono", spec=RenderSpec()):
-    from doodle_utils.render_torch import render_torch
+    from doodle_utils.render._torch import render_torch
 
     return render_torch(d, variant, spec).numpy()
 
@@ -155,7 +155,7 @@ def test_timed_points_are_drawn_where_they_are(draw):
 
 
 def test_augmentation_scales_timed_drawings():
-    from doodle_utils.loaders import Augment, augment
+    from doodle_utils.training.loaders import Augment, augment
 
     d = _timed(TWO, np.array([0, 100, 300, 400], np.int32))
     half = augment(d, Augment(scale=0.5), np.random.default_rng(0))

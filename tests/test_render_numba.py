@@ -11,8 +11,8 @@ from conftest import agreement, batch_for, simplified, spec_grid
 from doodle_utils import data
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec, render
-from doodle_utils.render_numba import render_numba
-from doodle_utils.render_torch import MAX_MAD, MIN_IOU, render_torch
+from doodle_utils.render._numba import render_numba
+from doodle_utils.render._torch import MAX_MAD, MIN_IOU, render_torch
 
 # against render_torch: the same rules in float32, so only pixels where torch's CPU square root
 # (not correctly rounded) and IEEE's land on different sides of a rounding step differ. Measured

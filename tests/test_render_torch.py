@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from doodle_utils import synth
+from doodle_utils.data import synth
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec, render, segments
-from doodle_utils.render_torch import (INK_THRESHOLD, MAX_MAD, MIN_IOU, render_packed, render_torch, segments_torch,
+from doodle_utils.render._torch import (INK_THRESHOLD, MAX_MAD, MIN_IOU, render_packed, render_torch, segments_torch,
                                        to_tensors)
-from doodle_utils.variants import VARIANTS
+from doodle_utils.render.variants import VARIANTS
 
 from conftest import SIZES, agreement, batch_for, raw, simplified, spec_grid  # noqa: F401 (shared render helpers)
 SPEC = RenderSpec(size=64, line_width=2, antialias=False, pad=2)
@@ -34,7 +34,7 @@ def test_every_variant_has_torch_values():
     """One registry: each variant holds its numpy and its torch values (this file's agreement
     tests walk it), and the old name still answers, with a warning."""
     assert set(VARIANTS) == set(RENDERERS) and all(v.torch_values is not None for v in VARIANTS.values())
-    import doodle_utils.render_torch as rt
+    import doodle_utils.render._torch as rt
 
     with pytest.warns(DeprecationWarning, match="TORCH_VALUES"):
         assert set(rt.TORCH_VALUES) == set(VARIANTS)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from doodle_utils import synth
+from doodle_utils.data import synth
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec
-from doodle_utils.render_torch import render_packed, render_torch, to_tensors
-from doodle_utils.simplify import simplify_packed
+from doodle_utils.render._torch import render_packed, render_torch, to_tensors
+from doodle_utils.data.simplify import simplify_packed
 
 triton = pytest.importorskip("triton")
-from doodle_utils import render_triton  # noqa: E402
+from doodle_utils.render import _triton as render_triton  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -85,7 +85,7 @@ def test_dots_edges_and_empty_batches():
     a, b = both(d, "palette", RenderSpec(size=32, pad=0))
     np.testing.assert_array_equal(b, a)
     assert b[0, :, 16, 16].max() > 0  # the dot
-    from doodle_utils.variants import _lut
+    from doodle_utils.render.variants import _lut
 
     # (16, 16) lies on the later stroke, (0,0)-(255,255): fully its colour, the last of the map
     assert b[1, :, 16, 16].tolist() == _lut("viridis")[255].tolist()
@@ -138,7 +138,7 @@ def test_cuda_kernel_never_waits_for_the_device(batches):
 def test_timed_points_in_the_frame_equal_on_both_engines(batches, device):
     """A timed store's batch (simplified points with times, ``in_frame``): time3 equal on both
     engines, and the other variants equal to the simplified batch's (no re-normalisation)."""
-    from doodle_utils.simplify import simplify_packed_timed
+    from doodle_utils.data.simplify import simplify_packed_timed
 
     r = batches["raw"]
     timed = Drawings(*simplify_packed_timed(r.xy, r.t, r.stroke_offsets, r.drawing_offsets), in_frame=True)

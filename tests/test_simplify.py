@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from doodle_utils import data
-from doodle_utils.simplify import (_simplify_kernel, agreement_report, simplify_packed,
+from doodle_utils.data.simplify import (_simplify_kernel, agreement_report, simplify_packed,
                                    simplify_packed_timed, simplify_strokes)
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw_sample"

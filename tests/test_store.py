@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import consistent_edit
-from doodle_utils import data, store
+from doodle_utils import data
+from doodle_utils.data import store
 
 CLASSES = ["apple", "banana", "bear", "bee"]
 
@@ -258,7 +259,7 @@ def test_large_arrays_are_checked_by_sampled_chunks(kaggle_dir, tmp_path, monkey
 
 
 def test_training_reads_only_a_checked_store(kaggle_dir, tmp_path):
-    from doodle_utils.loaders import Source
+    from doodle_utils.training.loaders import Source
 
     _pack(kaggle_dir, tmp_path / "st")
     folder = tmp_path / "st" / "train"

@@ -75,7 +75,7 @@ def test_cli_check_submission_and_balance(tmp_path, capsys):
     ranked = np.load(tmp_path / "r.npy")
     assert ranked.shape == (40, 3) and np.bincount(ranked[:, 0], minlength=4).max() <= 10
     # every engine gives an assignment of the same (optimal) total
-    from doodle_utils.balance import ENGINES
+    from doodle_utils.postprocess.balance import ENGINES
     s = np.log(probs)
     totals = []
     for engine in ENGINES:

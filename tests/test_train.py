@@ -16,10 +16,10 @@ import torch
 from fastai.callback.core import Callback
 
 from doodle_utils import metrics
-from doodle_utils.loaders import Augment, DoodleDL, PseudoLabels, Source, augment, drop_strokes
+from doodle_utils.training.loaders import Augment, DoodleDL, PseudoLabels, Source, augment, drop_strokes
 from doodle_utils.render import RenderSpec
-from doodle_utils.store import Store
-from doodle_utils.train import DoodleNet, config_from_params, train
+from doodle_utils.data.store import Store
+from doodle_utils.training import DoodleNet, config_from_params, train
 
 from conftest import ROOT, tiny_train_config
 
@@ -265,7 +265,7 @@ def test_progressive_resize_and_channels_last(stores, tmp_path):
 def test_gradient_accumulation_matches_one_large_batch(stores, tmp_path):
     """4 batches of 8 accumulated give the gradient of one batch of 32 (BatchNorm held in
     eval mode so that batch statistics do not differ)."""
-    from doodle_utils.train import build_learner, make_loaders, pick_device
+    from doodle_utils.training import build_learner, make_loaders, pick_device
 
     class Grab(Callback):
         order = 50
@@ -295,7 +295,7 @@ def test_gradient_accumulation_matches_one_large_batch(stores, tmp_path):
 
 
 def test_optimiser_choice_and_precision_checks(stores, tmp_path):
-    from doodle_utils.train import build_learner, make_loaders, pick_device
+    from doodle_utils.training import build_learner, make_loaders, pick_device
 
     cfg = _cfg(stores, tmp_path / "o", opt="sgd")
     dls, _ = make_loaders(cfg, pick_device())
@@ -380,7 +380,7 @@ def test_compiled_model_trains_and_its_checkpoint_loads_uncompiled(stores, tmp_p
 
 
 def test_run_config_takes_the_test_store_only_when_packed(stores, tmp_path):
-    from doodle_utils.train import run_config
+    from doodle_utils.training import run_config
 
     cfg = run_config({"arch": "test_resnet", "data_dir": "not a training field"}, stores[0].parent, tmp_path, "lbl")
     assert cfg.test_store_dir == str(stores[1]) and cfg.store_dir == str(stores[0])
@@ -392,7 +392,7 @@ def test_run_config_takes_the_test_store_only_when_packed(stores, tmp_path):
 def test_device_loss_keeps_fastai_s_loss_record(stores, tmp_path):
     """DeviceLoss (on by default on a GPU) leaves the smoothed loss and its history as fastai
     records them, while keeping the running mean where the loss is."""
-    from doodle_utils.train import DeviceLoss, build_learner, make_loaders, pick_device
+    from doodle_utils.training import DeviceLoss, build_learner, make_loaders, pick_device
 
     def run(extra):
         torch.manual_seed(0)
@@ -435,7 +435,7 @@ def test_a_kill_between_history_and_commit_resumes_without_a_duplicate_row(store
 
 
 def test_committed_state_repairs_or_refuses(stores, tmp_path):
-    from doodle_utils.train import NEXT_CHECKPOINT, RunStateError, _committed_state
+    from doodle_utils.training.callbacks import NEXT_CHECKPOINT, RunStateError, committed_state
 
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(stores, tmp_path / "r", epochs=3), extra_cbs=[KillBeforeCommit()], predict=False)
@@ -444,15 +444,15 @@ def test_committed_state_repairs_or_refuses(stores, tmp_path):
     # killed after the next checkpoint was written, before the commit: it is discarded
     (folder / NEXT_CHECKPOINT).write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
     (folder / ".history.csv.abc.tmp").write_text("stale")
-    assert _committed_state(folder)["epoch"] == 0
+    assert committed_state(folder)["epoch"] == 0
     assert not (folder / NEXT_CHECKPOINT).exists() and not list(folder.glob(".*.tmp"))
     # committed, killed before the rename: the committed checkpoint is put in place
     os.replace(folder / "checkpoint.pth", folder / NEXT_CHECKPOINT)
-    assert _committed_state(folder)["epoch"] == 0 and (folder / "checkpoint.pth").read_bytes() == good
+    assert committed_state(folder)["epoch"] == 0 and (folder / "checkpoint.pth").read_bytes() == good
     # a flipped byte in the checkpoint is refused, not loaded
     (folder / "checkpoint.pth").write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
     with pytest.raises(RunStateError, match="does not match the checksum"):
-        _committed_state(folder)
+        committed_state(folder)
     with pytest.raises(RunStateError, match="does not match the checksum"):
         train(_cfg(stores, folder, epochs=3, resume=True), predict=False)
     # part of a run without its state: an error, nothing deleted
@@ -473,7 +473,7 @@ def test_notebook_parameter_defaults_are_the_one_training_configuration(notebook
     import papermill as pm
 
     from conftest import ROOT
-    from doodle_utils.train import RUN_PARAMETERS, TrainConfig
+    from doodle_utils.training import RUN_PARAMETERS, TrainConfig
 
     declared = pm.inspect_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"))
     defaults = TrainConfig(store_dir="", out_dir="")
@@ -493,7 +493,7 @@ def test_doodle_train_trains_what_notebook_03_trains(tmp_path):
 
     from conftest import ROOT
     from doodle_utils.pipeline import training_config
-    from doodle_utils.synth import make_competition
+    from doodle_utils.data.synth import make_competition
 
     make_competition(tmp_path / "comp", classes=3, per_class=20, test_per_class=3, seed=4)
     params = {"data_dir": str(tmp_path / "comp"), "store_dir": str(tmp_path / "st"), "out_dir": str(tmp_path / "out"),

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import _parse
-from ._files import atomic_path
+from .._files import atomic_path
 
 TRAIN_COLUMNS = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
 TEST_COLUMNS = ["key_id", "countrycode", "drawing"]

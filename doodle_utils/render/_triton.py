@@ -1,6 +1,6 @@
-"""The GPU fast path of :mod:`.render_torch`: one Triton kernel draws a whole batch, with no sync.
+"""The GPU fast path of :mod:`._torch`: one Triton kernel draws a whole batch, with no sync.
 
-:func:`.render_torch.rasterise` is exact to its rules but sparse: it expands every segment into
+:func:`._torch.rasterise` is exact to its rules but sparse: it expands every segment into
 pixel columns with ``torch.nonzero`` and ``repeat_interleave``, whose output sizes the host
 must read. Each call therefore waits for the GPU twice, which stalls a training loop that
 renders every batch (the host cannot queue the next step while it waits). This module draws
@@ -9,7 +9,7 @@ the same anti-aliased lines by the same rules with fixed-shape work only:
 * :func:`point_table`: per *point* (not per segment, whose count needs a sync) the segment
   starting there, if any (``is_seg``), its end points in canvas pixels rounded to 1/16 px as
   OpenCV draws them, its run number (painter's order: consecutive segments of one stroke with
-  one value share a run) and its channel values, all from :mod:`.render_torch`'s geometry and
+  one value share a run) and its channel values, all from :mod:`._torch`'s geometry and
   value functions on ``seg_start = every point``.
 * :func:`_raster_kernel`: one program per (drawing, 32×32 tile). It walks the drawing's points
   in order, skips a segment whose box (grown by the pen's reach) misses the tile, and for each
@@ -17,7 +17,7 @@ the same anti-aliased lines by the same rules with fixed-shape work only:
   :func:`.render_torch._coverage_keys` (``d``: distance to the segment). It keeps per pixel
   the top run (latest run with ink there, its largest coverage) and the layer beneath (among
   earlier runs the largest coverage, ties to the later run), which is what
-  :func:`.render_torch.rasterise`'s two ``scatter_reduce(amax)`` passes pick, and writes
+  :func:`._torch.rasterise`'s two ``scatter_reduce(amax)`` passes pick, and writes
   ``top * a1 + beneath * a2 * (1 - a1)`` in the output's dtype and memory format.
 
 The dense walk (each pixel of a tile against each segment near the tile) costs more
@@ -25,12 +25,12 @@ arithmetic than the sparse stencil but no index tensors and no host round trip; 
 segments sit in registers' reach of its tile. Aliased pens keep the torch path (their rules
 are integer tricks that this kernel does not repeat).
 
-Agreement with :func:`.render_torch.rasterise`: the kernel evaluates the same float32
+Agreement with :func:`._torch.rasterise`: the kernel evaluates the same float32
 formula, but the compiler may fuse multiply-adds, so a coverage can differ by one level in
 rare pixels; ``tests/test_render_triton.py`` bounds the difference (it runs the kernel on CPU
 tensors under Triton's interpreter, so CI covers it, and on CUDA when there is a GPU).
 
-Why hand-written: see :mod:`.render_torch` (no library rasterises thick, anti-aliased,
+Why hand-written: see :mod:`._torch` (no library rasterises thick, anti-aliased,
 painter-ordered polylines for a batch on the GPU); Triton is the tool the issue allows for the
 device kernel, and it ships with PyTorch's CUDA wheels.
 """
@@ -43,7 +43,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .devices import device_choices
+from ..devices import device_choices
 from .pen import opencv_pen
 from .variants import RenderSpec, canvas_transform, torch_geometry, variant_named
 
@@ -122,7 +122,7 @@ if triton is not None:
     def _raster_kernel(tab_ptr, run_ptr, val_ptr, po_ptr, out_ptr, s_n, s_c, s_y, s_x, canvas, reach, slope,
                        n_tiles_x, C: tl.constexpr, T: tl.constexpr):
         """One (drawing, tile): walk the drawing's points, keep the top and beneath layers, and
-        write float32 0..255 (unrounded, as :func:`.render_torch.rasterise` blends)."""
+        write float32 0..255 (unrounded, as :func:`._torch.rasterise` blends)."""
         d = tl.program_id(0)
         tile = tl.program_id(1)
         tx0 = (tile % n_tiles_x) * T
@@ -209,7 +209,7 @@ def rasterise_points(tab: PointTable, spec: RenderSpec, out_dtype: torch.dtype =
     """Draw a :class:`PointTable` into (N, C, size, size) images (anti-aliased pens).
 
     ``out_dtype`` uint8 gives 0..255, a float dtype 0..1 (not rounded), as
-    :func:`.render_torch.rasterise`; ``channels_last`` returns that memory format.
+    :func:`._torch.rasterise`; ``channels_last`` returns that memory format.
     """
 
     if not supports(spec):

@@ -1,5 +1,11 @@
 """Rendering drawings to images on the CPU with OpenCV, in the variants the field uses.
 
+The render layer (above data, below models): this face holds the CPU dispatcher
+(:func:`render`, OpenCV or numba) and re-exports the torch engine's entry points
+(:func:`render_packed`, :func:`render_torch`); :mod:`.variants` is the one registry of render
+variants, :mod:`.pen` OpenCV's pen rules that every engine follows, and the engines are the
+private modules ``_numba``, ``_torch`` and ``_triton`` (CUDA only, imported when used).
+
 A renderer is chosen by name (``RENDERERS``: the variants of :mod:`.variants`, where each is
 defined once with its numpy and torch values):
 
@@ -27,8 +33,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .data import Drawings
-from .render_numba import render_numba
+from ..data import Drawings
+from ._numba import render_numba
+from ._torch import render_packed, render_torch, to_tensors  # noqa: F401 (the torch engine's entry points)
 from .variants import (VARIANTS, RenderSpec, Segments, Variant, canvas_transform, register,  # noqa: F401 (the
                        scaled, segments)  # render face re-exports what its callers used before .variants)
 
@@ -57,7 +64,7 @@ def render(d: Drawings, variant: str = "mono", spec: RenderSpec = RenderSpec(),
         variant: a name in :data:`RENDERERS`.
         spec: how to draw.
         engine: ``"opencv"`` (``cv2.polylines``, below) or ``"numba"``
-            (:func:`.render_numba.render_numba`: render_torch's rules compiled, faster per core).
+            (:func:`._numba.render_numba`: render_torch's rules compiled, faster per core).
     """
     if engine == "numba":
         return render_numba(d, variant, spec)

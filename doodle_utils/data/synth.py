@@ -14,7 +14,7 @@ mini-competition written in Kaggle's exact layout.
   ``test_simplified.csv``, ``test_raw.csv``, ``sample_submission.csv``) and, outside it, the
   hidden answers ``test_labels.csv``,
   deterministically for a seed; simplified strokes come from Google's simplification of the
-  raw ones (:mod:`doodle_utils.simplify`).
+  raw ones (:mod:`doodle_utils.data.simplify`).
 * :func:`drawing_stats`, :func:`compare_with_real` and :func:`stats_table_markdown` check
   the synthetic drawings against the real sample of the same classes.
 
@@ -37,9 +37,10 @@ import numba
 import numpy as np
 import pandas as pd
 
-from . import data, options
-from ._files import atomic_path
-from .paths import answers_file
+from .. import options
+from .drawings import Drawings, read_file, write_csv, write_ndjson
+from .._files import atomic_path
+from ..paths import answers_file
 from .simplify import simplify_packed
 
 Polyline = np.ndarray  # (k, 2) float64 vertices in a unit frame, y pointing down
@@ -905,12 +906,12 @@ def _unrecognized(word: str, rng: np.random.Generator) -> list[np.ndarray]:
 
 # --------------------------------------------------------------------------- the competition
 
-def _pack(raws: Sequence[Sequence[np.ndarray]]) -> tuple[data.Drawings, data.Drawings]:
+def _pack(raws: Sequence[Sequence[np.ndarray]]) -> tuple[Drawings, Drawings]:
     """Pack raw drawings (float64 with at most 3 decimals, which the ndjson text and any reader
     reproduce exactly) and Google-simplify them (uint8)."""
-    raw = data.Drawings.from_strokes(raws, dtype=np.float64)
+    raw = Drawings.from_strokes(raws, dtype=np.float64)
     xy, so, do = simplify_packed(raw.xy, raw.stroke_offsets, raw.drawing_offsets)
-    return raw, data.Drawings(xy, None, so, do)
+    return raw, Drawings(xy, None, so, do)
 
 
 def _key_ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -1015,7 +1016,7 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
     meta_rng = np.random.default_rng([seed, 0])
     keys = _key_ids(meta_rng, classes * (per_class + test_per_class)).reshape(classes, -1)
     files: dict[str, int] = {}
-    tests: list[tuple[pd.DataFrame, data.Drawings, data.Drawings]] = []
+    tests: list[tuple[pd.DataFrame, Drawings, Drawings]] = []
     n_unrec = 0
     for c, word in enumerate(words):
         rng = np.random.default_rng([seed, 1, c])
@@ -1025,12 +1026,12 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
         raw, simple = _pack(raws)
         train = np.arange(per_class)
         if per_class:
-            data.write_csv(out / "train_simplified" / f"{word}.csv", meta.iloc[train], simple.take(train))
+            write_csv(out / "train_simplified" / f"{word}.csv", meta.iloc[train], simple.take(train))
             raw_name = f"train_raw/{word}.{raw_format}"
             if raw_format == "csv":
-                data.write_csv(out / raw_name, meta.iloc[train], raw.take(train))
+                write_csv(out / raw_name, meta.iloc[train], raw.take(train))
             else:
-                data.write_ndjson(out / raw_name, meta.iloc[train], raw.take(train))
+                write_ndjson(out / raw_name, meta.iloc[train], raw.take(train))
             files[f"train_simplified/{word}.csv"] = files[raw_name] = per_class
         n_unrec += int((~rec).sum())
         test = np.arange(per_class, per_class + test_per_class)
@@ -1038,11 +1039,11 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
     test_meta = pd.concat([m for m, _, _ in tests], ignore_index=True)
     order = meta_rng.permutation(len(test_meta))
     test_meta = test_meta.iloc[order].reset_index(drop=True)
-    data.write_csv(out / "test_simplified.csv", test_meta, data.Drawings.concat([d for _, d, _ in tests]).take(order),
+    write_csv(out / "test_simplified.csv", test_meta, Drawings.concat([d for _, d, _ in tests]).take(order),
                    test=True)
     n_test = len(test_meta)
     if raw_format == "csv":
-        data.write_csv(out / "test_raw.csv", test_meta, data.Drawings.concat([r for _, _, r in tests]).take(order),
+        write_csv(out / "test_raw.csv", test_meta, Drawings.concat([r for _, _, r in tests]).take(order),
                        test=True)
         files["test_raw.csv"] = n_test
     with atomic_path(out / "sample_submission.csv") as tmp:
@@ -1061,7 +1062,7 @@ def make_competition(out_dir: str | os.PathLike, classes: int = 12, per_class: i
 STAT_METRICS = ("strokes", "raw_points", "simplified_points", "duration_ms")
 
 
-def _per_drawing(drawings: data.Drawings) -> dict[str, np.ndarray]:
+def _per_drawing(drawings: Drawings) -> dict[str, np.ndarray]:
     """Per-drawing counts; raw batches also get simplified points and durations."""
     out = {"strokes": drawings.stroke_counts(), "raw_points" if drawings.raw else "simplified_points":
            drawings.point_counts()}
@@ -1075,7 +1076,7 @@ def _per_drawing(drawings: data.Drawings) -> dict[str, np.ndarray]:
     return out
 
 
-def drawing_stats(drawings: data.Drawings) -> dict[str, dict[str, float]]:
+def drawing_stats(drawings: Drawings) -> dict[str, dict[str, float]]:
     """10th percentile, median and 90th percentile per drawing of each metric.
 
     Args:
@@ -1097,7 +1098,7 @@ def compare_with_real(real_raw_dir: str | os.PathLike, seed: int = 0, per_class:
     """Synthetic vs real drawing statistics for the synthetic classes found in ``real_raw_dir``.
 
     Both sides are recognized drawings only; the real raw strokes are simplified with the
-    same :func:`doodle_utils.simplify.simplify_packed` as the synthetic ones.
+    same :func:`doodle_utils.data.simplify.simplify_packed` as the synthetic ones.
 
     Args:
         real_raw_dir: Google raw files ``<word>.ndjson`` (e.g. the real sample's ``raw/``).
@@ -1114,7 +1115,7 @@ def compare_with_real(real_raw_dir: str | os.PathLike, seed: int = 0, per_class:
         path = real_raw_dir / f"{word}.ndjson"
         if not path.is_file():
             continue
-        meta, real, _ = data.read_file(path, lenient=True)
+        meta, real, _ = read_file(path, lenient=True)
         real = real.take(meta["recognized"].to_numpy())
         rng = np.random.default_rng([seed, 2, CLASSES.index(word)])
         syn, _ = _pack([draw(word, rng) for _ in range(per_class)])

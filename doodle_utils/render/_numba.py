@@ -3,7 +3,7 @@
 What it holds: :func:`render_numba`, a drop-in for :func:`.render.render` (``render(...,
 engine="numba")`` calls it), and its kernel :func:`_rasterise`. The input is the same
 :func:`.render.segments` list the other two renderers draw, and the pixels follow the rules
-of :mod:`.render_torch` (fitted to OpenCV there), so the three agree as render_torch states.
+of :mod:`._torch` (fitted to OpenCV there), so the three agree as render_torch states.
 
 Algorithm. One compiled call per batch loops over the drawings, each drawing's segments in
 order, and for each segment only the pixels of render_torch's stencil:
@@ -61,7 +61,7 @@ import cv2
 import numba
 import numpy as np
 
-from .data import Drawings
+from ..data import Drawings
 from .pen import circle_spans, opencv_pen
 from .variants import RenderSpec, segments
 

@@ -70,8 +70,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .metrics import map_at_k_ranked, top_k
-from .paths import answers_file
+from ..metrics import map_at_k_ranked, top_k
+from ..paths import answers_file
 
 METHODS = ("greedy", "iterative", "optimal")
 ENGINES = ("numba", "torch", "highs")  # how ``optimal`` is solved

@@ -9,9 +9,9 @@ What it holds:
   result equals ``segments()`` exactly (tested for every variant, raw and simplified).
 * :func:`rasterise`: segments to images, vectorised over the whole batch.
 * :func:`render_packed` (CSR tensors in, images out: what training calls with store batches)
-  and :func:`render_torch` (a :class:`.data.Drawings` batch in, like :func:`.render.render`).
+  and :func:`render_torch` (a :class:`doodle_utils.data.Drawings` batch in, like :func:`.render.render`).
   On a CUDA GPU that Triton supports (sm >= 7.0, :func:`.devices.device_choices`) they hand
-  anti-aliased pens to :mod:`.render_triton`, one Triton kernel that follows
+  anti-aliased pens to :mod:`._triton`, one Triton kernel that follows
   :func:`rasterise`'s rules without a host sync (equal images on the tests' drawings);
   ``engine="torch"`` keeps this module's path.
 
@@ -77,8 +77,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Drawings
-from .devices import device_choices
+from ..data import Drawings
+from ..devices import device_choices
 from .pen import Pen, circle_spans, opencv_pen
 from .variants import VARIANTS, RenderSpec, TorchSegments, canvas_transform, torch_geometry, variant_named
 
@@ -101,7 +101,7 @@ def segments_torch(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offse
 
     Args:
         xy: (P, 2) points, uint8 (simplified) or float (raw, aligned and scaled here).
-        stroke_offsets, drawing_offsets: the CSR offsets of :class:`.data.Drawings` (int64).
+        stroke_offsets, drawing_offsets: the CSR offsets of :class:`doodle_utils.data.Drawings` (int64).
         t: (P,) milliseconds for raw drawings, else None (as ``Drawings.t``: raw iff given).
         variant: a name in :data:`.variants.VARIANTS`.
         spec: size, padding and canvas (``base``).
@@ -299,22 +299,22 @@ def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offset
                   channels_last: bool = False, in_frame: bool = False) -> torch.Tensor:
     """Render a CSR batch already on the device (the training entry): (N, C, size, size).
 
-    ``engine``: "torch" (:func:`rasterise`), "triton" (:mod:`.render_triton`'s kernel: no host
+    ``engine``: "torch" (:func:`rasterise`), "triton" (:mod:`._triton`'s kernel: no host
     sync; anti-aliased pens; on CPU tensors it runs in Triton's slow interpreter, for tests;
     ValueError on a GPU that Triton does not support) or "auto" (Triton for anti-aliased pens
     on a CUDA GPU that Triton supports, else torch: :func:`.devices.device_choices`).
     ``channels_last`` returns that memory format. ``in_frame``: points with times already in
     the 0..255 frame (a timed store's, or an augmented batch), not aligned and scaled.
     """
-    from . import render_triton  # lazy: Triton is optional and CUDA-only; imported when a batch is drawn
+    from . import _triton  # lazy: Triton is optional and CUDA-only; imported when a batch is drawn
 
     if engine not in ("auto", "torch", "triton"):
         raise ValueError(f"engine must be 'auto', 'torch' or 'triton', got {engine!r}")
     chosen = device_choices(xy.device, engine=engine).render_engine
-    if engine == "auto" and not render_triton.supports(spec):
+    if engine == "auto" and not _triton.supports(spec):
         chosen = "torch"
     if chosen == "triton":
-        return render_triton.render_points(xy, stroke_offsets, drawing_offsets, t, variant, spec, out_dtype,
+        return _triton.render_points(xy, stroke_offsets, drawing_offsets, t, variant, spec, out_dtype,
                                            channels_last, in_frame=in_frame)
     img = rasterise(segments_torch(xy, stroke_offsets, drawing_offsets, t, variant, spec, in_frame=in_frame),
                     spec, out_dtype)
@@ -322,7 +322,7 @@ def render_packed(xy: torch.Tensor, stroke_offsets: torch.Tensor, drawing_offset
 
 
 def to_tensors(d: Drawings, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
-    """A :class:`.data.Drawings` batch as (xy, stroke_offsets, drawing_offsets, t) on ``device``."""
+    """A :class:`doodle_utils.data.Drawings` batch as (xy, stroke_offsets, drawing_offsets, t) on ``device``."""
     dev = torch.device(device)
     xy = torch.from_numpy(np.ascontiguousarray(d.xy)).to(dev)
     so = torch.from_numpy(np.ascontiguousarray(d.stroke_offsets, np.int64)).to(dev)

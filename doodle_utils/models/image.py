@@ -1,6 +1,6 @@
 """The image model: a timm backbone on rendered drawings (``DoodleNet``) and how it is made.
 
-Its own module so that both models — this one and the point model (:mod:`.pointcnn`), which
+Its own module so that both models — this one and the point model (:mod:`.points`), which
 puts the same backbone on a grid of point features — sit below training, which builds them.
 """
 from __future__ import annotations

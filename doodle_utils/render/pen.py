@@ -1,7 +1,7 @@
 """OpenCV's pen: what one line of a given thickness inks, shared by the three engines that
-reproduce OpenCV (:mod:`.render_torch`, :mod:`.render_numba`, :mod:`.render_triton`).
+reproduce OpenCV (:mod:`._torch`, :mod:`.render_numba`, :mod:`.render_triton`).
 
-The anti-aliased reach and slope were fitted on whole drawings (see :mod:`.render_torch`'s
+The anti-aliased reach and slope were fitted on whole drawings (see :mod:`._torch`'s
 docstring for the fit and the agreement it gives); the aliased rules are OpenCV's polygon and
 midpoint circles.
 """

@@ -2,7 +2,7 @@
 
 A variant (:data:`VARIANTS`) is one entry holding how many channels it draws, whether it needs
 times, and its per-segment channel values twice: with numpy (the OpenCV and numba engines,
-:mod:`.render` and :mod:`.render_numba`) and with torch (:mod:`.render_torch` and
+:mod:`.render` and :mod:`.render_numba`) and with torch (:mod:`._torch` and
 :mod:`.render_triton`, on the device, in float64 like numpy so the two are equal: tested for
 every entry). A new variant is one edit here. The geometry both read (per-point and
 per-segment facts) and the segment lists the engines draw (:func:`segments`,
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from .data import Drawings
+from ..data import Drawings
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ several points share a cell) and a 2-D CNN trunk from timm classifies that image
   and max-pool) is removed by default, so the first stage sees the whole grid: a 32×32 grid
   feeds ResNet's first stage what a 128 px image would after its stem.
 
-The loaders compute the features in their worker processes (:class:`.loaders.DoodleDL` with
+The loaders compute the features in their worker processes (:class:`doodle_utils.training.loaders.DoodleDL` with
 ``input="points"``); the model scatters on the batch's device (the GPU when there is one).
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Drawings
-from .models import DoodleNet
-from .render import scaled
+from ..data import Drawings
+from .image import DoodleNet
+from ..render import scaled
 
 FEATURES = ("x", "y", "dx", "dy", "time", "dt", "pen_down", "stroke_end")
 STEMS = ("auto", "drop", "keep")
@@ -243,7 +243,7 @@ class PointCNN(nn.Module):
         dilations, kernel: the 1-D stack (one block per dilation).
         stem: "drop" the ResNet stem, "keep" it, or "auto" (drop where the trunk has one).
         n_countries, country_dim: a country embedding joined before the head (0: none).
-        pretrained_path, drop_rate: as :class:`.models.DoodleNet`.
+        pretrained_path, drop_rate: as :class:`.image.DoodleNet`.
         ink: make the last point feature the constant 1 (see :class:`PointEncoder`).
     """
 

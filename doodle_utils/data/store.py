@@ -17,7 +17,7 @@ Drawing ``i`` and any batch of indices are read in O(1) per drawing from the off
 Kinds: ``simplified`` (Google's simplified points; from simplified files, or raw ones simplified
 on the way), ``raw`` (the raw points with their times, float32: several times larger), and
 ``timed`` (from raw files: Google's simplified points, each with its time taken from the raw
-stroke at the same place, :func:`doodle_utils.simplify.simplify_packed_timed` — real timings for
+stroke at the same place, :func:`doodle_utils.data.simplify.simplify_packed_timed` — real timings for
 ``time3`` and the point model at about the simplified store's size).
 
 Packing (:func:`pack`) streams every source file in bounded chunks in parallel worker
@@ -45,9 +45,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import _parse, data, options
-from ._files import folder_lock, sha256_file, write_text_atomic
-from .paths import store_path
+from .. import options
+from . import _parse
+from .drawings import Chunk, DataError, Drawings, SkipReport, has_times, iter_file
+from .._files import folder_lock, sha256_file, write_text_atomic
+from ..paths import store_path
 from .simplify import simplify_packed, simplify_packed_timed
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array
@@ -119,7 +121,7 @@ def _pack_part(job: _Job) -> dict:
     if part_dir.exists():
         shutil.rmtree(part_dir)
     part_dir.mkdir(parents=True)
-    report = data.SkipReport()
+    report = SkipReport()
     vocab: dict[str, dict[str, int]] = {"word": {}, "country": {}}
     files = {k: open(part_dir / f"{k}.bin", "wb") for k in ("xy", "t", "stroke_len", "rows")}
     rows = points = strokes = 0
@@ -129,13 +131,13 @@ def _pack_part(job: _Job) -> dict:
     if job.test and src.suffix == ".csv":
         reader_kw["check_word_matches_file"] = False
     try:
-        for chunk in data.iter_file(src, **reader_kw):
+        for chunk in iter_file(src, **reader_kw):
             d = chunk.drawings
             if job.kind == "simplified" and d.raw:
                 xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
-                d = data.Drawings(xy, None, so, do)
+                d = Drawings(xy, None, so, do)
             elif job.kind == "timed":
-                d = data.Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
+                d = Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
             d, m, lines, ts = _drop_long_strokes(src, chunk, d, job.lenient, report)
             lens = np.diff(d.stroke_offsets)
             rec = np.empty(len(m), ROW_DTYPE)
@@ -168,8 +170,8 @@ def _pack_part(job: _Job) -> dict:
     return info
 
 
-def _drop_long_strokes(src: Path, chunk: data.Chunk, d: data.Drawings, lenient: bool, report: data.SkipReport
-                       ) -> tuple[data.Drawings, pd.DataFrame, np.ndarray, np.ndarray | None]:
+def _drop_long_strokes(src: Path, chunk: Chunk, d: Drawings, lenient: bool, report: SkipReport
+                       ) -> tuple[Drawings, pd.DataFrame, np.ndarray, np.ndarray | None]:
     """Rows with a stroke longer than a store holds (``stroke_len`` is uint16) as per-row errors.
 
     Checked on the drawings as stored (after simplification), so a long raw stroke that
@@ -186,7 +188,7 @@ def _drop_long_strokes(src: Path, chunk: data.Chunk, d: data.Drawings, lenient: 
     np.maximum.at(longest, owner, lens[over])
     bad = longest > 0
     for r in np.flatnonzero(bad):
-        err = data.DataError(src, int(lines[r]), int(m["key_id"].iloc[r]), "stroke_too_long",
+        err = DataError(src, int(lines[r]), int(m["key_id"].iloc[r]), "stroke_too_long",
                              f"a stroke of {int(longest[r]):,} points; a store holds up to {STROKE_POINTS_MAX:,}")
         if not lenient:
             raise err
@@ -324,13 +326,13 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
 
     dups = _find_duplicates(parts)
     drop: dict[int, set[int]] = {}
-    dup_report = data.SkipReport()
+    dup_report = SkipReport()
     for key, occ in sorted(dups.items()):
         first, *rest = sorted(occ)
         for pi, ri in rest:
             line = int(_part_array(parts[pi][0], "line")[ri])
             first_line = int(_part_array(parts[first[0]][0], "line")[first[1]])
-            err = data.DataError(parts[pi][1]["source"], line, key, "duplicate_key_id",
+            err = DataError(parts[pi][1]["source"], line, key, "duplicate_key_id",
                                  f"also in {parts[first[0]][1]['source']}, line {first_line}")
             if not lenient:
                 raise err
@@ -394,7 +396,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         cl = np.array([cmap[c] for c in info["countries"]], np.uint16)
         if words is not None and labelled and (wl < 0).any():
             bad = [w for w in info["words"] if w not in wmap]
-            raise data.DataError(info["source"], None, None, "unknown_word", f"words {bad} not in the class list")
+            raise DataError(info["source"], None, None, "unknown_word", f"words {bad} not in the class list")
         for a in range(0, n, MERGE_ROWS):
             b = min(n, a + MERGE_ROWS)
             k = keep[a:b]
@@ -519,7 +521,7 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         jobs, parts_info = [], {}
         for s in sources:
             pdir = parts_root / s.name
-            rs = raw_src if raw_src is not None else data.has_times(s)
+            rs = raw_src if raw_src is not None else has_times(s)
             if kind in TIMED_KINDS and rs is False:
                 raise options.OptionError(f"{s}: kind {kind!r} needs raw sources with timings (Kaggle's train_raw/, "
                                  "test_raw.csv, or Google's raw ndjson); this file has none")
@@ -814,7 +816,7 @@ class Store:
     def valid_idx(self) -> np.ndarray:
         return np.flatnonzero(np.asarray(self._arrays["valid"]))
 
-    def drawings(self, idx: Iterable[int] | np.ndarray | slice) -> data.Drawings:
+    def drawings(self, idx: Iterable[int] | np.ndarray | slice) -> Drawings:
         """The drawings at ``idx`` as one packed batch (O(1) per drawing)."""
         if isinstance(idx, slice):
             idx = np.arange(len(self))[idx]
@@ -838,7 +840,7 @@ class Store:
             t = np.empty(len(xy), a["t"].dtype)
             _parse.gather_points(a["t"].view(np.ndarray), ps, pc, t)
             t = t.astype(np.int32, copy=False)
-        return data.Drawings(xy, t, stroke_offsets, drawing_offsets, in_frame=not self.raw)
+        return Drawings(xy, t, stroke_offsets, drawing_offsets, in_frame=not self.raw)
 
     def drawing(self, i: int) -> list[np.ndarray]:
         """Drawing ``i`` as a list of stroke arrays."""

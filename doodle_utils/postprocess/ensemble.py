@@ -1,6 +1,6 @@
 """Snapshot and model ensembles of saved class probabilities (notebook 04).
 
-Members are the per-snapshot predictions that :func:`.train.predict_snapshots` writes
+Members are the per-snapshot predictions that :func:`doodle_utils.training.predict_snapshots` writes
 (``<run>/preds/snap_NN_{valid,test}.npy`` with a ``manifest.json``), from one run or several
 runs over the same store. They combine by a weighted arithmetic mean of probabilities or a
 weighted geometric mean (mean of log-probabilities, renormalised). Weights come from greedy
@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 
 from .balance import proxy_score
-from .metrics import map_at_k
-from ._files import save_npy_atomic, write_text_atomic
-from .paths import PREDS, preds_dir, runs_dir
+from ..metrics import map_at_k
+from .._files import save_npy_atomic, write_text_atomic
+from ..paths import PREDS, preds_dir, runs_dir
 
 
 @dataclass

@@ -9,12 +9,12 @@ instead of fastai's item-by-item collation). Two places to render:
 * ``render_on="cpu"``: OpenCV (:func:`.render.render`) inside the loader's worker processes;
 * ``render_on="gpu"``: the workers (or the main process) hand over the packed coordinates,
   and ``after_batch``, which fastai runs after moving the batch to the device, renders the
-  whole batch there with :func:`.render_torch.render_packed`.
+  whole batch there with :func:`..render.render_packed`.
 
 A batch is ``(images, country, label)``: images float in 0..1 ``(N, C, size, size)``, the
 country code index (for a model that embeds it; never painted) and the class index (0 for
 test drawings, which have none). With ``input="points"`` nothing is rendered: a batch is
-``(features, mask, country, label)`` from :func:`.pointcnn.point_features` (computed where
+``(features, mask, country, label)`` from :func:`doodle_utils.models.points.point_features` (computed where
 CPU rendering would be), for :class:`.pointcnn.PointCNN`. Augmentations act on coordinates
 before rendering (:class:`Augment`).
 Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
@@ -31,11 +31,10 @@ import numpy as np
 import torch
 from fastai.data.load import DataLoader
 
-from .data import Drawings
-from .pointcnn import FEATURES, point_features
-from .render import RENDERERS, RenderSpec, render, scaled
-from .render_torch import render_packed
-from .store import Store, open_verified
+from ..data import Drawings
+from ..models import FEATURES, point_features
+from ..render import RENDERERS, RenderSpec, render, render_packed, scaled
+from ..data.store import Store, open_verified
 
 SAMPLING = ("uniform", "balanced", "sequential")
 INPUTS = ("image", "points")
@@ -215,7 +214,7 @@ class DoodleDL(DataLoader):
         channels_last: hand images over in channels-last memory format.
         input: "image" (rendered) or "points" (per-point features for the point model).
         points, resample: the point budget per drawing and how points are chosen
-            (``input="points"``; see :func:`.pointcnn.point_features`).
+            (``input="points"``; see :func:`doodle_utils.models.points.point_features`).
     """
 
     def __init__(self, source: Source, bs: int = 64, variant: str = "palette",
