@@ -68,10 +68,10 @@ def variants_on_real(a) -> list[dict]:
 
 def sim_to_real(a) -> dict:
     from doodle_utils.data import synth
-    from doodle_utils.training.loaders import DoodleDL, Source
+    from doodle_utils.data.store import Store
     from doodle_utils.metrics import map_at_k
     from doodle_utils.render import RenderSpec
-    from doodle_utils.data.store import Store
+    from doodle_utils.training.loaders import BatchSpec, DoodleDL, Source
 
     data = WORK / "synth"
     if not (data / "test_simplified.csv").exists():
@@ -87,7 +87,7 @@ def sim_to_real(a) -> dict:
     to_syn = {w: i for i, w in enumerate(syn_words)}
     labels = np.array([to_syn[w] for w in real_words[real.labels(idx)]])
     src = Source(WORK / "store_simplified", idx=idx, labels=labels)
-    dl = DoodleDL(src, bs=128, variant="palette", spec=RenderSpec(size=a.size), sampling="sequential",
+    dl = DoodleDL(src, BatchSpec(variant="palette", render=RenderSpec(size=a.size), sampling="sequential"), bs=128,
                   device=learn.dls.device)
     probs, _ = learn.get_preds(dl=dl, reorder=False)
     probs = probs.float().numpy()

@@ -358,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``doodle`` console script."""
     from ._files import LockedError
     from .data import DataError
+    from .data.store import StoreError
     from .options import OptionError
     from .pipeline import ProfileError
-    from .data.store import StoreError
 
     args = build_parser().parse_args(argv)
     try:

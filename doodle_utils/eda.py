@@ -27,8 +27,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .data import Drawings
-from .paths import store_path
 from .data.store import Store
+from .paths import store_path
 
 OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
 _VALUE_BITS = 40  # grouped quantiles pack (group, value) into one int64: values < 2**40

@@ -9,9 +9,9 @@ import pytest
 
 from doodle_utils.data import synth
 from doodle_utils.data import Drawings
+from doodle_utils.data.simplify import simplify_packed
 from doodle_utils.render import RENDERERS, RenderSpec
 from doodle_utils.render._torch import INK_THRESHOLD
-from doodle_utils.data.simplify import simplify_packed
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "quickdraw_sample"

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
-from doodle_utils.postprocess import balance
 from doodle_utils.metrics import map_at_k_ranked, top_k
+from doodle_utils.postprocess import balance
 
 
 @pytest.fixture(autouse=True, scope="module")

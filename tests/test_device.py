@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from doodle_utils import devices
-from doodle_utils.render import _triton as render_triton
 from doodle_utils.devices import announce, device_choices
+from doodle_utils.render import _triton as render_triton
 from doodle_utils.training import build_learner, make_loaders, resolve_processes, train
 
 from conftest import tiny_train_config

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from doodle_utils.postprocess import ensemble
 from doodle_utils.metrics import map_at_k
+from doodle_utils.postprocess import ensemble
 
 
 def _run(base, label, probs_by_snap, labels, key_ids=("1", "2", "3", "4")):

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from conftest import FAULT_PROBES, tiny_train_config
 from doodle_utils import data, kaggle
-from doodle_utils.data import store
 from doodle_utils.cli import main
+from doodle_utils.data import store
 from doodle_utils.data.synth import make_competition
 
 CHILD = Path(__file__).with_name("faults_child.py")

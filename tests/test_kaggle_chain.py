@@ -14,10 +14,10 @@ import yaml
 
 from conftest import ROOT
 from doodle_utils import kaggle
+from doodle_utils.data.synth import make_competition
 from doodle_utils.kaggle_emulator import can_isolate, rerooted, run_chain
 from doodle_utils.metrics import map_at_k_ranked
 from doodle_utils.paths import answers_file
-from doodle_utils.data.synth import make_competition
 
 CLASSES = 6
 # the suite's Kaggle profile with small runs: what changes is the size, not the chain

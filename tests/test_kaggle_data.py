@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from doodle_utils import data
-from doodle_utils.pipeline import ensure_stores
 from doodle_utils.data.simplify import simplify_packed
 from doodle_utils.data.store import Store, find_sources, pack
 from doodle_utils.data.synth import submission_words
+from doodle_utils.pipeline import ensure_stores
 
 TEST_PER_CLASS = 2
 

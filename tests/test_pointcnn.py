@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from doodle_utils.postprocess import ensemble
 from doodle_utils.data import Drawings
-from doodle_utils.training.loaders import DoodleDL, Source
 from doodle_utils.models.points import FEATURES, PointCNN, cell_index, point_features, sample_points, scatter_mean
+from doodle_utils.postprocess import ensemble
 from doodle_utils.training import TrainConfig, train
+from doodle_utils.training.loaders import BatchSpec, DoodleDL, Source
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -168,12 +168,12 @@ def stores(six_class_stores):
 
 
 def test_point_loader_batches(stores):
-    dl = DoodleDL(Source(stores / "train", split="train"), bs=8, input="points", points=24)
+    dl = DoodleDL(Source(stores / "train", split="train"), BatchSpec(input="points", points=24), bs=8)
     f, m, c, y = dl.after_batch(next(iter(dl.create_batches(dl.get_idxs()))))
     assert f.shape == (8, 24, len(FEATURES)) and f.dtype == torch.float32 and m.shape == (8, 24)
     assert dl.size == 24 and dl.channels == len(FEATURES)
     with pytest.raises(ValueError, match="input"):
-        DoodleDL(Source(stores / "train", split="train"), input="pixels")
+        DoodleDL(Source(stores / "train", split="train"), BatchSpec(input="pixels"))
 
 
 def test_point_model_trains_with_snapshots_and_predictions_notebook_04_can_ensemble(stores, tmp_path):

@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from doodle_utils.data import synth
 from doodle_utils.data import Drawings
 from doodle_utils.render import RENDERERS, RenderSpec, render, segments
 from doodle_utils.render._torch import (INK_THRESHOLD, MAX_MAD, MIN_IOU, render_packed, render_torch, segments_torch,

@@ -11,9 +11,9 @@ import torch
 
 from doodle_utils.data import synth
 from doodle_utils.data import Drawings
+from doodle_utils.data.simplify import simplify_packed
 from doodle_utils.render import RENDERERS, RenderSpec
 from doodle_utils.render._torch import render_packed, render_torch, to_tensors
-from doodle_utils.data.simplify import simplify_packed
 
 triton = pytest.importorskip("triton")
 from doodle_utils.render import _triton as render_triton  # noqa: E402

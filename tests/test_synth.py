@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from doodle_utils import data
 from doodle_utils.data import synth
-from doodle_utils.paths import answers_file
 from doodle_utils.data.simplify import simplify_packed, simplify_strokes
+from doodle_utils.paths import answers_file
 
 SMALL = dict(classes=3, per_class=15, test_per_class=4, unrecognized=0.2)
 

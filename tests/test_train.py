@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,11 @@ import torch
 from fastai.callback.core import Callback
 
 from doodle_utils import metrics
-from doodle_utils.training.loaders import Augment, DoodleDL, PseudoLabels, Source, augment, drop_strokes
-from doodle_utils.render import RenderSpec
 from doodle_utils.data.store import Store
+from doodle_utils.render import RenderSpec
 from doodle_utils.training import DoodleNet, config_from_params, train
+from doodle_utils.training.loaders import (Augment, BatchSpec, DoodleDL, PseudoLabels, Source, augment,
+                                          drop_strokes)
 
 from conftest import ROOT, tiny_train_config
 
@@ -64,7 +66,7 @@ def test_map_at_3_known_values_and_torch_agrees():
 
 def test_sampling_is_seeded_per_epoch_and_balanced(stores):
     src = Source(stores[0], split="train")
-    dl = DoodleDL(src, bs=16, spec=RenderSpec(size=32), sampling="uniform")
+    dl = DoodleDL(src, BatchSpec(render=RenderSpec(size=32), sampling="uniform"), bs=16)
     a = dl.get_idxs()
     assert sorted(a) == list(range(len(src)))  # a permutation
     assert dl.get_idxs() == a
@@ -73,15 +75,15 @@ def test_sampling_is_seeded_per_epoch_and_balanced(stores):
     # an imbalanced source: class 0 has 10x the drawings of the others
     keep = np.flatnonzero((src.labels == 0) | (np.arange(len(src)) % 10 == 0))
     sub = Source(stores[0], idx=src.idx[keep])
-    counts = np.bincount(sub.labels[DoodleDL(sub, sampling="balanced", epoch_size=6000).get_idxs()])
+    counts = np.bincount(sub.labels[DoodleDL(sub, BatchSpec(sampling="balanced", epoch_size=6000)).get_idxs()])
     assert counts.min() / counts.max() > 0.85
-    uni = np.bincount(sub.labels[DoodleDL(sub, sampling="uniform").get_idxs()])
+    uni = np.bincount(sub.labels[DoodleDL(sub, BatchSpec(sampling="uniform")).get_idxs()])
     assert uni[0] > 3 * uni[1:].max()
 
 
 def test_batches_are_rendered_images_with_country_and_label(stores):
     src = Source(stores[1], country_vocab=Store(stores[0]).countries)
-    dl = DoodleDL(src, bs=10, variant="strokes3", spec=RenderSpec(size=32), sampling="sequential")
+    dl = DoodleDL(src, BatchSpec(variant="strokes3", render=RenderSpec(size=32), sampling="sequential"), bs=10)
     x, c, y = dl.one_batch()
     assert x.shape == (10, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert (y == 0).all()  # test drawings carry a placeholder class
@@ -91,9 +93,9 @@ def test_batches_are_rendered_images_with_country_and_label(stores):
 def test_gpu_render_path_matches_cpu_render_path(stores):
     """render_on="gpu" renders in after_batch with the torch renderer; on CPU tensors here."""
     src = Source(stores[0], split="valid")
-    kw = dict(bs=24, spec=RenderSpec(size=32), sampling="sequential", variant="palette")
-    a = DoodleDL(src, render_on="cpu", **kw).one_batch()[0]
-    b = DoodleDL(src, render_on="gpu", **kw).one_batch()[0]
+    spec = BatchSpec(render=RenderSpec(size=32), sampling="sequential", variant="palette")
+    a = DoodleDL(src, replace(spec, render_on="cpu"), bs=24).one_batch()[0]
+    b = DoodleDL(src, replace(spec, render_on="gpu"), bs=24).one_batch()[0]
     assert a.shape == b.shape
     assert (a - b).abs().mean() * 255 < 3  # the renderers' stated tolerance (render_torch.MAX_MAD)
 
@@ -102,9 +104,9 @@ def test_worker_processes_render_the_same_batches(stores):
     """CPU rendering in two loader processes gives the batches of the main process, in order
     (each batch's sample and augmentation depend only on the seed, epoch and its positions)."""
     src = Source(stores[0], split="train")
-    kw = dict(bs=32, spec=RenderSpec(size=32), augment=Augment(flip=0.5, rotate=10), seed=3)
-    main = list(DoodleDL(src, num_workers=0, **kw))
-    workers = list(DoodleDL(src, num_workers=2, **kw))
+    spec = BatchSpec(render=RenderSpec(size=32), augment=Augment(flip=0.5, rotate=10), seed=3)
+    main = list(DoodleDL(src, spec, bs=32, num_workers=0))
+    workers = list(DoodleDL(src, spec, bs=32, num_workers=2))
     assert len(main) == len(workers) == len(src) // 32 + (len(src) % 32 > 0)
     for a, b in zip(main, workers):
         assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
@@ -139,7 +141,7 @@ def test_pseudo_labels_fill_a_fixed_share_of_every_batch(stores, tmp_path):
     pseudo = PseudoLabels.from_predictions(stores[1], probs, threshold=0.5, frac=0.25)
     assert (pseudo.source.labels == probs[pseudo.source.idx].argmax(1)).all()
     assert (probs[pseudo.source.idx].max(1) >= 0.5).all()
-    dl = DoodleDL(Source(stores[0], split="train"), bs=16, spec=RenderSpec(size=32), pseudo=pseudo)
+    dl = DoodleDL(Source(stores[0], split="train"), BatchSpec(render=RenderSpec(size=32), pseudo=pseudo), bs=16)
     idx = np.asarray(dl.get_idxs())
     per_batch = (idx.reshape(-1, 16) < 0).sum(axis=1)
     assert (per_batch == 4).all()
@@ -492,8 +494,8 @@ def test_doodle_train_trains_what_notebook_03_trains(tmp_path):
     import sys
 
     from conftest import ROOT
-    from doodle_utils.pipeline import training_config
     from doodle_utils.data.synth import make_competition
+    from doodle_utils.pipeline import training_config
 
     make_competition(tmp_path / "comp", classes=3, per_class=20, test_per_class=3, seed=4)
     params = {"data_dir": str(tmp_path / "comp"), "store_dir": str(tmp_path / "st"), "out_dir": str(tmp_path / "out"),

@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import _parse
 from .._files import atomic_path
+from . import _parse
 
 TRAIN_COLUMNS = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
 TEST_COLUMNS = ["key_id", "countrycode", "drawing"]

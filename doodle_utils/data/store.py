@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 
 from .. import options
-from . import _parse
-from .drawings import Chunk, DataError, Drawings, SkipReport, has_times, iter_file
 from .._files import folder_lock, sha256_file, write_text_atomic
 from ..paths import store_path
+from . import _parse
+from .drawings import Chunk, DataError, Drawings, SkipReport, has_times, iter_file
 from .simplify import simplify_packed, simplify_packed_timed
 
 STORE_VERSION = 2  # 2: the manifest's own checksum and per-chunk checksums of every array

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from .. import options
-from .drawings import Drawings, read_file, write_csv, write_ndjson
 from .._files import atomic_path
 from ..paths import answers_file
+from .drawings import Drawings, read_file, write_csv, write_ndjson
 from .simplify import simplify_packed
 
 Polyline = np.ndarray  # (k, 2) float64 vertices in a unit frame, y pointing down

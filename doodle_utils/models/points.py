@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from ..data import Drawings
-from .image import DoodleNet
 from ..render import scaled
+from .image import DoodleNet
 
 FEATURES = ("x", "y", "dx", "dy", "time", "dt", "pen_down", "stroke_end")
 STEMS = ("auto", "drop", "keep")

@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from .balance import proxy_score
-from ..metrics import map_at_k
 from .._files import save_npy_atomic, write_text_atomic
+from ..metrics import map_at_k
 from ..paths import PREDS, preds_dir, runs_dir
+from .balance import proxy_score
 
 
 @dataclass

@@ -9,6 +9,7 @@
 
 The names below were importable from ``doodle_utils.train`` before the layers became subpackages.
 """
+from ..devices import world_size
 from ..models import DoodleNet, check_arch, create_backbone
 from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
@@ -16,7 +17,6 @@ from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, Grow
 from .config import (DEFAULT_AUGMENT, MODELS, OPTIMIZERS, RUN_PARAMETERS, SCHEDULES, TrainConfig, config_from_params,
                      default_run_label, parameters_help, run_config)
 from .fit import TrainResult, build_learner, launch, make_loaders, pick_device, predict_snapshots, resolve_processes, train
-from ..devices import world_size
 
 __all__ = ["DoodleNet", "check_arch", "create_backbone", "NEXT_CHECKPOINT", "Checkpoint", "DeviceLoss", "EpochSeed",
            "GrowBatchOnPlateau", "History", "ProgressiveResize", "QuietProgress", "ResumableReduceLROnPlateau",

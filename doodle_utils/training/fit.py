@@ -60,11 +60,12 @@ from ..devices import announce, device_choices, world_size
 from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
+from ..render import RenderSpec
 from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, Snapshots, base_dl,
                         committed_state, set_batch_size)
 from .config import TrainConfig, config_from_params
-from .loaders import Augment, DoodleDL, LoaderConfig, PseudoLabels, make_dls
+from .loaders import Augment, BatchSpec, DoodleDL, PseudoLabels, make_dls
 
 log = logging.getLogger("doodle.train")
 
@@ -164,17 +165,18 @@ def _sgdr_scheduler(cfg: TrainConfig):
 def make_loaders(cfg: TrainConfig, device: torch.device):
     """(DataLoaders, test loader) for ``cfg``."""
     render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    # the loaders' settings are TrainConfig's of the same name, except these
-    lcfg = LoaderConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LoaderConfig) if hasattr(cfg, f.name)}
-                        | dict(size=(ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes
-                                     else cfg.size),
-                               augment=Augment(**cfg.augment), render_on=render_on, input=cfg.model,
-                               channels_last=cfg.channels_last and cfg.model == "image", pseudo=None))
+    size = ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size
+    pseudo = None
     if cfg.pseudo_preds:
         vocab = Store(cfg.store_dir, verify="none").countries
-        lcfg.pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
-                                                    cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
-    return make_dls(lcfg, device)
+        pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
+                                               cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
+    # the spec's settings are TrainConfig's of the same name, except these
+    same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(BatchSpec) if hasattr(cfg, f.name)}
+    batches = BatchSpec(**same | dict(input=cfg.model, render=RenderSpec(size=size, line_width=cfg.line_width),
+                                      render_on=render_on, augment=Augment(**cfg.augment), pseudo=pseudo,
+                                      channels_last=cfg.channels_last and cfg.model == "image"))
+    return make_dls(cfg.store_dir, batches, cfg.bs, cfg.test_store_dir, cfg.num_workers, device)
 
 
 def resolve_processes(processes: int) -> int:

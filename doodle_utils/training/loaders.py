@@ -22,9 +22,8 @@ training batch (:class:`PseudoLabels`).
 """
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +31,9 @@ import torch
 from fastai.data.load import DataLoader
 
 from ..data import Drawings
+from ..data.store import Store, open_verified
 from ..models import FEATURES, point_features
 from ..render import RENDERERS, RenderSpec, render, render_packed, scaled
-from ..data.store import Store, open_verified
 
 SAMPLING = ("uniform", "balanced", "sequential")
 INPUTS = ("image", "points")
@@ -194,7 +193,51 @@ class PseudoLabels:
         return cls(Source(test_store, keep, probs[keep].argmax(axis=1), country_vocab=country_vocab), frac)
 
 
-_ATTRIBUTE = {"augment": "aug"}  # DoodleDL's constructor arguments stored under another name
+@dataclass(frozen=True)
+class BatchSpec:
+    """How a loader turns drawings into batches: the one object a run's loaders share, passed
+    whole instead of a dozen keyword arguments (the evaluation loaders use :meth:`for_eval`).
+
+    Attributes:
+        input: "image" (rendered) or "points" (per-point features for the point model).
+        variant, render: the renderer and how it draws (``render.size`` may change between
+            epochs: :class:`..callbacks.ProgressiveResize`).
+        render_on: "cpu" or "gpu" (the batch's device renders it, in ``after_batch``).
+        channels_last: hand images over in channels-last memory format.
+        points, resample: the point budget per drawing and how points are chosen
+            (``input="points"``; see :func:`doodle_utils.models.points.point_features`).
+        sampling: "uniform" (a shuffle of the source), "balanced" (classes drawn equally
+            often, drawings with replacement) or "sequential" (in order, for validation/test).
+        epoch_size: drawings per epoch; 0: the source's size.
+        augment: coordinate augmentations (training only).
+        pseudo: test drawings with predicted labels to mix into each batch.
+        seed: with the epoch number, fixes each epoch's sample and augmentation.
+    """
+
+    input: str = "image"
+    variant: str = "palette"
+    render: RenderSpec = RenderSpec()
+    render_on: str = "cpu"
+    channels_last: bool = False
+    points: int = 128
+    resample: str = "length"
+    sampling: str = "uniform"
+    epoch_size: int = 0
+    augment: Augment = Augment()
+    pseudo: PseudoLabels | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ValueError naming the setting that cannot work."""
+        for name, allowed in (("input", INPUTS), ("sampling", SAMPLING), ("variant", tuple(sorted(RENDERERS))),
+                              ("render_on", ("cpu", "gpu"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def for_eval(self) -> "BatchSpec":
+        """The same drawing settings for validation and test: in order, every drawing once,
+        no augmentation, no pseudo-labels."""
+        return replace(self, sampling="sequential", epoch_size=0, augment=Augment(), pseudo=None)
 
 
 class DoodleDL(DataLoader):
@@ -202,44 +245,33 @@ class DoodleDL(DataLoader):
 
     Args:
         source: what to sample from.
+        batches: how drawings become batches (:class:`BatchSpec`).
         bs: batch size (a callback may change it between epochs).
-        variant, spec: the renderer and how to draw (``spec.size`` may change between epochs).
-        sampling: "uniform" (a shuffle of the source), "balanced" (classes drawn equally
-            often, drawings with replacement) or "sequential" (in order, for validation/test).
-        epoch_size: drawings per epoch (default: the source's size).
-        augment: coordinate augmentations (training only).
-        render_on: "cpu" or "gpu" (the batch's device renders it, in ``after_batch``).
-        pseudo: test drawings with predicted labels to mix into each batch.
-        seed: with the epoch number, fixes each epoch's sample and augmentation.
-        channels_last: hand images over in channels-last memory format.
-        input: "image" (rendered) or "points" (per-point features for the point model).
-        points, resample: the point budget per drawing and how points are chosen
-            (``input="points"``; see :func:`doodle_utils.models.points.point_features`).
+        kwargs: fastai ``DataLoader`` arguments (``num_workers``, ``device``, ``pin_memory``,
+            ``drop_last``).
     """
 
-    def __init__(self, source: Source, bs: int = 64, variant: str = "palette",
-                 spec: RenderSpec = RenderSpec(), sampling: str = "uniform",
-                 epoch_size: int | None = None, augment: Augment = Augment(),
-                 render_on: str = "cpu", pseudo: PseudoLabels | None = None, seed: int = 0,
-                 channels_last: bool = False, input: str = "image", points: int = 128,
-                 resample: str = "length", **kwargs):
-        if input not in INPUTS:
-            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
-        if sampling not in SAMPLING:
-            raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
-        if variant not in RENDERERS:
-            raise ValueError(f"unknown variant {variant!r}; have {sorted(RENDERERS)}")
-        if render_on not in ("cpu", "gpu"):
-            raise ValueError(f"render_on must be 'cpu' or 'gpu', got {render_on!r}")
-        if input == "image" and RENDERERS[variant].needs_time and not source.store.timed:
-            raise ValueError(f"variant {variant!r} needs a store with timings (kind timed or raw); "
+    def __init__(self, source: Source, batches: BatchSpec = BatchSpec(), bs: int = 64, **kwargs):
+        batches.check()
+        if batches.input == "image" and RENDERERS[batches.variant].needs_time and not source.store.timed:
+            raise ValueError(f"variant {batches.variant!r} needs a store with timings (kind timed or raw); "
                              f"{source.store_dir} is {source.store.kind}")
-        self.source, self.variant, self.spec, self.sampling = source, variant, spec, sampling
-        self.epoch_size, self.aug, self.render_on = epoch_size, augment, render_on
-        self.pseudo, self.seed, self.channels_last, self.epoch = pseudo, seed, channels_last, 0
-        self.input, self.points, self.resample = input, int(points), resample
+        self.source, self.batches, self.epoch = source, batches, 0
         kwargs.pop("dataset", None), kwargs.pop("n", None)
-        super().__init__(dataset=source, bs=bs, n=epoch_size or len(source), **kwargs)
+        super().__init__(dataset=source, bs=bs, n=batches.epoch_size or len(source), **kwargs)
+
+    # the spec's settings, read as the loader's own
+    variant = property(lambda self: self.batches.variant)
+    spec = property(lambda self: self.batches.render)
+    sampling = property(lambda self: self.batches.sampling)
+    aug = property(lambda self: self.batches.augment)
+    render_on = property(lambda self: self.batches.render_on)
+    pseudo = property(lambda self: self.batches.pseudo)
+    seed = property(lambda self: self.batches.seed)
+    channels_last = property(lambda self: self.batches.channels_last)
+    input = property(lambda self: self.batches.input)
+    points = property(lambda self: self.batches.points)
+    resample = property(lambda self: self.batches.resample)
 
     # ----- sampling
     def _rng(self, *extra: int) -> np.random.Generator:
@@ -359,15 +391,10 @@ class DoodleDL(DataLoader):
 
         return to_detach(b, cpu, gather=False)
 
-    def settings(self) -> dict:
-        """This loader's own settings as its constructor takes them (read back from the
-        constructor's signature, so a new setting needs no edit here)."""
-        return {n: getattr(self, _ATTRIBUTE.get(n, n)) for n in _SETTINGS}
-
     def new(self, **kwargs) -> "DoodleDL":
         """A copy with some settings changed (fastai calls this for prediction loaders)."""
-        kw = dict(self.settings(), num_workers=self.fake_l.num_workers, pin_memory=self.pin_memory,
-                  drop_last=self.drop_last, device=self.device)
+        kw = dict(source=self.source, batches=self.batches, bs=self.bs, num_workers=self.fake_l.num_workers,
+                  pin_memory=self.pin_memory, drop_last=self.drop_last, device=self.device)
         for k in ("shuffle", "get_idxs"):
             kwargs.pop(k, None)
         kw.update(kwargs)
@@ -381,9 +408,9 @@ class DoodleDL(DataLoader):
     @size.setter
     def size(self, value: int) -> None:
         if self.input == "points":
-            self.points = int(value)
+            self.batches = replace(self.batches, points=int(value))
         else:
-            self.spec = replace(self.spec, size=int(value))
+            self.batches = replace(self.batches, render=replace(self.spec, size=int(value)))
 
     @property
     def channels(self) -> int:
@@ -393,54 +420,23 @@ class DoodleDL(DataLoader):
         return RENDERERS[self.variant].channels
 
 
-# DoodleDL's own settings, read from its constructor's signature
-_SETTINGS = tuple(n for n in inspect.signature(DoodleDL.__init__).parameters if n not in ("self", "kwargs"))
-
-
-@dataclass
-class LoaderConfig:
-    """What the loaders of a training run need (built by :func:`make_dls`)."""
-
-    store_dir: str
-    test_store_dir: str | None = None
-    variant: str = "palette"
-    size: int = 64
-    line_width: float = 2.0
-    bs: int = 64
-    sampling: str = "uniform"
-    epoch_size: int | None = None
-    augment: Augment = field(default_factory=Augment)
-    render_on: str = "cpu"
-    num_workers: int = 0
-    seed: int = 0
-    channels_last: bool = False
-    pseudo: PseudoLabels | None = None
-    input: str = "image"
-    points: int = 128
-    resample: str = "length"
-
-
-def make_dls(cfg: LoaderConfig, device: torch.device | str | None = None):
+def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir: str | Path | None = None,
+             num_workers: int = 0, device: torch.device | str | None = None):
     """fastai ``DataLoaders`` (train, valid) on the store's stratified split, and a test loader
-    over ``test_store_dir`` (or None)."""
+    over ``test_store_dir`` (or None); validation and test use ``batches.for_eval()`` and twice
+    the batch size (at least 128)."""
     from fastai.data.core import DataLoaders
 
-    spec = RenderSpec(size=cfg.size, line_width=cfg.line_width)
-    train_src, valid_src = Source(cfg.store_dir, split="train"), Source(cfg.store_dir, split="valid")
+    train_src, valid_src = Source(store_dir, split="train"), Source(store_dir, split="valid")
     if len(train_src) == 0 or len(valid_src) == 0:
-        raise ValueError(f"{cfg.store_dir}: the split has {len(train_src)} training and "
+        raise ValueError(f"{store_dir}: the split has {len(train_src)} training and "
                          f"{len(valid_src)} validation drawings; both must be non-empty")
     pin = torch.device(device).type == "cuda" if device is not None else False
-    # what every loader shares: the settings LoaderConfig and DoodleDL both name, minus the
-    # ones only training sampling uses; the render spec, workers and device besides
-    own = set(_SETTINGS) - {"source", "bs", "sampling", "epoch_size", "augment", "pseudo"}
-    common = {f.name: getattr(cfg, f.name) for f in fields(LoaderConfig) if f.name in own}
-    common.update(spec=spec, num_workers=cfg.num_workers, device=device, pin_memory=pin)
-    train = DoodleDL(train_src, bs=cfg.bs, sampling=cfg.sampling, epoch_size=cfg.epoch_size,
-                     augment=cfg.augment, pseudo=cfg.pseudo, drop_last=True, **common)
-    eval_bs = max(cfg.bs, 64) * 2
-    valid = DoodleDL(valid_src, bs=eval_bs, sampling="sequential", **common)
+    common = dict(num_workers=num_workers, device=device, pin_memory=pin)
+    train = DoodleDL(train_src, batches, bs=bs, drop_last=True, **common)
+    eval_bs, evaluate = max(bs, 64) * 2, batches.for_eval()
+    valid = DoodleDL(valid_src, evaluate, bs=eval_bs, **common)
     test = None
-    if cfg.test_store_dir:
-        test = DoodleDL(Source(cfg.test_store_dir, country_vocab=train_src.countries), bs=eval_bs, sampling="sequential", **common)
+    if test_store_dir:
+        test = DoodleDL(Source(test_store_dir, country_vocab=train_src.countries), evaluate, bs=eval_bs, **common)
     return DataLoaders(train, valid, device=device), test

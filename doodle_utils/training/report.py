@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..paths import preds_dir
 from ..data.store import Store
+from ..paths import preds_dir
 
 
 def plot_history(history: pd.DataFrame):
