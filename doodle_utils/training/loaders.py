@@ -6,7 +6,7 @@ from a seed and the epoch number, so a resumed run sees the same data) and ``cre
 (a whole batch is gathered from the store, augmented on its coordinates and rendered at once,
 instead of fastai's item-by-item collation). Two places to render:
 
-* ``render_on="cpu"``: OpenCV (:func:`.render.render`) inside the loader's worker processes;
+* ``render_on="cpu"``: OpenCV (:func:`doodle_utils.render.render`) inside the loader's worker processes;
 * ``render_on="gpu"``: the workers (or the main process) hand over the packed coordinates,
   and ``after_batch``, which fastai runs after moving the batch to the device, renders the
   whole batch there with :func:`..render.render_packed`.
@@ -14,9 +14,10 @@ instead of fastai's item-by-item collation). Two places to render:
 A batch is ``(images, country, label)``: images float in 0..1 ``(N, C, size, size)``, the
 country code index (for a model that embeds it; never painted) and the class index (0 for
 test drawings, which have none). With ``input="points"`` nothing is rendered: a batch is
-``(features, mask, country, label)`` from :func:`doodle_utils.models.points.point_features` (computed where
-CPU rendering would be), for :class:`.pointcnn.PointCNN`. Augmentations act on coordinates
-before rendering (:class:`Augment`).
+``(features, mask, country, label)`` from :func:`doodle_utils.models.point_features`
+(computed where CPU rendering would be), for :class:`doodle_utils.models.PointCNN`.
+Augmentations act on coordinates before rendering (:class:`Augment`). How a loader makes its
+batches is one :class:`BatchSpec`, shared by a run's loaders.
 Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
 training batch (:class:`PseudoLabels`).
 """
