@@ -5,13 +5,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench lab clean clean-notebooks
+.PHONY: setup demo test bench lab clean clean-notebooks git-filter
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory git-filter
 	touch $(STAMP)
+
+# In a git clone: notebooks are committed without outputs, whatever JupyterLab saved. The
+# clean filter strips outputs and execution counts from what `git add` stores (cell ids kept);
+# the working copy keeps them. .gitattributes names the filter; outside a clone this does nothing.
+NBSTRIP := $(abspath $(BIN))/python -m nbstripout --keep-id
+git-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '$(NBSTRIP)' && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config diff.ipynb.textconv '$(NBSTRIP) -t' && \
+	  echo "git: notebooks are stripped of outputs when added (filter nbstripout)"; fi
 
 setup: $(STAMP)
 
@@ -22,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

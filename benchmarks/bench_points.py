@@ -66,7 +66,7 @@ def stores(datasets: list[str]) -> dict[str, dict[str, Path]]:
 def _train(label: str, store: Path, out: Path, a, **model) -> dict:
     from doodle_utils.training import TrainConfig, train
 
-    cfg = TrainConfig(store_dir=str(store), out_dir=str(out), arch="resnet18", bs=a.bs, epochs=a.epochs,
+    cfg = TrainConfig(store_dir=str(store), out_dir=str(out), arch="resnet18", bs=a.bs, epochs=a.epochs, epoch_size=0,
                       lr=3e-3, schedule="one_cycle", progress=False, resume=False, augment=AUG,
                       num_workers=a.workers, seed=0, **model)
     r = train(cfg)

@@ -39,7 +39,7 @@ def _train(store: Path, out: Path, variant: str, a) -> dict:
     from doodle_utils.training import TrainConfig, train
 
     cfg = TrainConfig(store_dir=str(store), out_dir=str(out), arch=a.arch, variant=variant, size=a.size,
-                      bs=64, epochs=a.epochs, lr=3e-3, schedule="one_cycle", progress=False, resume=False,
+                      bs=64, epochs=a.epochs, epoch_size=0, lr=3e-3, schedule="one_cycle", progress=False, resume=False,
                       augment={"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05})
     t0 = time.perf_counter()
     r = train(cfg)

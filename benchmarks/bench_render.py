@@ -129,8 +129,7 @@ def torch_rates(simp, raw, device: str) -> dict:
     training-sized batch of 512."""
     import torch
 
-    from doodle_utils.render import RenderSpec
-    from doodle_utils.render import render_packed, render_torch, to_tensors
+    from doodle_utils.render import RenderSpec, render_packed, render_torch, to_tensors
 
     out: dict = {}
     cuda = device == "cuda"

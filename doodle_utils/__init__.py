@@ -15,8 +15,14 @@ Importing the package does no I/O and loads no heavy dependency. The flat module
 0.1 (``doodle_utils.store``, ``doodle_utils.train``, ...) still import, with a
 DeprecationWarning naming the new path (see ``_moved``).
 """
+import warnings
+
 from . import _moved
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _moved.install()
+# fastai 2.8's layers.py applies torch.jit.script at import, which torch 2.11 deprecates: a
+# warning in every notebook's imports cell that no user can act on. Only that one is hidden.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning,
+                        module=r"torch\.jit\._script")

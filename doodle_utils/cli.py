@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``balance``, ``check-submission``, ``kaggle-bundle``, ``kaggle-emulate``.
+``train``, ``balance``, ``submit``, ``check-submission``, ``kaggle-bundle``, ``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant
 (measured: 0.9 s, against ~8 s to import training's torch and fastai, ~1 s the store's numba
 and pyarrow).
@@ -112,17 +112,19 @@ def _run(a: argparse.Namespace) -> int:
     from ._files import LockedError
     from .pipeline import ProfileError, RunError, missing_notebooks, run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # quiet: the suite's own lines; papermill's and the kernel's chatter only with -v
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("doodle").setLevel(logging.INFO)
     try:
-        results = run(a.profile, only=a.only, start=a.start, force=a.force, overrides=_parse_sets(a.set))
+        run(a.profile, only=a.only, start=a.start, force=a.force, overrides=_parse_sets(a.set),
+            verbose=a.verbose)
     except (ProfileError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    ran = ", ".join(f"{r.name} ({r.status})" for r in results)
-    print(f"run finished: {ran}")
     if not a.only and missing_notebooks():
         print(f"later steps not there yet: {', '.join(missing_notebooks())}")
     return 0
@@ -189,11 +191,71 @@ def _balance(a: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .kaggle import SubmissionError, known_classes, write_submission
+    from .postprocess.balance import balance, proxy_score
+    from .postprocess.ensemble import load_saved
+
+    if Path(a.probs).is_dir():  # notebook 04's ensemble folder: its manifest names classes and key_ids
+        try:
+            _, probs, man = load_saved(a.probs)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {a.probs}: not an ensemble folder of notebook 04 ({e})", file=sys.stderr)
+            return 2
+        if probs is None:
+            print(f"error: {a.probs}: the ensemble has no test probabilities", file=sys.stderr)
+            return 2
+        words, key_ids, source = man["words"], man.get("test_key_id"), f"{a.probs}/manifest.json"
+    else:
+        try:
+            probs = np.load(a.probs, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            print(f"error: {a.probs}: not a numpy array file ({e})", file=sys.stderr)
+            return 2
+        if a.sample is None:
+            print(f"error: {a.probs}: a bare array needs --sample (sample_submission.csv: its key_ids, in its "
+                  "order, are the rows)", file=sys.stderr)
+            return 2
+        try:
+            words, source = (_read_words(a.words), str(a.words)) if a.words else known_classes(a.sample)
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"error: {a.words}: cannot read the class names ({e})", file=sys.stderr)
+            return 2
+        key_ids = None
+    if key_ids is None:
+        try:
+            key_ids = [line.split(",", 1)[0] for line in Path(a.sample).read_text().splitlines()[1:] if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"error: {a.sample}: cannot read the sample submission ({e})", file=sys.stderr)
+            return 2
+    if probs.ndim != 2 or probs.shape != (len(key_ids), len(words)):
+        print(f"error: {a.probs}: probabilities of shape {probs.shape}, but {len(key_ids)} test drawings "
+              f"and {len(words)} classes ({source})", file=sys.stderr)
+        return 2
+    kw = {"engine": a.engine, "device": a.device} if a.method == "optimal" else {}
+    try:
+        ranked = balance(probs, a.method, **kw)
+        write_submission(a.out, key_ids, ranked, words, a.sample)
+    except (ValueError, SubmissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.out}: {len(ranked)} drawings, {a.method} balancing (proxy score {proxy_score(probs):.0f} -> "
+          f"{proxy_score(ranked[:, 0], probs.shape[1]):.0f}), checked"
+          + (f" against {a.sample}" if a.sample else ""))
+    return 0
+
+
+def _read_words(path: Path) -> list[str]:
+    return [w.strip() for w in Path(path).read_text().splitlines() if w.strip()]
+
+
 def _check_submission(a: argparse.Namespace) -> int:
     from .kaggle import SubmissionError, check_submission, known_classes
 
     if a.words:
-        words, source = [w.strip() for w in Path(a.words).read_text().splitlines() if w.strip()], str(a.words)
+        words, source = _read_words(a.words), str(a.words)
     else:
         words, source = known_classes(a.sample)
     try:
@@ -259,61 +321,77 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default (where it has one); descriptions and epilogs keep
+    their lines."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, **kw) -> argparse.ArgumentParser:
+    return sub.add_parser(name, formatter_class=_Help, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doodle", description="Quick, Draw! doodle-recognition suite")
     p.add_argument("--version", action="version", version=f"doodle {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("synth", help="generate a synthetic mini-competition in Kaggle's layout")
-    s.add_argument("out_dir", type=Path)
-    s.add_argument("--classes", type=int, default=12)
-    s.add_argument("--per-class", type=int, default=200)
-    s.add_argument("--test-per-class", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
+    s = _command(sub, "synth", help="generate a synthetic mini-competition in Kaggle's layout")
+    s.add_argument("out_dir", type=Path, help="the competition folder to write (answers go to <out_dir>_answers/)")
+    s.add_argument("--classes", type=int, default=12, help="how many classes (real Quick, Draw! words)")
+    s.add_argument("--per-class", type=int, default=200, help="training drawings per class")
+    s.add_argument("--test-per-class", type=int, default=20, help="test drawings per class (a balanced test set)")
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files")
     s.add_argument("--unrecognized", type=float, default=0.06, help="fraction of unrecognized drawings")
     s.add_argument("--raw-format", choices=["csv", "ndjson"], default="csv",
                    help="csv: Kaggle's train_raw/<word>.csv and test_raw.csv; ndjson: Google's train_raw/<word>.ndjson")
     s.set_defaults(fn=_synth)
 
-    s = sub.add_parser("simplify", help="Google's raw -> simplified pipeline on an ndjson file")
-    s.add_argument("input", type=Path)
-    s.add_argument("output", type=Path)
+    s = _command(sub, "simplify", help="Google's raw -> simplified pipeline on an ndjson file")
+    s.add_argument("input", type=Path, help="Google's raw ndjson (strokes with times)")
+    s.add_argument("output", type=Path, help="the simplified ndjson to write")
     s.add_argument("--lenient", action="store_true", help="skip malformed rows (counted) instead of failing")
     s.set_defaults(fn=_simplify)
 
-    s = sub.add_parser("simplify-check", help="compare our simplification with Google's simplified files")
-    s.add_argument("raw_dir", type=Path)
-    s.add_argument("simplified_dir", type=Path)
+    s = _command(sub, "simplify-check", help="compare our simplification with Google's simplified files")
+    s.add_argument("raw_dir", type=Path, help="Google's raw ndjson files, one a class")
+    s.add_argument("simplified_dir", type=Path, help="Google's simplified ndjson files of the same classes")
     s.set_defaults(fn=_simplify_check)
 
-    s = sub.add_parser("pack", help="convert CSV/ndjson files into a packed memory-mapped store")
+    s = _command(sub, "pack", help="convert CSV/ndjson files into a packed memory-mapped store")
     s.add_argument("src_dir", type=Path, help="Kaggle layout (train_simplified/, test_simplified.csv) or a folder of files")
-    s.add_argument("store_dir", type=Path)
+    s.add_argument("store_dir", type=Path, help="the store to write (train/ and test/ inside)")
     s.add_argument("--kind", choices=["simplified", "timed", "raw"], default="simplified",
                    help="simplified: Kaggle's simplified files; timed: its raw files (train_raw/, test_raw.csv) "
                         "simplified with each point's time kept; raw: the raw points and times (largest)")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--workers", type=int, default=None, help="processes; default: all cores")
     s.add_argument("--valid-frac", type=float, default=0.02, help="stratified validation fraction")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the validation split")
     s.add_argument("--lenient", action="store_true", help="skip malformed rows (counted) instead of failing")
     s.set_defaults(fn=_pack)
 
-    s = sub.add_parser("verify", help="check a packed store (sizes, offsets, checksums)")
-    s.add_argument("store_dir", type=Path)
+    s = _command(sub, "verify", help="check a packed store (sizes, offsets, checksums)")
+    s.add_argument("store_dir", type=Path, help="a store folder (one with manifest.json, e.g. STORE/train)")
     s.add_argument("--full", action="store_true", help="checksum every array, however large")
     s.set_defaults(fn=_verify)
 
-    s = sub.add_parser("run", help="run the numbered notebooks with papermill from a profile")
+    s = _command(sub, "run", help="run the numbered notebooks with papermill from a profile")
     s.add_argument("profile", type=Path, help="params/*.yaml")
     s.add_argument("--only", help="run only notebooks whose name starts with this (e.g. 03)")
     s.add_argument("--from", dest="start", help="run from the notebook starting with this on")
     s.add_argument("--force", action="store_true", help="re-run notebooks even if unchanged")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (YAML value), e.g. --set n_examples=4")
+    s.add_argument("-v", "--verbose", action="store_true",
+                   help="also papermill's progress bar, every line the notebooks print and the kernels' start-up "
+                        "log (default: one line per notebook, and one per training epoch)")
     s.set_defaults(fn=_run)
 
-    s = sub.add_parser("train", help="train one configuration, as notebook 03 does (torchrun for several processes)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+    s = _command(sub, "train", help="train one configuration, as notebook 03 does (torchrun for several processes)",
                        description="Train what notebook 03 trains for the same parameters: the folders default "
                                    "the same way, the stores are packed when not current, the model goes to "
                                    "<out_dir>/train/<run_label>.")
@@ -323,30 +401,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_train)
     _with_lazy_epilog(s, "train", "parameters_help")  # torch is imported only for --help
 
-    s = sub.add_parser("balance", help="balance test probabilities (.npy, N x C) to equal class counts")
-    s.add_argument("probs", type=Path)
+    s = _command(sub, "balance", help="balance test probabilities (.npy, N x C) to equal class counts")
+    s.add_argument("probs", type=Path, help="test probabilities, an N x C .npy")
     s.add_argument("out", type=Path, help="ranked top-3 class indices (.npy)")
-    s.add_argument("--method", default="greedy", choices=["none", "greedy", "iterative", "optimal"])
+    s.add_argument("--method", default="greedy", choices=["none", "greedy", "iterative", "optimal"],
+                   help="greedy (the talk), iterative (1st place) or optimal (exact)")
     s.add_argument("--engine", default="numba", choices=["numba", "torch", "highs"],
                    help="how optimal is solved: numba (CPU), torch (any --device), highs (SciPy LP)")
     s.add_argument("--device", default="cpu", help="torch device for --engine torch, e.g. cuda")
     s.set_defaults(fn=_balance)
 
-    s = sub.add_parser("check-submission", help="validate a key_id,word submission file")
-    s.add_argument("file", type=Path)
+    s = _command(sub, "submit", help="balance test probabilities and write a checked Kaggle submission",
+                       description="From test probabilities to submission.csv, outside the notebooks: balance "
+                                   "(notebook 05's step), write key_id,word with three labels a row, and check it.")
+    s.add_argument("probs", type=Path, help="notebook 04's ensemble folder (<run>/ensemble), or an N x C .npy "
+                   "whose rows are --sample's key_ids in its order")
+    s.add_argument("out", type=Path, help="the submission CSV to write (atomically)")
+    s.add_argument("--method", default="optimal", choices=["none", "greedy", "iterative", "optimal"],
+                   help="balancing to the test set's equal class counts")
+    s.add_argument("--sample", type=Path, help="Kaggle's sample_submission.csv: the rows of a .npy, and what the "
+                   "submission is checked against")
+    s.add_argument("--words", type=Path, help="a .npy's columns: class names, one a line; default: the "
+                   "competition's train_simplified/ beside --sample, in alphabetical order")
+    s.add_argument("--engine", default="numba", choices=["numba", "torch", "highs"],
+                   help="how optimal is solved")
+    s.add_argument("--device", default="cpu", help="torch device for --engine torch")
+    s.set_defaults(fn=_submit)
+
+    s = _command(sub, "check-submission", help="validate a key_id,word submission file")
+    s.add_argument("file", type=Path, help="the submission CSV (key_id,word)")
     s.add_argument("--sample", type=Path, help="sample_submission.csv: the same key_ids must appear")
     s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them); "
                    "default: train_simplified/ beside --sample, else Google's 345 Quick, Draw! categories")
     s.set_defaults(fn=_check_submission)
 
-    s = sub.add_parser("kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
-    s.add_argument("out_dir", type=Path)
-    s.add_argument("--profile", type=Path, default=Path(__file__).resolve().parents[1] / "params" / "kaggle.yaml")
+    s = _command(sub, "kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
+    s.add_argument("out_dir", type=Path, help="where the kernel folders go (one per notebook)")
+    s.add_argument("--profile", type=Path, default=Path(__file__).resolve().parents[1] / "params" / "kaggle.yaml",
+                   help="the profile whose values become the kernels' parameter defaults")
     s.add_argument("--user", help="your Kaggle user name (default: the profile's kaggle.user)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (YAML value)")
     s.set_defaults(fn=_kaggle_bundle)
 
-    s = sub.add_parser("kaggle-emulate", help="run a kaggle-bundle's kernels here, in order, as Kaggle would")
+    s = _command(sub, "kaggle-emulate", help="run a kaggle-bundle's kernels here, in order, as Kaggle would")
     s.add_argument("bundle_dir", type=Path, help="what `doodle kaggle-bundle` wrote")
     s.add_argument("competition", type=Path, help="the competition folder (Kaggle's files only)")
     s.add_argument("root", type=Path, help="an empty folder for the sandboxes (<root>/kaggle is /kaggle)")

@@ -28,6 +28,7 @@ the last good run's report, figures and metrics stay in place (:class:`_Attempt`
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ import yaml
 from ._files import folder_lock, write_text_atomic
 from .options import OptionError, child_path
 from .paths import REPO, resolve_dirs, store_path
+from .progress import EPOCH_LINE
 from .results import read_metrics
 
 NOTEBOOKS = REPO / "notebooks"
@@ -264,7 +266,8 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
 
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"{data_dir}: no competition data here; run `make demo` for the synthetic "
-                                "default, or set data_dir to Kaggle's download")
+                                "default, or download Kaggle's (`kaggle competitions download -c "
+                                "quickdraw-doodle-recognition`, unzip it) and set data_dir to that folder")
     if kind is None:
         try:
             kind = store.Store(store_path(store_dir, "train"), verify="none").kind
@@ -377,9 +380,14 @@ def select(notebooks: Sequence[Path], only: str | None = None, start: str | None
 
 
 def run(profile_path: str | Path, *, only: str | None = None, start: str | None = None,
-        force: bool = False, notebooks: Sequence[Path] | None = None, progress_bar: bool = True,
+        force: bool = False, notebooks: Sequence[Path] | None = None, verbose: bool = False,
         overrides: dict | None = None, output_root: str | Path | None = None) -> list[NotebookResult]:
     """Run a profile's notebooks; returns one result per notebook selected.
+
+    Quiet by default: one line per notebook when it ends (name, settings, time, its first
+    recorded results, the report) and, while a notebook trains, the epoch lines it prints
+    (:mod:`.progress`), in the console and ``run.log``. ``verbose``: papermill's cell progress
+    bar, every line the kernel prints, and the kernel's own start-up log.
 
     Raises:
         ProfileError: the profile is invalid (nothing has run).
@@ -391,11 +399,11 @@ def run(profile_path: str | Path, *, only: str | None = None, start: str | None 
     out = prof.out_dir
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, f"running {prof.run_name}"):  # one run per folder at a time
-        return _run_locked(prof, per_nb, nbs_all, chosen, force, progress_bar)
+        return _run_locked(prof, per_nb, nbs_all, chosen, force, verbose)
 
 
 def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[Path], force: bool,
-                progress_bar: bool) -> list[NotebookResult]:
+                verbose: bool) -> list[NotebookResult]:
     out = prof.out_dir
     handler = logging.FileHandler(out / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -414,7 +422,7 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
             upstream = fp
             if nb not in chosen:
                 continue
-            result = _run_one(nb, out, per_nb[nb.stem], prof.kernel, fp, state, force, progress_bar)
+            result = _run_one(nb, out, per_nb[nb.stem], prof.kernel, fp, state, force, verbose)
             results.append(result)
             write_text_atomic(state_path, json.dumps(state, indent=1))
             _merge_metrics(out, state)
@@ -436,8 +444,44 @@ class RunError(RuntimeError):
                          f"  executed copy up to the failure: {result.output}")
 
 
+# a notebook's parameters that say where it reads and writes: left out of its one line
+_FOLDER_PARAMETERS = ("data_dir", "store_dir", "out_dir", "pack", "train_dirs")
+
+
+def _settings(params: dict) -> str:
+    return " ".join(f"{k}={json.dumps(v, default=str, separators=(',', ':'))}" for k, v in params.items()
+                    if k not in _FOLDER_PARAMETERS)
+
+
+def _headline(out: Path, name: str, n: int = 3) -> str:
+    """The first ``n`` single values a notebook recorded (``metrics/<name>.json``)."""
+    try:
+        m = json.loads((out / "metrics" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    items = [(k, v) for k, v in m.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+             and len(str(v)) <= 60][:n]
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in items)
+
+
+class _EpochLines(io.TextIOBase):
+    """Where papermill writes the kernel's stdout as it comes: the training epoch lines
+    (:data:`.progress.EPOCH_LINE`) go to the run's log, the rest stays in the report."""
+
+    def __init__(self, name: str):
+        self.name, self.buf = name, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        *lines, self.buf = self.buf.replace("\r", "\n").split("\n")
+        for line in lines:
+            if EPOCH_LINE.match(line):
+                log.info(f"{self.name}: {line.strip()}")
+        return len(text)
+
+
 def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dict, force: bool,
-             progress_bar: bool) -> NotebookResult:
+             verbose: bool) -> NotebookResult:
     import papermill as pm
 
     target = out / nb.name
@@ -445,12 +489,16 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
     if not force and prev.get("fingerprint") == fp and prev.get("status") == "ok" and target.exists():
         log.info(f"{nb.stem}: unchanged since its last run, skipped (--force to re-run)")
         return NotebookResult(nb.stem, "skipped", 0.0, target)
-    log.info(f"{nb.stem}: running with {json.dumps(params, default=str)}")
+    if verbose:
+        log.info(f"{nb.stem}: running with {json.dumps(params, default=str)}")
     t0 = time.perf_counter()
     attempt = _Attempt(out, nb)
+    # quiet: the kernel's start-up log (e.g. "Kernel is running over TCP without encryption") only in verbose
+    quiet = {} if verbose else {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
     try:
         pm.execute_notebook(str(nb), str(attempt.report), parameters=params, kernel_name=kernel,
-                            progress_bar=progress_bar, cwd=str(nb.parent))
+                            progress_bar=verbose, log_output=verbose, stdout_file=_EpochLines(nb.stem),
+                            cwd=str(nb.parent), **quiet)
     except pm.PapermillExecutionError as e:
         dt = time.perf_counter() - t0
         src = (e.source or "").strip().splitlines()
@@ -467,7 +515,9 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
         raise
     attempt.succeeded(target)
     dt = time.perf_counter() - t0
-    log.info(f"{nb.stem}: done in {dt:.1f}s -> {target}")
+    headline = _headline(out, nb.stem)
+    log.info(f"{nb.stem}: ran in {dt:.0f}s · {_settings(params) or 'defaults'}"
+             f"{' · ' + headline if headline else ''} · {target}")
     state[nb.stem] = {"fingerprint": fp, "status": "ok", "seconds": round(dt, 2)}
     return NotebookResult(nb.stem, "ran", dt, target)
 

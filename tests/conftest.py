@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle_utils.data import synth
-from doodle_utils.data import Drawings
+from doodle_utils.data import Drawings, synth
 from doodle_utils.data.simplify import simplify_packed
 from doodle_utils.render import RENDERERS, RenderSpec
 from doodle_utils.render._torch import INK_THRESHOLD

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -45,8 +46,9 @@ def test_means_and_selection():
 def test_runs_are_found_in_the_run_folder_and_in_more_folders(tmp_path):
     _run(tmp_path / "here", "image", {"snap_00": GOOD}, LABELS)
     _run(tmp_path / "kernel_06", "points", {"snap_00": OTHER, "snap_01": GOOD}, LABELS)
+    os.utime(tmp_path / "here" / "train" / "image" / "preds" / "manifest.json", (2e9, 2e9))  # the newest
     found = ensemble.run_dirs(tmp_path / "here", more=[tmp_path / "kernel_06"])
-    assert [p.name for p in found] == ["image", "points"]
+    assert [p.name for p in found] == ["image", "points"]  # the most recently predicted first
     assert [p.name for p in ensemble.run_dirs(tmp_path / "here", ["points"], [tmp_path / "kernel_06"])] == ["points"]
     with pytest.raises(FileNotFoundError, match="no predictions for \\['nope'\\]"):
         ensemble.run_dirs(tmp_path / "here", ["nope"], [tmp_path / "kernel_06"])
@@ -67,6 +69,10 @@ def test_runs_over_other_drawings_do_not_mix(tmp_path):
     b = _run(tmp_path / "x", "b", {"snap_00": GOOD}, LABELS, key_ids=("9", "2", "3", "4"))
     with pytest.raises(ValueError, match="other classes or drawings"):
         ensemble.load_runs([a, b])
+    # notebook 04 without `runs`: the one that does not match the first is left out and named
+    members = ensemble.load_runs([a, b], skip_mismatched=True)
+    assert [m.name for m in members.members] == ["a/snap_00"]
+    assert list(members.skipped) == [str(b)] and "other classes or drawings" in members.skipped[str(b)]
 
 
 def test_top_k_ties_at_the_cut_go_to_the_lower_class():

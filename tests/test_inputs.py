@@ -38,6 +38,7 @@ def _doodle(*args, cwd) -> subprocess.CompletedProcess:
     (["synth", "{tmp}/c", "--unrecognized", "2"], "unrecognized must be in [0, 1], got 2.0"),
     (["synth", "{tmp}/c", "--per-class", "-1"], "per_class must be at least 0"),
     (["train", "--set", "data_dir={tmp}/nothing"], "no competition data here"),
+    (["train", "--set", "data_dir={tmp}/nothing"], "kaggle competitions download -c quickdraw-doodle-recognition"),
     (["train", "--set", "size=abc"], "size='abc': must be int"),
     (["train", "--set", "bs=0"], "bs=0: must be at least 1"),
     (["train", "--set", "cycle=2"], "unknown training parameter(s) ['cycle']"),
@@ -191,3 +192,81 @@ def test_version_is_the_installed_package_s(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"doodle {version('doodle-utils')}"
+
+
+def _test_rows(comp: Path) -> list[str]:
+    return [line.split(",")[0] for line in (comp / "sample_submission.csv").read_text().splitlines()[1:]]
+
+
+def test_doodle_submit_balances_writes_and_checks(comp, tmp_path):
+    """`doodle submit` as a user outside the notebooks runs it: probabilities in, a checked,
+    balanced submission out, from a bare .npy (rows: sample_submission's key_ids) or from
+    notebook 04's ensemble folder."""
+    import numpy as np
+    import pandas as pd
+
+    from doodle_utils.kaggle import check_submission
+    from doodle_utils.postprocess import ensemble
+
+    keys = _test_rows(comp)
+    words = sorted(p.stem for p in (comp / "train_simplified").glob("*.csv"))
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(len(words)), len(keys)).astype(np.float32)
+    probs[:, 0] += 0.5  # every drawing leans to class 0: balancing must spread them
+    np.save(tmp_path / "probs.npy", probs / probs.sum(1, keepdims=True))
+    proc = _doodle("submit", tmp_path / "probs.npy", tmp_path / "sub.csv", "--sample", comp / "sample_submission.csv",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "optimal balancing" in proc.stdout and "checked against" in proc.stdout
+    assert check_submission(tmp_path / "sub.csv", comp / "sample_submission.csv") == len(keys)
+    first = pd.read_csv(tmp_path / "sub.csv").word.str.split().str[0]
+    assert first.value_counts().max() - first.value_counts().min() <= 1  # equal class counts
+
+    members = ensemble.Members([ensemble.Member("r/snap_00", probs[:4], probs)], np.zeros(4, int), words, keys)
+    ensemble.save(tmp_path / "ens", members, np.ones(1), "arith")
+    proc = _doodle("submit", tmp_path / "ens", tmp_path / "sub2.csv", "--method", "greedy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert check_submission(tmp_path / "sub2.csv", comp / "sample_submission.csv") == len(keys)
+
+
+@pytest.mark.parametrize("make, args, said", [
+    (lambda d, n: (d / "p.npy").write_bytes(b"\x00garbage"), ["{d}/p.npy", "--sample", "{s}"], "not a numpy array file"),
+    (lambda d, n: __import__("numpy").save(d / "p.npy", __import__("numpy").ones((n, 5))),
+     ["{d}/p.npy", "--sample", "{s}"], "probabilities of shape (12, 5), but 12 test drawings and 3 classes"),
+    (lambda d, n: __import__("numpy").save(d / "p.npy", __import__("numpy").ones((n, 3))), ["{d}/p.npy"],
+     "a bare array needs --sample"),
+    (lambda d, n: (d / "w.txt").write_bytes(b"\xff\xfe\x00"), ["{d}/p.npy", "--sample", "{s}", "--words", "{d}/w.txt"],
+     "cannot read the class names"),
+    (lambda d, n: (d / "notens").mkdir(), ["{d}/notens"], "not an ensemble folder of notebook 04"),
+])
+def test_doodle_submit_bad_inputs_are_error_lines(comp, tmp_path, make, args, said):
+    import numpy as np
+
+    np.save(tmp_path / "p.npy", np.full((len(_test_rows(comp)), 3), 1 / 3))
+    make(tmp_path, len(_test_rows(comp)))
+    argv = [a.format(d=tmp_path, s=comp / "sample_submission.csv") for a in args]
+    proc = _doodle("submit", *argv, tmp_path / "out.csv", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out.csv").exists()
+
+
+def test_every_option_of_every_command_says_what_it_is_and_its_default():
+    """`doodle CMD --help` as a user reads it: every argument has a help text, and an option
+    with a default shows it."""
+    import argparse
+
+    from doodle_utils.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing, no_default = [], []
+    for name, parser in sub.choices.items():
+        text = " ".join(parser.format_help().split())  # as read, not as wrapped
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help:
+                missing.append(f"{name} {action.dest}")
+            elif action.default not in (None, False, [], argparse.SUPPRESS) and f"(default: {action.default}" not in text:
+                no_default.append(f"{name} {action.dest}")
+    assert not missing, missing
+    assert not no_default, no_default

@@ -1,9 +1,11 @@
-"""`make lab`: JupyterLab serves the notebooks (started on loopback, listed over REST, stopped)."""
+"""`make lab`: JupyterLab, started with the Makefile's own options (on loopback), serves the
+repository root (notebooks and the outputs beside them) and opens on the notebooks."""
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,16 +21,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _make_lab_options() -> list[str]:
+    """The ``--Option=value`` arguments `make lab` gives ``jupyter lab`` (from ``make -n``)."""
+    out = subprocess.run(["make", "-n", "lab"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    line = next(x for x in out.splitlines() if "jupyter lab" in x)
+    return [a for a in shlex.split(line) if a.startswith("--") and "=" in a]
+
+
 def test_jupyterlab_lists_the_notebooks(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
+    options = _make_lab_options()
+    assert any(o.startswith("--ServerApp.root_dir=") for o in options)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT / 'notebooks'}",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
+         f"--IdentityProvider.token={token}", *options,
+         *(["--allow-root"] if os.geteuid() == 0 else [])], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
                                                                    "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")})
     try:
-        url = f"http://127.0.0.1:{port}/api/contents/?token={token}"
+        url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
         deadline = time.time() + 90
         listing = None
         while time.time() < deadline:
@@ -44,8 +55,11 @@ def test_jupyterlab_lists_the_notebooks(tmp_path):
         names = sorted(c["name"] for c in listing["content"] if c["type"] == "notebook")
         want = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         assert names == want and want
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
-            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/?token={token}", timeout=10) as r:
+            top = {c["name"] for c in json.loads(r.read())["content"]}
+        assert {"notebooks", "params", "README.md"} <= top  # the root: outputs/ appears beside them once written
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={token}", timeout=10) as r:
+            assert r.status == 200 and r.url.split("?")[0].endswith("/lab/tree/notebooks")  # opens on the notebooks
     finally:
         proc.terminate()
         proc.wait(timeout=30)

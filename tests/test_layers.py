@@ -102,11 +102,11 @@ def test_private_modules_are_imported_only_inside_their_package():
 
 def test_layers_import_only_downwards():
     """data < render < models < training < postprocess < the modules on top; the foundation
-    modules (paths, options, devices, metrics, versions, _files) import no layer."""
+    modules (paths, options, devices, metrics, versions, progress, _files) import no layer."""
     rank = {"data": 1, "render": 2, "models": 3, "training": 4, "postprocess": 5}
     mods = _modules()
     top = 6  # eda, results, pipeline, kaggle, kaggle_emulator, cli
-    foundation = {"paths", "options", "devices", "metrics", "versions", "_files", "_moved"}
+    foundation = {"paths", "options", "devices", "metrics", "versions", "progress", "_files", "_moved"}
 
     def level(m: str) -> int:
         head = m.split(".")[0]

@@ -62,41 +62,45 @@ def test_set_overrides_beat_the_profiles_per_notebook_values(tmp_path, nbs):
 ])
 def test_invalid_profiles_are_rejected_before_anything_runs(tmp_path, nbs, body, message):
     with pytest.raises(pipeline.ProfileError, match=message):
-        pipeline.run(profile(tmp_path, **body), notebooks=nbs, progress_bar=False)
+        pipeline.run(profile(tmp_path, **body), notebooks=nbs)
     assert not (tmp_path / "out" / "t" / "01_first.ipynb").exists()
 
 
 def test_run_records_metrics_and_skips_unchanged(tmp_path, nbs):
     p = profile(tmp_path, params={"n": 7})
-    res = pipeline.run(p, notebooks=nbs, progress_bar=False)
+    res = pipeline.run(p, notebooks=nbs)
     assert [r.status for r in res] == ["ran", "ran"]
     out = tmp_path / "out" / "t"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == {"01_first": {"n": 7, "word": "x"}, "02_second": {"n": 7, "word": "y"}}
-    assert (out / "01_first.ipynb").exists() and "02_second: done" in (out / "run.log").read_text()
-    assert [r.status for r in pipeline.run(p, notebooks=nbs, progress_bar=False)] == ["skipped", "skipped"]
-    assert [r.status for r in pipeline.run(p, notebooks=nbs, force=True, progress_bar=False)] == ["ran", "ran"]
+    assert (out / "01_first.ipynb").exists()
+    # one line per notebook: its settings (not its folders), time, first results, report
+    line = [x for x in (out / "run.log").read_text().splitlines() if "02_second: " in x]
+    assert len(line) == 1 and " · n=7 · n 7, word y · " in line[0] and line[0].endswith("02_second.ipynb")
+    assert "out_dir=" not in line[0]
+    assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["skipped", "skipped"]
+    assert [r.status for r in pipeline.run(p, notebooks=nbs, force=True)] == ["ran", "ran"]
     # a changed parameter of the first notebook re-runs it and everything after it
     p2 = profile(tmp_path, params={"n": 7}, notebooks={"01_first": {"word": "w"}})
-    assert [r.status for r in pipeline.run(p2, notebooks=nbs, progress_bar=False)] == ["ran", "ran"]
+    assert [r.status for r in pipeline.run(p2, notebooks=nbs)] == ["ran", "ran"]
     # a changed parameter of the second only re-runs the second
     p3 = profile(tmp_path, params={"n": 7}, notebooks={"01_first": {"word": "w"}, "02_second": {"ratio": 0.9}})
-    assert [r.status for r in pipeline.run(p3, notebooks=nbs, progress_bar=False)] == ["skipped", "ran"]
+    assert [r.status for r in pipeline.run(p3, notebooks=nbs)] == ["skipped", "ran"]
 
 
 def test_only_and_from(tmp_path, nbs):
     p = profile(tmp_path)
-    assert [r.name for r in pipeline.run(p, notebooks=nbs, only="02", progress_bar=False)] == ["02_second"]
-    assert [r.name for r in pipeline.run(p, notebooks=nbs, start="01", force=True, progress_bar=False)] == ["01_first", "02_second"]
+    assert [r.name for r in pipeline.run(p, notebooks=nbs, only="02")] == ["02_second"]
+    assert [r.name for r in pipeline.run(p, notebooks=nbs, start="01", force=True)] == ["01_first", "02_second"]
     with pytest.raises(pipeline.ProfileError, match="--only 07"):
-        pipeline.run(p, notebooks=nbs, only="07", progress_bar=False)
+        pipeline.run(p, notebooks=nbs, only="07")
 
 
 def test_failing_notebook_stops_the_run_and_keeps_its_copy(tmp_path, nbs):
     d = nbs[0].parent
     bad = make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", "x = 1", "raise ValueError(f'bad n={n}')", "y = 2")
     with pytest.raises(pipeline.RunError) as e:
-        pipeline.run(profile(tmp_path, params={"n": 3}), notebooks=[bad, nbs[1]], progress_bar=False)
+        pipeline.run(profile(tmp_path, params={"n": 3}), notebooks=[bad, nbs[1]])
     msg = str(e.value)
     assert "01_first" in msg and "ValueError: bad n=3" in msg and "cell" in msg
     kept = nbformat.read(tmp_path / "out" / "t" / "failed" / "01_first" / "01_first.ipynb", as_version=4)
@@ -119,11 +123,11 @@ def test_a_failed_run_keeps_the_last_good_run_in_place(tmp_path, nbs):
     make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", FIGURE, code, "assert n < 5, f'n={n} too big'")
     prof = profile(tmp_path, params={"n": 3})
     run = tmp_path / "out" / "t"
-    pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False)
+    pipeline.run(prof, notebooks=[d / "01_first.ipynb"])
     good = {p: p.read_bytes() for p in [run / "01_first.ipynb", run / "figures" / "01_plot_3.png",
                                          run / "figures" / "01_shared.png", run / "metrics" / "01_first.json"]}
     with pytest.raises(pipeline.RunError):
-        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False, overrides={"n": 7})
+        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], overrides={"n": 7})
     for p, content in good.items():
         assert p.read_bytes() == content, f"{p} changed by the failed run"
     failed = run / "failed" / "01_first"
@@ -139,11 +143,11 @@ def test_metrics_flag_a_notebook_whose_last_run_failed(tmp_path, nbs):
     code = "from doodle_utils.results import record_metrics\nrecord_metrics(out_dir, '01_first', {'n': n})"
     make_nb(d / "01_first.ipynb", "n: int = 1\nout_dir: str = ''", "assert n < 5, f'n={n} too big'", code)
     prof = profile(tmp_path, params={"n": 3})
-    pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False)
+    pipeline.run(prof, notebooks=[d / "01_first.ipynb"])
     metrics = tmp_path / "out" / "t" / "metrics.json"
     assert json.loads(metrics.read_text())["01_first"] == {"n": 3}
     with pytest.raises(pipeline.RunError):
-        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], progress_bar=False, overrides={"n": 7})
+        pipeline.run(prof, notebooks=[d / "01_first.ipynb"], overrides={"n": 7})
     m = json.loads(metrics.read_text())["01_first"]
     assert m["status"] == "failed" and "n=7 too big" in m["error"] and m["last_good"] == {"n": 3}
 
@@ -158,11 +162,11 @@ def test_data_is_synthesised_and_packed_once(tmp_path, nbs):
                                 "pack": {"workers": 1, "valid_frac": 0.2, "kind": "timed"}},
                 params={"data_dir": str(tmp_path / "d"), "store_dir": str(tmp_path / "s")},
                 must_exist=["data_dir"])
-    pipeline.run(p, notebooks=[data_nb], progress_bar=False)
+    pipeline.run(p, notebooks=[data_nb])
     m = json.loads((tmp_path / "out" / "t" / "metrics.json").read_text())["01_first"]
     assert m == {"n": 20, "kind": "timed", "test": "timed"}  # Kaggle's raw CSVs, as data.pack says
     stamp = (tmp_path / "s" / "train" / "manifest.json").stat().st_mtime_ns
-    res = pipeline.run(p, notebooks=[data_nb], progress_bar=False)
+    res = pipeline.run(p, notebooks=[data_nb])
     assert res[0].status == "skipped"
     assert (tmp_path / "s" / "train" / "manifest.json").stat().st_mtime_ns == stamp  # not re-packed
     assert "up to date" in (tmp_path / "out" / "t" / "run.log").read_text()

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from doodle_utils.data import synth
-from doodle_utils.data import Drawings
+from doodle_utils.data import Drawings, synth
 from doodle_utils.data.simplify import simplify_packed
 from doodle_utils.render import RENDERERS, RenderSpec
 from doodle_utils.render._torch import render_packed, render_torch, to_tensors

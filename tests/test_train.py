@@ -19,7 +19,7 @@ from fastai.callback.core import Callback
 from doodle_utils import metrics
 from doodle_utils.data.store import Store
 from doodle_utils.render import RenderSpec
-from doodle_utils.training import DoodleNet, config_from_params, train
+from doodle_utils.training import DoodleNet, RunStateError, config_from_params, train
 from doodle_utils.training.loaders import (Augment, BatchSpec, DoodleDL, PseudoLabels, Source, augment,
                                           drop_strokes)
 
@@ -231,8 +231,14 @@ def test_a_killed_run_resumes_at_the_same_schedule_position(stores, tmp_path, op
     h_cut = pd.read_csv(tmp_path / "cut" / "history.csv")
     assert list(h_cut.epoch) == [0, 1, 2]
     assert h_cut.valid_loss.to_numpy() == pytest.approx(h_full.valid_loss.to_numpy(), rel=1e-4)
-    with pytest.raises(ValueError, match="different configuration"):
-        train(_cfg(stores, tmp_path / "cut", resume=True, epochs=3, lr=1e-2), predict=False)
+    # another configuration in the same folder: an error naming run_label and what differs, with
+    # resume=True or False alike, and the earlier run left as it was
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file() and p.name != ".lock"}
+    for resume in (True, False):
+        with pytest.raises(RunStateError, match=r"run_label 'cut' holds a run of another configuration "
+                                                r"\(lr 0\.002 -> 0\.01\).*leave run_label empty"):
+            train(_cfg(stores, tmp_path / "cut", resume=resume, **{**kw, "lr": 1e-2}), predict=False)
+        assert {p.name: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file() and p.name != ".lock"} == kept
 
 
 def test_reduce_lr_on_plateau_lowers_the_lr(stores, tmp_path):
@@ -504,9 +510,25 @@ def test_doodle_train_trains_what_notebook_03_trains(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "doodle_utils", "train", *sets], capture_output=True, text=True,
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    folder = tmp_path / "out" / "train" / "test_resnet_palette32"
+    notebook_cfg, _ = training_config(params)  # what notebook 03's config cell computes
+    folder = tmp_path / "out" / "train" / notebook_cfg.default_label()
+    assert folder.name.startswith("test_resnet_palette32_") and [p.name for p in folder.parent.iterdir()] == [folder.name]
     assert list(pd.read_csv(folder / "history.csv").epoch) == [0, 1]
     assert sorted(p.name for p in (folder / "snapshots").glob("snap_*.pth")) == ["snap_00.pth", "snap_01.pth"]
-    notebook_cfg, _ = training_config(params)  # what notebook 03's config cell computes
     assert json.loads((folder / "config.json").read_text()) == json.loads(
         json.dumps(dataclasses.asdict(notebook_cfg), default=str))
+
+
+def test_run_labels_follow_the_settings():
+    """An empty run_label names the folder by the settings: the same settings the same name
+    (a re-run resumes), any change a new one; where it reads and writes does not count."""
+    from doodle_utils.training import default_run_label
+
+    base = {"arch": "resnet18", "size": 32}
+    label = default_run_label(base)
+    assert label.startswith("resnet18_palette32_") and len(label.rsplit("_", 1)[1]) == 6
+    assert default_run_label({**base, "out_dir": "/elsewhere", "store_dir": "/x", "resume": False,
+                              "num_workers": 4, "progress": False}) == label
+    assert default_run_label({**base, "lr": 0.01}) != label
+    assert default_run_label({**base, "size": 48}).startswith("resnet18_palette48_")
+    assert default_run_label({**base, "model": "points", "grid": 8, "points": 32}).startswith("points_resnet18_g8_p32_")

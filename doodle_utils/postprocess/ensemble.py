@@ -12,7 +12,7 @@ predictions (:func:`.balance.proxy_score`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -41,11 +41,17 @@ class Members:
     labels: np.ndarray
     words: list[str]
     test_key_id: list[str] | None
+    skipped: dict[str, str] = field(default_factory=dict)  # run folder -> why it was left out
 
 
-def load_runs(run_dirs: list[str | Path]) -> Members:
-    """Every snapshot's predictions of the given training folders (``<out_dir>/train/<label>``)."""
-    members, ref = [], None
+def load_runs(run_dirs: list[str | Path], skip_mismatched: bool = False) -> Members:
+    """Every snapshot's predictions of the given training folders (``<out_dir>/train/<label>``).
+
+    All runs must predict the first one's classes and drawings (the same store and split);
+    another is an error, or with ``skip_mismatched`` (notebook 04 ensembling whatever it
+    finds, e.g. a run from before the data was repacked) left out, named in ``skipped`` and
+    printed."""
+    members, ref, skipped = [], None, {}
     for run in map(Path, run_dirs):
         mpath = preds_dir(run) / "manifest.json"
         if not mpath.exists():
@@ -53,9 +59,14 @@ def load_runs(run_dirs: list[str | Path]) -> Members:
         man = json.loads(mpath.read_text())
         key = (man["words"], man["valid_idx"], man.get("test_key_id"))
         if ref is None:
-            ref = (key, man)
+            ref = (key, {**man, "run": run})
         elif key != ref[0]:
-            raise ValueError(f"{run}: predicts other classes or drawings than {run_dirs[0]}")
+            why = f"predicts other classes or drawings than {ref[1]['run']}"
+            if not skip_mismatched:
+                raise ValueError(f"{run}: {why}")
+            skipped[str(run)] = why
+            print(f"left out {run}: {why}")
+            continue
         for snap in man["snapshots"]:
             name = snap["snapshot"]
             test = preds_dir(run) / f"{name}_test.npy"
@@ -64,7 +75,7 @@ def load_runs(run_dirs: list[str | Path]) -> Members:
     if ref is None:
         raise ValueError("no training runs given")
     man = ref[1]
-    return Members(members, np.asarray(man["valid_labels"]), man["words"], man.get("test_key_id"))
+    return Members(members, np.asarray(man["valid_labels"]), man["words"], man.get("test_key_id"), skipped)
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray | None = None, mean: str = "arith") -> np.ndarray:
@@ -143,7 +154,8 @@ def run_dirs(out_dir: str | Path, labels: list[str] | None = None,
              more: list[str | Path] | None = None) -> list[Path]:
     """Training folders ``<d>/train/<label>`` that hold predictions, for ``d`` in ``out_dir``
     and ``more`` (e.g. the outputs of training kernels attached to a Kaggle kernel);
-    ``labels``: only those (searched in the same folders, first match wins)."""
+    ``labels``: only those (searched in the same folders, first match wins); without them every
+    run, the most recently predicted first."""
     bases = [runs_dir(out_dir), *(runs_dir(m) for m in more or [])]
     found = [p.parent.parent for base in bases for p in sorted(base.glob(f"*/{PREDS}/manifest.json"))]
     if labels:
@@ -158,7 +170,7 @@ def run_dirs(out_dir: str | Path, labels: list[str] | None = None,
     if not found:
         raise FileNotFoundError(f"{', '.join(map(str, bases))}: no training run with predictions; "
                                 "run notebook 03 or 06 first")
-    return found
+    return sorted(found, key=lambda run: -(preds_dir(run) / "manifest.json").stat().st_mtime)
 
 
 def load_saved(folder: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict]:

@@ -18,6 +18,7 @@ from fastai.learner import AvgSmoothLoss
 from .._files import atomic_path, sha256_file, write_text_atomic
 from ..devices import world_size
 from ..paths import SNAPSHOTS, preds_dir, snapshots_dir
+from ..progress import epoch_line
 
 
 def base_dl(dl):
@@ -220,18 +221,25 @@ class History(TrainOnly):
     what the epoch trained with: the learning rate of its last batch, batch size, image size
     (the point budget for the point model), and ``train_s``, the seconds of its training
     phase (loading and rendering included, validation not). fastai's CSVLogger is not used
-    because on resume it writes its header again and a row for every skipped epoch."""
+    because on resume it writes its header again and a row for every skipped epoch. With
+    ``echo`` it also prints the epoch's one line (:func:`doodle_utils.progress.epoch_line`:
+    losses, metrics, training images/s, the time left), which ``doodle run`` shows while the
+    notebook runs."""
 
     order = TrackerCallback.order + 5
 
-    def __init__(self, path: Path, keep: bool):
-        self.path, self.keep = Path(path), keep
+    def __init__(self, path: Path, keep: bool, echo: bool = False):
+        self.path, self.keep, self.echo = Path(path), keep, echo
 
     def before_fit(self):
         import pandas as pd
 
         super().before_fit()
         self.rows = pd.read_csv(self.path).to_dict("records") if self.keep and self.path.exists() else []
+        self.epoch_s: list[float] = []
+
+    def before_epoch(self):
+        self.t_epoch = time.perf_counter()
 
     def before_train(self):
         self.t0 = time.perf_counter()
@@ -241,6 +249,7 @@ class History(TrainOnly):
         dl = base_dl(self.dls.train)
         self.trained_with = {"lr": float(self.opt.hypers[-1]["lr"]), "bs": int(dl.bs), "size": int(dl.size),
                              "train_s": time.perf_counter() - self.t0}
+        self.images = int(self.n_iter) * int(dl.bs)  # this process's share when distributed
 
     def after_epoch(self):
         import pandas as pd
@@ -254,6 +263,12 @@ class History(TrainOnly):
         self.rows.append(row)
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
+        if self.echo:
+            self.epoch_s.append(time.perf_counter() - self.t_epoch)
+            left = (self.n_epoch - self.epoch - 1) * sum(self.epoch_s) / len(self.epoch_s)
+            values = {n: row[n] for n in names if n not in ("accuracy", "top3_accuracy")}
+            print(epoch_line(self.epoch + 1, self.n_epoch, values, self.images / max(row["train_s"], 1e-9), left),
+                  flush=True)
 
 
 class Snapshots(TrainOnly):

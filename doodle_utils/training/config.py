@@ -35,7 +35,10 @@ DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "str
 @dataclass
 class TrainConfig:
     """Everything a training run depends on: the one definition of every training parameter
-    and its default. Notebooks 03 and 06 declare the same defaults in their ``parameters``
+    and its default. The defaults train a sensible model of the demo's synthetic competition
+    on a 2-core CPU in about a minute (notebook 03 opened in JupyterLab and run as it is);
+    GPU-scale values (64 px, batches of 512, millions of drawings per epoch) come from
+    ``params/gpu.yaml`` and ``params/kaggle.yaml``. Notebooks 03 and 06 declare the same defaults in their ``parameters``
     cells (a test holds them equal), ``doodle train`` takes these names, and the profiles'
     values are checked against these types (:meth:`check`). An empty string, 0 or ``{}``
     means "none" where the comment says so (papermill parameters have no ``None``)."""
@@ -49,19 +52,19 @@ class TrainConfig:
     country_dim: int = 0  # width of a country-code embedding joined before the head; 0: none
     drop_rate: float = 0.0
     variant: str = "palette"  # renderer: mono, palette, strokes3 (time3 needs a timed or raw store)
-    size: int = 64  # image size
+    size: int = 32  # image size (the GPU profiles: 64)
     progressive_sizes: dict[int, int] = field(default_factory=dict)  # {first epoch: size}, e.g. {0: 64, 2: 96}
     line_width: float = 2.0  # in output pixels
-    bs: int = 256  # batch size
+    bs: int = 64  # batch size (the GPU profiles: 512)
     accumulate: int = 1  # batches per optimiser step (effective batch bs * accumulate)
     sampling: str = "uniform"  # uniform, or balanced (each class equally often)
-    epoch_size: int = 0  # drawings per epoch; 0: the whole training split
+    epoch_size: int = 1024  # drawings per epoch; 0: the whole training split (the GPU profiles: millions)
     augment: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
     render_on: str = "auto"  # "cpu", "gpu", or "auto": the GPU when there is one
     num_workers: int = 0  # loader processes (CPU rendering runs there)
     schedule: str = "sgdr"  # one_cycle, sgdr, plateau or grow_batch
     epochs: int = 3  # for one_cycle, plateau and grow_batch (sgdr: cycles x cycle_len)
-    cycles: int = 3  # SGDR cycles (one snapshot each)
+    cycles: int = 2  # SGDR cycles (one snapshot each)
     cycle_len: int = 1  # epochs in the first cycle
     cycle_mult: int = 1  # each cycle this many times longer than the last
     lr: float = 3e-3
@@ -83,8 +86,8 @@ class TrainConfig:
     progress: bool = True
     processes: int = 0  # training processes: 0 one per visible CUDA device (1 without one); >1 runs torchrun
     # the point model (model="points"; see doodle_utils.models.points)
-    points: int = 128  # point budget per drawing
-    grid: int = 32  # scatter grid side
+    points: int = 64  # point budget per drawing (the GPU profiles: 128)
+    grid: int = 16  # scatter grid side (the GPU profiles: 32)
     point_dim: int = 64  # features per point (the trunk's input channels)
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # one 1-D conv block each
     point_kernel: int = 5  # 1-D kernel width (odd)
@@ -164,6 +167,26 @@ class TrainConfig:
             return [int(e) for e in np.cumsum(self.cycle_lengths())]
         return [self.epochs]
 
+    def settings_hash(self) -> str:
+        """Six hex digits of the settings that shape the model (not where it reads and writes,
+        nor ``resume``, ``progress``, workers or processes; a pretrained file by its name):
+        the same settings give the same run folder, different ones never share it."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in LABEL_IGNORES}
+        d["pretrained_path"] = Path(self.pretrained_path).name if self.pretrained_path else ""
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+    def default_label(self) -> str:
+        """The run folder's name when none is given: model, trunk and input size, then
+        :meth:`settings_hash`, e.g. ``resnet18_palette32_3f9a1c`` or ``points_resnet18_g16_p64_0b1e77``."""
+        stem = (f"points_{self.arch}_g{self.grid}_p{self.points}" if self.model == "points"
+                else f"{self.arch}_{self.variant}{self.size}")
+        return f"{stem}_{self.settings_hash()}"
+
+    @property
+    def run_label(self) -> str:
+        """The name of this run's folder (``<out_dir>/train/<run_label>``)."""
+        return Path(self.out_dir).name
+
     def fingerprint(self, world: int = 1) -> str:
         """Hash of what decides the training trajectory (not ``resume``/``progress``/workers):
         the configuration and, for ``world`` > 1 processes, their number (each step averages
@@ -177,22 +200,21 @@ class TrainConfig:
 
 
 # what a notebook's parameters hold besides TrainConfig's: where to read and write, the packing
+# where a run reads and writes, and how it is run: not part of a run's name (settings_hash)
+LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes")
+
 RUN_PARAMETERS = {"data_dir": "competition folder; empty: the default (doodle_utils.paths)",
                   "store_dir": "packed stores (train/, test/); empty: the default",
                   "out_dir": "run outputs; the model goes to <out_dir>/train/<run_label>",
-                  "run_label": "sub-folder of this configuration; empty: <arch>_<variant><size> "
-                               "(points_<arch>_g<grid> for the point model)",
+                  "run_label": "sub-folder of this configuration; empty: named by the settings, "
+                               "<arch>_<variant><size>_<hash> (points_<arch>_g<grid>_p<points>_<hash>)",
                   "pack": "packing settings (kind, valid_frac, seed, workers)"}
 
 
 def default_run_label(params: dict[str, Any]) -> str:
-    """The run folder's name when none is given: the model, trunk and input size, e.g.
-    ``resnet18_palette64`` or ``points_resnet18_g32`` (notebooks 03's and 06's defaults)."""
-    d = TrainConfig.__dataclass_fields__
-    get = lambda k: params.get(k, d[k].default)  # noqa: E731
-    if get("model") == "points":
-        return f"points_{get('arch')}_g{get('grid')}"
-    return f"{get('arch')}_{get('variant')}{get('size')}"
+    """:meth:`TrainConfig.default_label` of a notebook's parameters (TrainConfig's defaults
+    for the ones not given), e.g. ``resnet18_palette32_3f9a1c``."""
+    return config_from_params({**params, "store_dir": "", "out_dir": ""}).default_label()
 
 
 def parameters_help() -> str:

@@ -62,8 +62,8 @@ from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
 from ..render import RenderSpec
 from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
-                        ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, Snapshots, base_dl,
-                        committed_state, set_batch_size)
+                        ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
+                        base_dl, committed_state, set_batch_size)
 from .config import TrainConfig, config_from_params
 from .loaders import Augment, BatchSpec, DoodleDL, PseudoLabels, make_dls
 
@@ -239,6 +239,38 @@ def train(cfg: TrainConfig, extra_cbs: list | None = None, predict: bool = True)
         return _train(cfg, folder, extra_cbs, predict)
 
 
+def _recorded_fingerprint(folder: Path) -> str | None:
+    """The configuration fingerprint a run folder's ``state.json`` records, if it has one."""
+    try:
+        return json.loads((folder / "state.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def _other_configuration(folder: Path, cfg: TrainConfig, state: dict | str, fp: str) -> str:
+    """The error for a run folder that holds another configuration's run: which settings
+    differ (from its ``config.json``), and the two ways on, neither of which loses it."""
+    if isinstance(state, str):
+        state = {"fingerprint": state}
+    try:
+        old = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        old = None
+    new = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    if old is None:
+        what = f"fingerprint {state.get('fingerprint')} != {fp}; its config.json is missing"
+    else:
+        diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(new) if k not in ("resume", "progress",
+                 "num_workers", "processes", "out_dir") and old.get(k) != new.get(k)]
+        was, now = state.get("processes", 1), world_size()
+        if was != now:
+            diffs.append(f"processes {was} -> {now} (each step averages that many batches)")
+        what = ", ".join(diffs) or f"fingerprint {state.get('fingerprint')} != {fp}"
+    return (f"{folder}: run_label {folder.name!r} holds a run of another configuration ({what}); nothing was "
+            f"changed. To keep both, give this run another run_label, or leave run_label empty to have one "
+            f"named by its settings ({cfg.default_label()!r}); to replace the old run, delete {folder}")
+
+
 def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool) -> TrainResult:
     torch.manual_seed(cfg.seed)
     device = pick_device()
@@ -262,13 +294,13 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
     start, resumed = 0, None
     state_file = folder / "state.json"
     state = committed_state(folder) if cfg.resume else None
+    if not cfg.resume:  # starting over deletes this configuration's run, never another's
+        other = _recorded_fingerprint(folder)
+        if other is not None and other != fp:
+            raise RunStateError(_other_configuration(folder, cfg, other, fp))
     if state is not None:
         if state.get("fingerprint") != fp:
-            was = state.get("processes", 1)
-            hint = (f" (trained in {was} process(es), now {world_size()}: set processes={was})"
-                    if was != world_size() else "")
-            raise ValueError(f"{folder}: holds a checkpoint of a different configuration "
-                             f"({state.get('fingerprint')} != {fp}){hint}; use another out_dir or resume=False")
+            raise RunStateError(_other_configuration(folder, cfg, state, fp))
         learn.create_opt()
         learn.load("checkpoint", with_opt=True, device=device)
         start = resumed = state["epoch"] + 1
@@ -281,7 +313,7 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
                   *snapshots_dir(folder).glob("*.pth")]:
             p.unlink(missing_ok=True)
     write_text_atomic(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
-    learn.add_cb(History(folder / "history.csv", keep=start > 0))
+    learn.add_cb(History(folder / "history.csv", keep=start > 0, echo=cfg.progress))
     for t in trackers:
         learn.add_cb(t)
 
