@@ -250,6 +250,13 @@ def prepare_data(prof: Profile) -> dict[str, str]:
     return fingerprints
 
 
+def _pack_progress(line: str) -> None:
+    """A pack's lines: one per file only in verbose runs; the store's own line, and any line
+    that reports skipped rows or a part packed again, always."""
+    quiet = line.lstrip().startswith("[") and "skipped" not in line
+    (log.debug if quiet else log.info)(line.strip())
+
+
 def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | None = None, allow_pack: bool = True,
                   **pack_kw) -> dict[str, dict]:
     """Pack ``data_dir`` into ``store_dir/{train,test}`` (and ``raw``) unless they are current.
@@ -304,10 +311,10 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
             raise store.StoreError(f"{target}: not packed from {data_dir} with these settings; several training "
                                    "processes do not pack: pack first (`doodle pack`, or one `doodle train` process)")
         if current is None:
-            log.info(f"packing {len(sources)} file(s) into {target} (kind {kw['kind']})")
-            current = store.pack(sources, target, progress=log.info, **kw)
+            log.debug(f"packing {len(sources)} file(s) into {target} (kind {kw['kind']})")
+            current = store.pack(sources, target, progress=_pack_progress, **kw)
         else:
-            log.info(f"{target}: up to date with its {len(sources)} source file(s)")
+            log.debug(f"{target}: up to date with its {len(sources)} source file(s)")
         manifests[name] = current
     return manifests
 
@@ -408,7 +415,9 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
     handler = logging.FileHandler(out / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
+    if verbose:
+        log.setLevel(logging.DEBUG)
+    elif log.level == logging.NOTSET or log.level > logging.INFO:
         log.setLevel(logging.INFO)
     try:
         log.info(f"run {prof.run_name} from {prof.path} into {out}")

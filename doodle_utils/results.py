@@ -26,9 +26,10 @@ def _jsonable(v: Any) -> Any:
 
 
 def record_metrics(out_dir: str | Path, notebook: str, metrics: dict[str, Any]) -> Path:
-    """Write ``metrics`` of ``notebook`` to ``<out_dir>/metrics/<notebook>.json`` (atomically)."""
+    """Write ``metrics`` of ``notebook`` to ``<out_dir>/metrics/<notebook>.json`` (atomically), in
+    the notebook's order: the runner's line for the notebook shows its first single values."""
     path = Path(out_dir) / "metrics" / f"{notebook}.json"
-    write_text_atomic(path, json.dumps(_jsonable(metrics), indent=1, sort_keys=True))
+    write_text_atomic(path, json.dumps(_jsonable(metrics), indent=1))
     return path
 
 
