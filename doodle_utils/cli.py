@@ -147,7 +147,11 @@ def _train(a: argparse.Namespace) -> int:
     known = set(RUN_PARAMETERS) | {f.name for f in dataclasses.fields(TrainConfig)} - {"test_store_dir"}
     unknown = sorted(set(params) - known)
     if unknown:
-        print(f"error: unknown training parameter(s) {unknown}; `doodle train --help` lists them", file=sys.stderr)
+        from .options import did_you_mean
+
+        hints = "".join(did_you_mean(k, known) for k in unknown)
+        print(f"error: unknown training parameter(s) {unknown}{hints}; `doodle train --help` lists them",
+              file=sys.stderr)
         return 2
     try:
         # under torchrun every process runs this: only a lone process packs

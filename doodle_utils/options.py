@@ -8,6 +8,7 @@ stay plain ``ValueError`` subclasses that its CLI turns into ``error:`` lines.
 """
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Callable, Iterable
@@ -15,6 +16,12 @@ from typing import Callable, Iterable
 
 class OptionError(ValueError):
     """An option's value has the wrong type or lies outside its range; the message names it."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def integer(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int:

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import yaml
 
 from ._files import folder_lock, write_text_atomic
-from .options import OptionError, child_path
+from .options import OptionError, child_path, did_you_mean
 from .paths import REPO, resolve_dirs, store_path
 from .progress import EPOCH_LINE
 from .results import read_metrics
@@ -123,7 +123,7 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
         raise ProfileError(f"{path}: a profile is a mapping of keys")
     for k in raw:
         if k not in TOP_KEYS:
-            raise ProfileError(f"{path}: unknown key {k!r} (allowed: {sorted(TOP_KEYS)})")
+            raise ProfileError(f"{path}: unknown key {k!r}{did_you_mean(k, TOP_KEYS)} (allowed: {sorted(TOP_KEYS)})")
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
     base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
@@ -135,13 +135,15 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
         raise ProfileError(f"{path}: 'data' must be a mapping (synth:, pack:), got {data!r}")
     for k, v in data.items():
         if k not in DATA_KEYS:
-            raise ProfileError(f"{path}: unknown key 'data.{k}' (allowed: {sorted(DATA_KEYS)})")
+            raise ProfileError(f"{path}: unknown key 'data.{k}'{did_you_mean(k, DATA_KEYS)} "
+                               f"(allowed: {sorted(DATA_KEYS)})")
         if not isinstance(v or {}, dict):
             raise ProfileError(f"{path}: 'data.{k}' must be a mapping of options, got {v!r}")
         allowed = SYNTH_OPTIONS if k == "synth" else PACK_OPTIONS
         for kk in v or {}:
             if kk not in allowed:
-                raise ProfileError(f"{path}: unknown key 'data.{k}.{kk}' (allowed: {sorted(allowed)})")
+                raise ProfileError(f"{path}: unknown key 'data.{k}.{kk}'{did_you_mean(kk, allowed)} "
+                                   f"(allowed: {sorted(allowed)})")
         try:
             (check_synth_options if k == "synth" else check_pack_options)(**(v or {}))
         except OptionError as e:
@@ -151,7 +153,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
             raise ProfileError(f"{path}: '{k}' must be a mapping, got {raw[k]!r}")
     for kk in raw.get("kaggle") or {}:
         if kk not in KAGGLE_KEYS:
-            raise ProfileError(f"{path}: unknown key 'kaggle.{kk}' (allowed: {sorted(KAGGLE_KEYS)})")
+            raise ProfileError(f"{path}: unknown key 'kaggle.{kk}'{did_you_mean(kk, KAGGLE_KEYS)} "
+                               f"(allowed: {sorted(KAGGLE_KEYS)})")
     params = dict(raw.get("params") or {})
     params.update(overrides or {})
     per_nb = raw.get("notebooks") or {}
@@ -171,16 +174,18 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
             raise ProfileError(f"{path}: 'params.{k}' is set by the runner "
                                f"({'the run folder' if k == 'out_dir' else 'from data.pack'})")
         if k not in known:
-            raise ProfileError(f"{path}: unknown key 'params.{k}': no notebook declares it "
-                               f"(declared: {sorted(known - RUNNER_PARAMS)})")
+            raise ProfileError(f"{path}: unknown key 'params.{k}': no notebook declares it"
+                               f"{did_you_mean(k, known - RUNNER_PARAMS)} (declared: {sorted(known - RUNNER_PARAMS)})")
     for name, over in per_nb.items():
         if name not in declared:
-            raise ProfileError(f"{path}: unknown notebook 'notebooks.{name}' (have: {sorted(declared)})")
+            raise ProfileError(f"{path}: unknown notebook 'notebooks.{name}'{did_you_mean(name, declared)} "
+                               f"(have: {sorted(declared)})")
         if not isinstance(over or {}, dict):
             raise ProfileError(f"{path}: 'notebooks.{name}' must be a mapping of parameters, got {over!r}")
         for k in over or {}:
             if k not in declared[name] or k in RUNNER_PARAMS:
-                raise ProfileError(f"{path}: unknown key 'notebooks.{name}.{k}': {name} does not declare it")
+                raise ProfileError(f"{path}: unknown key 'notebooks.{name}.{k}': {name} does not declare it"
+                                   f"{did_you_mean(k, set(declared[name]) - RUNNER_PARAMS)}")
     per_notebook: dict[str, dict] = {}
     for name, decl in declared.items():
         p = {k: v for k, v in params.items() if k in decl}
