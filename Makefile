@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench lab clean clean-notebooks git-filter
+.PHONY: setup demo test bench lab clean clean-notebooks git-filter figures
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# the README's figures (docs/figures/), from a fresh smoke run
+figures: demo
+	$(BIN)/doodle figures outputs/smoke --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``balance``, ``submit``, ``check-submission``, ``kaggle-bundle``, ``kaggle-emulate``.
+``train``, ``balance``, ``submit``, ``check-submission``, ``figures``, ``kaggle-bundle``, ``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant
 (measured: 0.9 s, against ~8 s to import training's torch and fastai, ~1 s the store's numba
 and pyarrow).
@@ -255,6 +255,14 @@ def _read_words(path: Path) -> list[str]:
     return [w.strip() for w in Path(path).read_text().splitlines() if w.strip()]
 
 
+def _figures(a: argparse.Namespace) -> int:
+    from .results import copy_readme_figures
+
+    for path in copy_readme_figures(a.run_dir, a.readme):
+        print(path)
+    return 0
+
+
 def _check_submission(a: argparse.Namespace) -> int:
     from .kaggle import SubmissionError, check_submission, known_classes
 
@@ -438,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them); "
                    "default: train_simplified/ beside --sample, else Google's 345 Quick, Draw! categories")
     s.set_defaults(fn=_check_submission)
+
+    s = _command(sub, "figures", help="copy a run's figures over the ones the README shows (make figures)")
+    s.add_argument("run_dir", type=Path, help="a finished run, e.g. outputs/smoke")
+    s.add_argument("--readme", type=Path, default=Path("README.md"),
+                   help="the README whose docs/figures/<NN>_<what>.png images are replaced")
+    s.set_defaults(fn=_figures)
 
     s = _command(sub, "kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
     s.add_argument("out_dir", type=Path, help="where the kernel folders go (one per notebook)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ def record_metrics(out_dir: str | Path, notebook: str, metrics: dict[str, Any]) 
     return path
 
 
+def shown(metrics: dict[str, Any], *keys: str, digits: int = 4) -> dict[str, Any]:
+    """``metrics`` (or only ``keys`` of it) as a Results cell shows them: numbers as plain
+    Python values rounded to ``digits`` decimals (no ``np.float64(...)`` reprs, no 16-digit
+    tails); what is recorded keeps full precision."""
+    def tidy(v: Any) -> Any:
+        v = _jsonable(v)
+        if isinstance(v, float):
+            return round(v, digits)
+        if isinstance(v, list):
+            return [tidy(x) for x in v]
+        if isinstance(v, dict):
+            return {k: tidy(x) for k, x in v.items()}
+        return v
+
+    return {k: tidy(metrics[k]) for k in (keys or metrics)}
+
+
 def read_metrics(out_dir: str | Path) -> dict[str, dict]:
     """All notebooks' recorded metrics under ``out_dir``, by notebook name."""
     folder = Path(out_dir) / "metrics"
@@ -47,3 +65,35 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 110) -> Path:
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     tmp.replace(path)
     return path
+
+
+README_FIGURE = re.compile(r"\]\((docs/figures/(\d\d)_([\w-]+)\.png)\)")
+
+
+def readme_figures(readme: str | Path) -> list[tuple[str, str, str]]:
+    """The figures a README shows from ``docs/figures/``: (path, notebook number, what), for
+    ``docs/figures/<NN>_<what>.png``."""
+    return README_FIGURE.findall(Path(readme).read_text())
+
+
+def copy_readme_figures(run_dir: str | Path, readme: str | Path, root: str | Path | None = None) -> list[Path]:
+    """Copy a run's figures over the ones a README shows (``make figures``): for
+    ``docs/figures/<NN>_<what>.png`` the run's newest ``figures/<NN>_<what>.png`` or
+    ``figures/<NN>_<run label>_<what>.png``. Raises FileNotFoundError naming every README
+    figure the run did not make."""
+    import shutil
+
+    figures, root = Path(run_dir) / "figures", Path(root) if root is not None else Path(readme).parent
+    plan, missing = [], []
+    for rel, nn, what in readme_figures(readme):
+        found = sorted((p for p in figures.glob(f"{nn}_*.png") if p.stem == f"{nn}_{what}" or p.stem.endswith(f"_{what}")),
+                       key=lambda p: p.stat().st_mtime)
+        (plan.append((found[-1], root / rel)) if found else missing.append(rel))
+    if missing:
+        raise FileNotFoundError(f"{figures}: the run made no figure for {missing}")
+    for src, dst in plan:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    return [dst for _, dst in plan]

@@ -187,3 +187,21 @@ def test_notebook_03_with_its_own_defaults_learns_on_the_demo_data(smoke_run, tm
     m = json.loads((tmp_path / "out" / "metrics" / "03_train.json").read_text())
     chance = 3 / 12  # MAP@3 of guessing on 12 balanced classes is ~0.15; a collapsed model scored 0.28
     assert m["valid_map3"] > 2 * chance, m["valid_map3"]
+
+
+def test_every_readme_figure_exists_and_the_smoke_run_makes_it(smoke_run, tmp_path):
+    """`make figures` refreshes docs/figures from a smoke run: every figure the README shows is
+    committed, and the run makes each of them (copied here into a scratch copy of the README's
+    folder, not over the committed ones)."""
+    import shutil
+
+    from doodle_utils.results import copy_readme_figures, readme_figures
+
+    shown = readme_figures(ROOT / "README.md")
+    assert len(shown) >= 6
+    assert [rel for rel, *_ in shown if not (ROOT / rel).is_file()] == []
+    out, _ = smoke_run
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    copied = copy_readme_figures(out, tmp_path / "README.md")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in copied) == sorted(rel for rel, *_ in shown)
+    assert all(p.stat().st_size > 5_000 for p in copied)

@@ -170,3 +170,14 @@ def test_data_is_synthesised_and_packed_once(tmp_path, nbs):
     assert res[0].status == "skipped"
     assert (tmp_path / "s" / "train" / "manifest.json").stat().st_mtime_ns == stamp  # not re-packed
     assert "up to date" in (tmp_path / "out" / "t" / "run.log").read_text()
+
+
+def test_results_cells_show_plain_rounded_values():
+    import numpy as np
+
+    from doodle_utils.results import shown
+
+    m = {"map3": np.float64(0.7361112236976624), "per": [np.float32(0.5), 2], "name": "x", "n": np.int64(3)}
+    out = shown(m, "map3", "per", "n")
+    assert out == {"map3": 0.7361, "per": [0.5, 2], "n": 3} and "np." not in repr(out)
+    assert shown(m)["name"] == "x" and shown({"s": 12345.678}, digits=0) == {"s": 12346.0}

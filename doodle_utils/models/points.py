@@ -279,14 +279,15 @@ class PointCNN(nn.Module):
 
 def plot_inputs(d: Drawings, budget: int, grid: int, titles: Sequence[str] | None = None, cols: int = 6,
                 resample: str = "length"):
-    """The points the model sees (coloured by ``time``, pen-up moves dashed) over the
-    scatter grid, one panel per drawing."""
+    """The points the model sees (coloured by ``time``, with its colour bar; pen-up moves
+    dashed) over the scatter grid, one panel per drawing, the frame's edge inside the panel."""
     from matplotlib.figure import Figure
 
     feats, mask = point_features(d, budget, resample)
     rows = -(-len(d) // cols)
     fig = Figure(figsize=(2.2 * cols, 2.3 * rows), constrained_layout=True)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    sc = None
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i >= len(d):
@@ -295,12 +296,15 @@ def plot_inputs(d: Drawings, budget: int, grid: int, titles: Sequence[str] | Non
         for k in range(1, len(f)):
             ls = "-" if f[k, FEATURES.index("pen_down")] else ":"
             ax.plot(f[k - 1:k + 1, 0], f[k - 1:k + 1, 1], ls, color="0.6", lw=0.8)
-        ax.scatter(f[:, 0], f[:, 1], c=f[:, FEATURES.index("time")], cmap="viridis", s=6, zorder=3)
+        sc = ax.scatter(f[:, 0], f[:, 1], c=f[:, FEATURES.index("time")], cmap="viridis", vmin=0, vmax=1, s=6,
+                        zorder=3, clip_on=False)
         ax.set_xticks(np.linspace(0, 1, grid + 1), minor=True)
-        ax.set(xlim=(0, 1), ylim=(1, 0), aspect="equal")
+        ax.set(xlim=(-0.04, 1.04), ylim=(1.04, -0.04), aspect="equal")
         for v in np.linspace(0, 1, grid + 1):
             ax.axhline(v, color="0.92", lw=0.3, zorder=0), ax.axvline(v, color="0.92", lw=0.3, zorder=0)
         ax.set_title(f"{titles[i] if titles else i} · {int(mask[i].sum())} pts", fontsize=8)
+    if sc is not None:
+        fig.colorbar(sc, ax=axes.tolist(), shrink=0.6, label="time feature (0: first point, 1: last)")
     return fig
 
 

@@ -185,15 +185,22 @@ def load_saved(folder: str | Path) -> tuple[np.ndarray, np.ndarray | None, dict]
 
 
 def plot_members(table: "pd.DataFrame"):
-    """Validation MAP@3 against the test proxy score, one point per member and ensemble."""
+    """Validation MAP@3 against the test proxy score, one point per member and ensemble, each
+    labelled; the ensembles drawn hollow so a snapshot at the same place stays visible."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4), constrained_layout=True)
+    fig = Figure(figsize=(7, 4.5), constrained_layout=True)
     ax = fig.subplots()
     ens = table["model"].str.startswith("ensemble")
-    ax.scatter(table.loc[~ens, "test_proxy"], table.loc[~ens, "valid_map3"], label="snapshots")
-    ax.scatter(table.loc[ens, "test_proxy"], table.loc[ens, "valid_map3"], marker="*", s=160, label="ensembles")
+    ax.scatter(table.loc[~ens, "test_proxy"], table.loc[~ens, "valid_map3"], label="snapshots", zorder=3)
+    ax.scatter(table.loc[ens, "test_proxy"], table.loc[ens, "valid_map3"], marker="*", s=220, facecolors="none",
+               edgecolors="C1", linewidths=1.5, label="ensembles", zorder=2)
+    for i, (_, row) in enumerate(table.iterrows()):
+        name = row["model"].replace("ensemble, ", "ens: ")
+        ax.annotate(name, (row["test_proxy"], row["valid_map3"]), xytext=(6, (-1) ** i * 6),
+                    textcoords="offset points", fontsize=7)
     ax.set(xlabel="test proxy score (lower: more balanced)", ylabel="validation MAP@3",
            title="does the label-free proxy track MAP@3?")
-    ax.legend()
+    ax.margins(x=0.25, y=0.15)
+    ax.legend(loc="lower left")
     return fig

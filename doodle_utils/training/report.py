@@ -11,25 +11,33 @@ from ..data.store import Store
 from ..paths import preds_dir
 
 
-def plot_history(history: pd.DataFrame):
-    """Losses and MAP@3 per epoch, beside what each epoch trained with (LR, batch, size)."""
+def plot_history(history: pd.DataFrame, points: bool = False):
+    """Losses and MAP@3 per epoch, beside what each epoch trained with (LR, batch size and, for
+    the image model, image size; ``points``: the point model, whose ``size`` is its point budget
+    and is left out). Epochs are counted from 1, on whole-number ticks."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 3.4), constrained_layout=True)
     ax = fig.subplots(1, 3)
-    e = history["epoch"]
+    e = history["epoch"] + 1
     ax[0].plot(e, history["train_loss"], "o-", label="train (smoothed)")
     ax[0].plot(e, history["valid_loss"], "o-", label="valid")
-    ax[0].set(title="loss", xlabel="epoch"), ax[0].legend()
+    ax[0].set(title="loss", xlabel="epoch", ylabel="cross-entropy"), ax[0].legend()
     ax[1].plot(e, history["map3"], "o-", label="MAP@3")
     ax[1].plot(e, history["accuracy"], "o-", label="top-1")
-    ax[1].set(title="validation", xlabel="epoch", ylim=(0, 1)), ax[1].legend()
-    ax[2].plot(e, history["lr"], "o-", color="C3")
-    ax[2].set(title="LR of the epoch's last batch", xlabel="epoch", yscale="log")
+    ax[1].set(title="validation", xlabel="epoch", ylabel="score", ylim=(0, 1)), ax[1].legend()
+    lines = ax[2].plot(e, history["lr"], "o-", color="C3", label="learning rate")
+    ax[2].set(title="what each epoch trained with", xlabel="epoch", ylabel="LR (its last batch)", yscale="log")
     twin = ax[2].twinx()
-    twin.step(e, history["bs"], where="mid", color="C2", label="batch size")
-    twin.step(e, history["size"], where="mid", color="C4", label="image size")
-    twin.legend(loc="upper right", fontsize=8)
+    lines += twin.step(e, history["bs"], where="mid", color="C2", label="batch size")
+    if not points:
+        lines += twin.step(e, history["size"], where="mid", color="C4", label="image size (px)")
+    twin.set(ylabel="batch size" if points else "batch / image size")
+    twin.set_ylim(bottom=0)
+    ax[2].legend(lines, [x.get_label() for x in lines], loc="lower left", fontsize=8)
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
