@@ -115,7 +115,8 @@ def _run(a: argparse.Namespace) -> int:
     # quiet: the suite's own lines; papermill's and the kernel's chatter only with -v
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    logging.getLogger("doodle").setLevel(logging.INFO)
+    for h in logging.getLogger().handlers:  # the console: run.log gets the per-file lines either way
+        h.setLevel(logging.DEBUG if a.verbose else logging.INFO)
     try:
         run(a.profile, only=a.only, start=a.start, force=a.force, overrides=_parse_sets(a.set),
             verbose=a.verbose)

@@ -420,10 +420,8 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
     handler = logging.FileHandler(out / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
-    if verbose:
-        log.setLevel(logging.DEBUG)
-    elif log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
+    level = log.level
+    log.setLevel(logging.DEBUG)  # run.log keeps every line; the console's handler decides what it shows
     try:
         log.info(f"run {prof.run_name} from {prof.path} into {out}")
         inputs = prepare_data(prof)
@@ -447,6 +445,7 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
     finally:
         log.removeHandler(handler)
         handler.close()
+        log.setLevel(level)
 
 
 class RunError(RuntimeError):

@@ -14,7 +14,7 @@ import torch
 from doodle_utils import devices
 from doodle_utils.devices import announce, device_choices
 from doodle_utils.render import _triton as render_triton
-from doodle_utils.training import build_learner, make_loaders, resolve_processes, train
+from doodle_utils.training import RunStateError, build_learner, make_loaders, resolve_processes, train
 
 from conftest import tiny_train_config
 
@@ -157,7 +157,7 @@ def test_fingerprint_counts_the_processes_not_the_request(stores, tmp_path):
     folder.mkdir()
     (folder / "state.json").write_text(json.dumps({"fingerprint": one.fingerprint(2), "processes": 2, "epoch": 0}))
     (folder / "checkpoint.pth").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"trained in 2 process\(es\), now 1: set processes=2"):
+    with pytest.raises(RunStateError, match=r"trained in 2 process\(es\), now 1: set processes=2"):
         train(_cfg(stores, folder, processes=1, resume=True))
 
 

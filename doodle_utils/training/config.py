@@ -191,8 +191,7 @@ class TrainConfig:
         """Hash of what decides the training trajectory (not ``resume``/``progress``/workers):
         the configuration and, for ``world`` > 1 processes, their number (each step averages
         ``world`` batches); ``processes`` itself is a request, resolved into ``world``."""
-        d = {k: v for k, v in dataclasses.asdict(self).items()
-             if k not in ("resume", "progress", "num_workers", "out_dir", "processes")}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in FINGERPRINT_IGNORES}
         if world > 1:
             d["world_size"] = world
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -202,6 +201,8 @@ class TrainConfig:
 # what a notebook's parameters hold besides TrainConfig's: where to read and write, the packing
 # where a run reads and writes, and how it is run: not part of a run's name (settings_hash)
 LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes")
+# how a run is run, and its own folder: not part of what a checkpoint must match (fingerprint)
+FINGERPRINT_IGNORES = ("resume", "progress", "num_workers", "out_dir", "processes")
 
 RUN_PARAMETERS = {"data_dir": "competition folder; empty: the default (doodle_utils.paths)",
                   "store_dir": "packed stores (train/, test/); empty: the default",

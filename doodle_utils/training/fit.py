@@ -64,7 +64,7 @@ from ..render import RenderSpec
 from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
-from .config import TrainConfig, config_from_params
+from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
 from .loaders import Augment, BatchSpec, DoodleDL, PseudoLabels, make_dls
 
 log = logging.getLogger("doodle.train")
@@ -257,15 +257,15 @@ def _other_configuration(folder: Path, cfg: TrainConfig, state: dict | str, fp: 
     except (OSError, ValueError):
         old = None
     new = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    if old is None:
-        what = f"fingerprint {state.get('fingerprint')} != {fp}; its config.json is missing"
-    else:
-        diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(new) if k not in ("resume", "progress",
-                 "num_workers", "processes", "out_dir") and old.get(k) != new.get(k)]
-        was, now = state.get("processes", 1), world_size()
-        if was != now:
-            diffs.append(f"processes {was} -> {now} (each step averages that many batches)")
-        what = ", ".join(diffs) or f"fingerprint {state.get('fingerprint')} != {fp}"
+    diffs = [] if old is None else [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(new)
+                                    if k not in FINGERPRINT_IGNORES and old.get(k) != new.get(k)]
+    was, now = state.get("processes", 1), world_size()
+    if was != now:  # each step averaged that many batches
+        diffs.append(f"trained in {was} process(es), now {now}: set processes={was}")
+    if not diffs:
+        diffs.append(f"fingerprint {state.get('fingerprint')} != {fp}"
+                     + ("; its config.json is missing" if old is None else ""))
+    what = ", ".join(diffs)
     return (f"{folder}: run_label {folder.name!r} holds a run of another configuration ({what}); nothing was "
             f"changed. To keep both, give this run another run_label, or leave run_label empty to have one "
             f"named by its settings ({cfg.default_label()!r}); to replace the old run, delete {folder}")
