@@ -304,7 +304,7 @@ def plot_inputs(d: Drawings, budget: int, grid: int, titles: Sequence[str] | Non
             ax.axhline(v, color="0.92", lw=0.3, zorder=0), ax.axvline(v, color="0.92", lw=0.3, zorder=0)
         ax.set_title(f"{titles[i] if titles else i} · {int(mask[i].sum())} pts", fontsize=8)
     if sc is not None:
-        fig.colorbar(sc, ax=axes.tolist(), shrink=0.6, label="time feature (0: first point, 1: last)")
+        fig.colorbar(sc, ax=axes.tolist(), shrink=0.9, label="time (0 → 1)")
     return fig
 
 
