@@ -3,7 +3,8 @@
 Layers, each importing only the ones before it (``tests/test_layers.py`` holds this):
 
 * foundation modules: ``paths`` (where everything lives), ``options`` (checked settings),
-  ``devices``, ``metrics``, ``versions`` and the private ``_files`` (atomic writes, locks);
+  ``devices``, ``metrics``, ``versions``, ``progress`` (the epoch line) and the private
+  ``_files`` (atomic writes, locks);
 * ``data`` — file formats, simplification, the packed store, the synthetic competition;
 * ``render`` — render variants and their engines (OpenCV, numba, torch, Triton);
 * ``models`` — the image model on a timm trunk and the point model;
