@@ -1,6 +1,6 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
-Subcommands: ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
+Subcommands: ``init``, ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
 ``train``, ``balance``, ``submit``, ``check-submission``, ``figures``, ``kaggle-bundle``, ``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant
 (measured: 0.9 s, against ~8 s to import training's torch and fastai, ~1 s the store's numba
@@ -281,6 +281,33 @@ def _check_submission(a: argparse.Namespace) -> int:
     return 0
 
 
+def _init(a: argparse.Namespace) -> int:
+    import shutil
+
+    from .paths import project_sources
+
+    src = project_sources()
+    files = [p for name in ("notebooks", "params") for p in sorted((src / name).glob("*"))
+             if p.suffix in (".ipynb", ".yaml")]
+    if not files:
+        print(f"error: {src}: this installation carries no notebooks or profiles", file=sys.stderr)
+        return 2
+    targets = {p: a.dir / p.parent.name / p.name for p in files}
+    there = [str(t) for t in targets.values() if t.exists()]
+    if there and not a.force:
+        print(f"error: {a.dir}: would overwrite {len(there)} file(s) ({', '.join(there[:3])}"
+              f"{', ...' if len(there) > 3 else ''}); --force replaces them", file=sys.stderr)
+        return 2
+    for p, t in targets.items():
+        t.parent.mkdir(parents=True, exist_ok=True)
+        tmp = t.with_name(f".{t.name}.tmp")
+        shutil.copyfile(p, tmp)
+        tmp.replace(t)
+    print(f"{a.dir}: {len(files)} notebooks and profiles. Next: cd {a.dir} && doodle run params/smoke.yaml "
+          f"(the demo, under {a.dir}/outputs/), then jupyter lab")
+    return 0
+
+
 def _kaggle_bundle(a: argparse.Namespace) -> int:
     from .kaggle import bundle
 
@@ -352,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doodle", description="Quick, Draw! doodle-recognition suite")
     p.add_argument("--version", action="version", version=f"doodle {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = _command(sub, "init", help="copy the suite's notebooks and profiles into a folder (for an installed package)",
+                 description="An installed package carries the notebooks and params/*.yaml; this makes a "
+                             "project folder of them, where `doodle run params/smoke.yaml` runs the demo.")
+    s.add_argument("dir", type=Path, help="the project folder to make (notebooks/ and params/ inside)")
+    s.add_argument("--force", action="store_true", help="replace files that are there already")
+    s.set_defaults(fn=_init)
 
     s = _command(sub, "synth", help="generate a synthetic mini-competition in Kaggle's layout")
     s.add_argument("out_dir", type=Path, help="the competition folder to write (answers go to <out_dir>_answers/)")
@@ -456,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "kaggle-bundle", help="write a `kaggle kernels push` folder per notebook")
     s.add_argument("out_dir", type=Path, help="where the kernel folders go (one per notebook)")
-    s.add_argument("--profile", type=Path, default=Path(__file__).resolve().parents[1] / "params" / "kaggle.yaml",
-                   help="the profile whose values become the kernels' parameter defaults")
+    s.add_argument("--profile", type=Path, help="the profile whose values become the kernels' parameter defaults; "
+                   "default: params/kaggle.yaml of the project")
     s.add_argument("--user", help="your Kaggle user name (default: the profile's kaggle.user)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (YAML value)")
     s.set_defaults(fn=_kaggle_bundle)

@@ -25,7 +25,7 @@ from typing import Sequence
 import nbformat
 
 from ._files import atomic_path, write_text_atomic
-from .paths import REPO
+from .paths import REPO, project_root
 from .pipeline import load_profile, notebook_list
 from .versions import tested_versions
 
@@ -221,7 +221,7 @@ def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, en
     return folder
 
 
-def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.yaml", *,
+def bundle(out_dir: str | Path, profile: str | Path | None = None, *,
            user: str | None = None, notebooks: Sequence[Path] | None = None,
            overrides: dict | None = None) -> list[Path]:
     """Write a kernel folder per notebook, with the profile's parameters; returns the folders.
@@ -233,11 +233,11 @@ def bundle(out_dir: str | Path, profile: str | Path = REPO / "params" / "kaggle.
     kernel and read the store where Kaggle mounts it; notebooks that read other notebooks'
     outputs (:data:`CONSUMERS`) attach those kernels and read them where they are mounted,
     unless the profile sets the parameter; the last kernel writes ``/kaggle/working/submission.csv``
-    (:class:`Chain`).
+    (:class:`Chain`). ``profile``: default the project's ``params/kaggle.yaml``.
     """
     import yaml
 
-
+    profile = project_root() / "params" / "kaggle.yaml" if profile is None else profile
     nbs = list(notebooks) if notebooks is not None else notebook_list()
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
     raw = yaml.safe_load(Path(profile).read_text()) or {}

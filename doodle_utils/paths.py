@@ -2,7 +2,12 @@
 
 Order (STYLE.md): a non-empty parameter wins; inside a Kaggle kernel
 (``KAGGLE_KERNEL_RUN_TYPE`` is set) the competition's input and ``/kaggle/working`` are
-used; otherwise the repository's defaults under ``outputs/``.
+used; otherwise the project's defaults under ``outputs/``.
+
+The project (:func:`project_root`) is the folder with ``notebooks/`` and ``params/``: the
+checkout the package runs from, or, for an installed package, the folder ``doodle init``
+made (found from the current folder upwards, so a notebook's kernel, which runs inside
+``notebooks/``, finds it too).
 """
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the folder holding doodle_utils: a checkout, or site-packages
+PROJECT_FOLDERS = ("notebooks", "params")  # what makes a folder a project
+BUNDLED = Path(__file__).resolve().parent / "_project"  # an installed wheel's copies of them (doodle init)
 KAGGLE_INPUT = Path("/kaggle/input/quickdraw-doodle-recognition")
 KAGGLE_WORKING = Path("/kaggle/working")
 DEFAULT_RUN = "interactive"
@@ -21,6 +28,26 @@ STORE_NAMES = ("train", "test", "raw")  # <store_dir>/<name>: the packed stores
 RUNS = "train"  # <out_dir>/train/<run_label>: one training run each
 SNAPSHOTS, PREDS = "snapshots", "preds"  # in a run: snap_NN.pth; snap_NN_{valid,test}.npy and manifest.json
 ENSEMBLE = "ensemble"  # <out_dir>/ensemble: notebook 04's blend, which notebook 05 reads
+
+
+def _is_project(folder: Path) -> bool:
+    return all((folder / name).is_dir() for name in PROJECT_FOLDERS)
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """Where the notebooks, profiles and default ``outputs/`` are: the checkout the package runs
+    from, else the nearest folder from ``start`` (default: the current one) upwards that holds
+    ``notebooks/`` and ``params/``, else ``start`` itself."""
+    if _is_project(REPO):
+        return REPO
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if _is_project(d)), here)
+
+
+def project_sources() -> Path:
+    """The folder holding the suite's own ``notebooks/`` and ``params/`` (what ``doodle init``
+    copies): the checkout, or the installed wheel's bundled copies."""
+    return REPO if _is_project(REPO) else BUNDLED
 
 
 def store_path(store_dir: str | Path, name: str) -> Path:
@@ -100,8 +127,9 @@ def resolve_dirs(data_dir: str = "", store_dir: str = "", out_dir: str = "") -> 
         o = Path(out_dir) if out_dir else KAGGLE_WORKING
         s = Path(store_dir) if store_dir else o / "store"
     else:
-        d = Path(data_dir) if data_dir else REPO / "outputs" / "smoke" / "data"
-        o = Path(out_dir) if out_dir else REPO / "outputs" / DEFAULT_RUN
-        s = Path(store_dir) if store_dir else REPO / "outputs" / "smoke" / "store"
+        root = project_root()
+        d = Path(data_dir) if data_dir else root / "outputs" / "smoke" / "data"
+        o = Path(out_dir) if out_dir else root / "outputs" / DEFAULT_RUN
+        s = Path(store_dir) if store_dir else root / "outputs" / "smoke" / "store"
     o.mkdir(parents=True, exist_ok=True)
     return RunDirs(d.resolve(), s.resolve(), o.resolve())

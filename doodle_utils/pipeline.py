@@ -42,11 +42,10 @@ import yaml
 
 from ._files import folder_lock, write_text_atomic
 from .options import OptionError, child_path, did_you_mean
-from .paths import REPO, resolve_dirs, store_path
+from .paths import project_root, resolve_dirs, store_path
 from .progress import EPOCH_LINE
 from .results import read_metrics
 
-NOTEBOOKS = REPO / "notebooks"
 # the suite's notebooks in the order the runner runs them: both training notebooks (03, the
 # image model; 06, the point model) come before the ensemble (04) that reads their predictions
 PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_ensemble", "05_balance_submit")
@@ -79,15 +78,17 @@ class Profile:
     kernel: str = "python3"
 
 
-def missing_notebooks(folder: Path = NOTEBOOKS) -> list[str]:
-    """Planned notebooks that do not exist yet."""
+def missing_notebooks(folder: Path | None = None) -> list[str]:
+    """Planned notebooks that do not exist yet (in ``folder``, default the project's)."""
     have = {p.stem for p in notebook_list(folder)}
     return [n for n in PLANNED if n not in have]
 
 
-def notebook_list(folder: Path = NOTEBOOKS) -> list[Path]:
-    """The numbered notebooks (``NN_slug.ipynb``) in run order: the suite's as ``PLANNED``
+def notebook_list(folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_slug.ipynb``) of ``folder`` (default: the project's
+    ``notebooks/``, :func:`.paths.project_root`) in run order: the suite's as ``PLANNED``
     orders them, then any others by name."""
+    folder = project_root() / "notebooks" if folder is None else folder
     rank = {name: i for i, name in enumerate(PLANNED)}
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"), key=lambda p: (rank.get(p.stem, len(PLANNED)), p.stem))
 
@@ -126,7 +127,8 @@ def load_profile(path: str | Path, notebooks: Sequence[Path] | None = None, over
             raise ProfileError(f"{path}: unknown key {k!r}{did_you_mean(k, TOP_KEYS)} (allowed: {sorted(TOP_KEYS)})")
     if not isinstance(raw.get("run_name"), str) or not raw["run_name"]:
         raise ProfileError(f"{path}: 'run_name' must be a non-empty string")
-    base = REPO if path.resolve().is_relative_to(REPO) else path.resolve().parent
+    root = project_root(path.resolve().parent)  # relative paths in a project's profile: from the project
+    base = root if path.resolve().is_relative_to(root) else path.resolve().parent
     from .data.store import PACK_OPTIONS, check_pack_options  # lazy: numba and pyarrow, ~1 s; profile errors come first
     from .data.synth import SYNTH_OPTIONS, check_options as check_synth_options  # lazy: as store
 

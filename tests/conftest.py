@@ -145,3 +145,18 @@ def make_nb(path: Path, params: str, *body: str) -> Path:
                 *[nbformat.v4.new_code_cell(b) for b in body]]
     nbformat.write(nb, path)
     return path
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    """The project's wheel, built from a clean copy (setuptools' build/ would keep stale files),
+    without build isolation (no download)."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "*.egg-info",
+                                                             "__pycache__", "benchmarks", "docs", "tests"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "wheel"), str(src)], check=True, capture_output=True)
+    return next((tmp_path / "wheel").glob("doodle_utils-*.whl"))

@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import build_wheel
 from doodle_utils import kaggle
 from doodle_utils.cli import main
 from doodle_utils.data.synth import make_competition
@@ -133,14 +134,7 @@ def test_submission_classes_come_from_the_competition_beside_the_sample(comp, tm
 
 def test_an_installed_package_carries_the_class_list(tmp_path):
     """A wheel (not the editable checkout) holds the category list, and its CLI uses it."""
-    import shutil
-
-    src = tmp_path / "src"  # a clean copy: setuptools' build/ folder would keep stale files
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "outputs", "build", "*.egg-info",
-                                                             "__pycache__", "benchmarks", "notebooks"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "wheel"), str(src)], check=True, capture_output=True)
-    wheel = next((tmp_path / "wheel").glob("doodle_utils-*.whl"))
+    wheel = build_wheel(tmp_path)
     assert "doodle_utils/quickdraw_categories.txt" in zipfile.ZipFile(wheel).namelist()
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
                     str(wheel)], check=True, capture_output=True)
