@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -136,6 +135,7 @@ def _train(a: argparse.Namespace) -> int:
 
     import yaml
 
+    from .devices import world_size
     from .pipeline import training_config
     from .training import RUN_PARAMETERS, RunStateError, TrainConfig, train
 
@@ -156,7 +156,7 @@ def _train(a: argparse.Namespace) -> int:
         return 2
     try:
         # under torchrun every process runs this: only a lone process packs
-        cfg, _ = training_config(params, allow_pack=int(os.environ.get("WORLD_SIZE", "1")) < 2)
+        cfg, _ = training_config(params, allow_pack=world_size() < 2)
     except (TypeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -199,7 +199,7 @@ def _balance(a: argparse.Namespace) -> int:
 def _submit(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from .kaggle import SubmissionError, known_classes, write_submission
+    from .kaggle import SubmissionError, known_classes, sample_key_ids, write_submission
     from .postprocess.balance import balance, proxy_score
     from .postprocess.ensemble import load_saved
 
@@ -231,7 +231,7 @@ def _submit(a: argparse.Namespace) -> int:
         key_ids = None
     if key_ids is None:
         try:
-            key_ids = [line.split(",", 1)[0] for line in Path(a.sample).read_text().splitlines()[1:] if line.strip()]
+            key_ids = sample_key_ids(a.sample)
         except (OSError, UnicodeDecodeError) as e:
             print(f"error: {a.sample}: cannot read the sample submission ({e})", file=sys.stderr)
             return 2
@@ -284,6 +284,7 @@ def _check_submission(a: argparse.Namespace) -> int:
 def _init(a: argparse.Namespace) -> int:
     import shutil
 
+    from ._files import atomic_path
     from .paths import project_sources
 
     src = project_sources()
@@ -299,10 +300,8 @@ def _init(a: argparse.Namespace) -> int:
               f"{', ...' if len(there) > 3 else ''}); --force replaces them", file=sys.stderr)
         return 2
     for p, t in targets.items():
-        t.parent.mkdir(parents=True, exist_ok=True)
-        tmp = t.with_name(f".{t.name}.tmp")
-        shutil.copyfile(p, tmp)
-        tmp.replace(t)
+        with atomic_path(t) as tmp:
+            shutil.copyfile(p, tmp)
     print(f"{a.dir}: {len(files)} notebooks and profiles. Next: cd {a.dir} && doodle run params/smoke.yaml "
           f"(the demo, under {a.dir}/outputs/), then jupyter lab")
     return 0

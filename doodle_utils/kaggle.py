@@ -383,6 +383,14 @@ def known_classes(sample: str | Path | None = None) -> tuple[list[str], str]:
 _NOT_A_SEPARATOR = re.compile(r"[^\S ]")  # whitespace other than the space Kaggle splits on
 
 
+def sample_key_ids(sample: str | Path) -> list[str]:
+    """The key_ids of ``sample_submission.csv``, in its order."""
+    import csv
+
+    with open(sample, newline="") as f:
+        return [r[0].strip() for r in list(csv.reader(f))[1:] if r]
+
+
 def check_submission(path: str | Path, sample: str | Path | None = None, words: Sequence[str] | None = None,
                      shown_as: str | Path | None = None) -> int:
     """Validate a submission; return its row count.
@@ -414,8 +422,7 @@ def check_submission(path: str | Path, sample: str | Path | None = None, words: 
     except csv.Error as e:
         raise SubmissionError(f"{name}: line {reader.line_num}: not a readable CSV line ({e})") from None
     if sample is not None:
-        with open(sample, newline="") as f:
-            want = [r[0].strip() for r in list(csv.reader(f))[1:] if r]
+        want = sample_key_ids(sample)
         if len(want) != len(seen):
             raise SubmissionError(f"{name}: {len(seen)} rows, {sample} has {len(want)}")
         missing = next((k for k in want if k not in seen), None)

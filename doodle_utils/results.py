@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._files import write_text_atomic
+from ._files import atomic_path, write_text_atomic
 
 
 def _jsonable(v: Any) -> Any:
@@ -92,8 +92,6 @@ def copy_readme_figures(run_dir: str | Path, readme: str | Path, root: str | Pat
     if missing:
         raise FileNotFoundError(f"{figures}: the run made no figure for {missing}")
     for src, dst in plan:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     return [dst for _, dst in plan]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from conftest import ROOT
@@ -12,6 +13,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "doodle_utils"
 
 
+@lru_cache(maxsize=None)
 def _modules() -> dict[str, Path]:
     """Every module of the package by its dotted name below ``doodle_utils`` (a subpackage's
     face ``x/__init__.py`` is ``x``; the package's own ``__init__`` is left out)."""

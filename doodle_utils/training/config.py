@@ -171,9 +171,8 @@ class TrainConfig:
         """Six hex digits of the settings that shape the model (not where it reads and writes,
         nor ``resume``, ``progress``, workers or processes; a pretrained file by its name):
         the same settings give the same run folder, different ones never share it."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in LABEL_IGNORES}
-        d["pretrained_path"] = Path(self.pretrained_path).name if self.pretrained_path else ""
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:6]
+        return self._digest(LABEL_IGNORES, pretrained_path=Path(self.pretrained_path).name if self.pretrained_path
+                            else "")[:6]
 
     def default_label(self) -> str:
         """The run folder's name when none is given: model, trunk and input size, then
@@ -191,10 +190,12 @@ class TrainConfig:
         """Hash of what decides the training trajectory (not ``resume``/``progress``/workers):
         the configuration and, for ``world`` > 1 processes, their number (each step averages
         ``world`` batches); ``processes`` itself is a request, resolved into ``world``."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in FINGERPRINT_IGNORES}
-        if world > 1:
-            d["world_size"] = world
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return self._digest(FINGERPRINT_IGNORES, **({"world_size": world} if world > 1 else {}))[:16]
+
+    def _digest(self, skip: tuple[str, ...], **changed: Any) -> str:
+        """SHA-256 (hex) of the settings but ``skip``, with ``changed`` put in."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip} | changed
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 
