@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # In a git clone: notebooks are committed without outputs, whatever JupyterLab saved. The
-# clean filter strips outputs and execution counts from what `git add` stores (cell ids kept);
-# the working copy keeps them. .gitattributes names the filter; outside a clone this does nothing.
-NBSTRIP := $(abspath $(BIN))/python -m nbstripout --keep-id
+# clean filter strips outputs, execution counts and the kernel's language_info (Python's version,
+# which Lab writes on opening) from what `git add` stores (cell ids kept); the working copy keeps
+# them. .gitattributes names the filter; outside a clone this does nothing.
+NBSTRIP := $(abspath $(BIN))/python -m nbstripout --keep-id --extra-keys metadata.language_info
 git-filter:
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	  git config filter.nbstripout.clean '$(NBSTRIP)' && \

@@ -46,6 +46,18 @@ def four_class_stores(tmp_path_factory) -> tuple[Path, Path]:
     return packed_competition(tmp_path_factory.mktemp("four_classes"), classes=4, per_class=30, test_per_class=4, seed=2)
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """`make demo` once per session, into a scratch folder: (its run folder, the runner's results).
+    The demo's data and stores lie beside the run folder (``data/``, ``store/``)."""
+    from doodle_utils import pipeline
+
+    tmp = tmp_path_factory.mktemp("smoke")
+    results = pipeline.run(ROOT / "params" / "smoke.yaml", output_root=tmp,
+                           overrides={"data_dir": str(tmp / "data"), "store_dir": str(tmp / "store")})
+    return tmp / "smoke", results
+
+
 def tiny_train_config(stores: tuple[Path, Path], out: Path, **kw):
     """A training configuration small enough for a CPU test (a tiny ResNet, two short epochs)."""
     from doodle_utils.training import TrainConfig

@@ -1,16 +1,31 @@
 """`make lab`: JupyterLab, started with the Makefile's own options (on loopback), serves the
-repository root (notebooks and the outputs beside them) and opens on the notebooks."""
+repository root (notebooks and the outputs beside them) and opens on the notebooks; and, in a
+real browser (headless Chromium driven by Selenium), a newcomer's session in a fresh clone:
+open a notebook and run a cell, save, and git sees no change; run notebook 03 from the Run menu
+and read the model's MAP@3 off the page.
+
+The browser test skips where Chromium, its driver or Selenium is missing (`.ci/run` installs
+Debian's ``chromium`` and ``chromium-driver``; Selenium is a dev dependency). Selenium is given
+the driver's path, so it never tries to download one.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
@@ -28,38 +43,193 @@ def _make_lab_options() -> list[str]:
     return [a for a in shlex.split(line) if a.startswith("--") and "=" in a]
 
 
-def test_jupyterlab_lists_the_notebooks(tmp_path):
+@contextlib.contextmanager
+def _lab(root: Path, home: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab as `make lab` starts it, in ``root`` (its ``.``), on a free loopback port, with
+    a fresh home (no earlier settings or workspaces): yields (base URL, token) once it answers."""
     port, token = _free_port(), secrets.token_hex(16)
     options = _make_lab_options()
     assert any(o.startswith("--ServerApp.root_dir=") for o in options)
+    log = open(home / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", *options,
-         *(["--allow-root"] if os.geteuid() == 0 else [])], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
-                                                                   "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")})
+         f"--IdentityProvider.token={token}", *options, *(["--allow-root"] if os.geteuid() == 0 else [])],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin", "JUPYTER_RUNTIME_DIR": str(home / "rt")})
+    base = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
         deadline = time.time() + 90
-        listing = None
-        while time.time() < deadline:
+        while True:
             try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    listing = json.loads(r.read())
-                break
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
+                    break
             except OSError:
                 if proc.poll() is not None:
-                    raise AssertionError(f"jupyter lab exited with {proc.returncode}")
+                    raise AssertionError(f"jupyter lab exited with {proc.returncode}: {(home / 'lab.log').read_text()[-2000:]}")
+                if time.time() > deadline:
+                    raise AssertionError("jupyter lab did not answer within 90 s")
                 time.sleep(0.5)
-        assert listing is not None, "jupyter lab did not answer within 90 s"
-        names = sorted(c["name"] for c in listing["content"] if c["type"] == "notebook")
-        want = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        assert names == want and want
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/?token={token}", timeout=10) as r:
-            top = {c["name"] for c in json.loads(r.read())["content"]}
-        assert {"notebooks", "params", "README.md"} <= top  # the root: outputs/ appears beside them once written
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={token}", timeout=10) as r:
-            assert r.status == 200 and r.url.split("?")[0].endswith("/lab/tree/notebooks")  # opens on the notebooks
+        yield base, token
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_jupyterlab_lists_the_notebooks(tmp_path):
+    with _lab(ROOT, tmp_path) as (base, token):
+        listing = _get_json(f"{base}/api/contents/notebooks?token={token}")
+        names = sorted(c["name"] for c in listing["content"] if c["type"] == "notebook")
+        want = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        assert names == want and want
+        top = {c["name"] for c in _get_json(f"{base}/api/contents/?token={token}")["content"]}
+        assert {"notebooks", "params", "README.md"} <= top  # the root: outputs/ appears beside them once written
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=10) as r:
+            assert r.status == 200 and r.url.split("?")[0].endswith("/lab/tree/notebooks")  # opens on the notebooks
+
+
+# --- a real browser ---------------------------------------------------------------------------
+
+def _chrome():
+    """Headless Chromium under Selenium, or a skip naming what is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    from selenium.webdriver.chrome.service import Service
+
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("no Chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run does)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+class _Page:
+    """What a person does in JupyterLab, in the browser: menus, cells, the status bar."""
+
+    def __init__(self, drv, base: str, token: str, shots: Path):
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.drv, self.base, self.token, self.shots, self.By, self.Wait = drv, base, token, shots, By, WebDriverWait
+
+    def css(self, selector: str, within=None):
+        return (within or self.drv).find_elements(self.By.CSS_SELECTOR, selector)
+
+    def until(self, what: str, check, timeout: float):
+        """Wait for ``check()`` to be truthy; on a time-out, fail with a screenshot's path."""
+        try:
+            return self.Wait(self.drv, timeout, poll_frequency=0.5).until(lambda _d: check())
+        except Exception as e:  # selenium's TimeoutException, or a stale element mid-render
+            shot = self.shots / f"{re.sub(r'[^a-z0-9]+', '_', what.lower())}.png"
+            self.drv.save_screenshot(str(shot))
+            raise AssertionError(f"JupyterLab in Chromium: {what} (screenshot {shot})") from e
+
+    def open(self, path: str) -> None:
+        """Open the notebook at ``path`` (from Lab's root) and wait for its kernel to be idle."""
+        self.drv.get(f"{self.base}/lab/tree/{path}?token={self.token}")
+        self.until(f"{path} shows its cells", lambda: self.css(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell"), 120)
+        self.until(f"{path}'s kernel starts", lambda: "Idle" in self.status(), 120)
+
+    def status(self) -> str:
+        return " ".join(e.text for e in self.css("#jp-main-statusbar"))
+
+    def code_cells(self):
+        return self.css(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")
+
+    def menu(self, menu: str, command: str) -> None:
+        """Click menu ``menu`` of the menu bar, then its item running ``command``."""
+        [item] = [e for e in self.css(".lm-MenuBar-itemLabel") if e.text == menu]
+        item.click()
+        entry = self.until(f"menu {menu} shows {command}",
+                           lambda: self.css(f'.lm-Menu-item[data-command="{command}"]'), 10)[0]
+        entry.click()
+
+    def prompt(self, cell) -> str:
+        return self.css(".jp-InputPrompt", cell)[0].text.strip()
+
+    def dirty(self) -> bool:
+        return bool(self.css(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    drv = _chrome()
+    yield drv
+    drv.quit()
+
+
+def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_run, tmp_path):
+    """A fresh clone after `make setup` (git filter installed) and `make demo`: JupyterLab in
+    Chromium. Opening notebook 01 and running its first cell, then saving, leaves git clean (the
+    filter strips outputs, counts and the kernel's language_info Lab writes). Notebook 03, run with
+    Run ▸ Run All Cells, trains a real model and shows its MAP@3 — the number it recorded — with
+    its figures drawn and no error or warning printed in any cell."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    demo, _ = smoke_run
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    made = subprocess.run(["make", "--no-print-directory", "git-filter", f"BIN={Path(sys.executable).parent}"],
+                          cwd=clone, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    # notebook 03 as papermill would run it after `make demo`: the demo's data, a scratch out_dir;
+    # under outputs/ (git-ignored), where the runner's executed reports go
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    report = clone / "outputs" / "lab" / "03_train.ipynb"
+    report.parent.mkdir(parents=True)
+    out_dir = report.parent / "out"
+    nb = parameterize_notebook(load_notebook_node(str(clone / "notebooks" / "03_train.ipynb")),
+                               {"data_dir": str(demo.parent / "data"), "store_dir": str(demo.parent / "store"),
+                                "out_dir": str(out_dir)})
+    nbformat.write(nb, report)
+    home = tmp_path / "home"
+    home.mkdir()
+
+    with _lab(clone, home) as (base, token):
+        page = _Page(browser, base, token, tmp_path)
+        page.open("notebooks/01_eda.ipynb")
+        first = page.code_cells()[0]
+        page.css(".jp-InputArea-editor", first)[0].click()
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        page.until("01's first cell runs", lambda: re.fullmatch(r"\[\d+\]:", page.prompt(page.code_cells()[0])), 180)
+        page.menu("File", "docmanager:save")
+        page.until("01 is saved", lambda: not page.dirty(), 30)
+        saved = json.loads((clone / "notebooks" / "01_eda.ipynb").read_text())
+        assert saved["metadata"].get("language_info", {}).get("version")  # Lab wrote the kernel's details...
+        assert any(c.get("execution_count") for c in saved["cells"])      # ...and the count of the cell it ran
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+        assert status.stdout == "", status.stdout  # ...and git sees no change
+
+        page.open("outputs/lab/03_train.ipynb")
+        t0 = time.time()
+        page.menu("Run", "runmenu:run-all")
+        page.until("03 runs to its Results cell",
+                   lambda: re.fullmatch(r"\[\d+\]:", page.prompt(page.code_cells()[-1]))
+                   and "Idle" in page.status(), 900)
+        ran_s = time.time() - t0
+        errors = [e.text for e in page.css('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')]
+        assert not errors, errors
+        warned = [e.text for e in page.css('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+                  if "Warning" in e.text]
+        assert not warned, warned
+        images = [i.get_property("naturalWidth") for i in page.css(".jp-RenderedImage img")]
+        assert len(images) >= 2 and all(w > 100 for w in images), images  # the curves and the classes, drawn
+        shown = page.css(".jp-OutputArea-output", page.code_cells()[-1])[-1].text
+        browser.save_screenshot(str(tmp_path / "03_results.png"))
+
+    recorded = json.loads((out_dir / "metrics" / "03_train.json").read_text())
+    on_page = float(re.search(r"'valid_map3': ([0-9.]+)", shown).group(1))
+    assert on_page == round(recorded["valid_map3"], 4), (shown, recorded["valid_map3"])
+    assert on_page > 0.5, f"MAP@3 {on_page} on the demo's 12 classes (chance ~0.15) after {ran_s:.0f} s"

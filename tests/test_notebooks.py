@@ -65,14 +65,6 @@ def test_the_git_filter_keeps_outputs_out_of_commits(tmp_path):
     assert next(c for c in kept.cells if c.cell_type == "code").outputs  # the working copy keeps them
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("smoke")
-    results = pipeline.run(ROOT / "params" / "smoke.yaml", output_root=tmp,
-                           overrides={"data_dir": str(tmp / "data"), "store_dir": str(tmp / "store")})
-    return tmp / "smoke", results
-
-
 def test_smoke_profile_runs_every_notebook(smoke_run):
     out, results = smoke_run
     names = [nb.stem for nb in pipeline.notebook_list()]
