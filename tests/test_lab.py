@@ -168,8 +168,8 @@ def browser():
 
 def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_run, tmp_path):
     """A fresh clone after `make setup` (git filter installed) and `make demo`: JupyterLab in
-    Chromium. Opening notebook 01 and running its first cell, then saving, leaves git clean (the
-    filter strips outputs, counts and the kernel's language_info Lab writes). Notebook 03, run with
+    Chromium. Opening notebook 01 and running its first cell, then saving, leaves nothing to commit
+    (the filter strips outputs, counts and the kernel's language_info Lab writes). Notebook 03, run with
     Run ▸ Run All Cells, trains a real model and shows its MAP@3 — the number it recorded — with
     its figures drawn and no error or warning printed in any cell."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -209,8 +209,11 @@ def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_ru
         saved = json.loads((clone / "notebooks" / "01_eda.ipynb").read_text())
         assert saved["metadata"].get("language_info", {}).get("version")  # Lab wrote the kernel's details...
         assert any(c.get("execution_count") for c in saved["cells"])      # ...and the count of the cell it ran
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
-        assert status.stdout == "", status.stdout  # ...and git sees no change
+        git = lambda *a: subprocess.run(["git", *a], cwd=clone, capture_output=True, text=True)  # noqa: E731
+        diff = git("diff", "--exit-code")
+        assert diff.returncode == 0 and diff.stdout == "", diff.stdout  # ...and git sees no change
+        git("add", "-A")
+        assert git("status", "--porcelain").stdout == ""  # nothing to commit
 
         page.open("outputs/lab/03_train.ipynb")
         t0 = time.time()
