@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -77,6 +78,11 @@ def test_smoke_profile_runs_every_notebook(smoke_run):
         warned = [o.text for c in report.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.output_type == "stream" and o.name == "stderr" and "Warning" in o.text]
         assert not warned, (name, warned)  # e.g. torch.jit's FutureWarning from fastai's import
+        # a report's tables and results read at 4 decimals, not pandas' 6 or a float's 16 (fastai's
+        # own epoch table, an HTML display, is fastai's)
+        long = [o.data["text/plain"][:200] for c in report.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if o.output_type == "execute_result" and re.search(r"\d\.\d{5,}", o.data.get("text/plain", ""))]
+        assert not long, (name, long)
     log = (out / "run.log").read_text()
     assert "run finished" in log
     for name in ("03_train", "06_point_cnn"):  # the epoch lines the notebooks print, passed on as they come
