@@ -24,13 +24,14 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
-def packed_competition(folder: Path, classes: int, per_class: int, test_per_class: int, seed: int) -> tuple[Path, Path]:
+def packed_competition(folder: Path, classes: int, per_class: int, test_per_class: int, seed: int,
+                       kind: str = "simplified") -> tuple[Path, Path]:
     """A synthetic competition packed into ``folder/store``: (train store, test store)."""
     from doodle_utils.data.store import pack_competition
     from doodle_utils.data.synth import make_competition
 
     make_competition(folder / "data", classes=classes, per_class=per_class, test_per_class=test_per_class, seed=seed)
-    pack_competition(folder / "data", folder / "store", workers=1, valid_frac=0.2, seed=0)
+    pack_competition(folder / "data", folder / "store", workers=1, valid_frac=0.2, seed=0, kind=kind)
     return folder / "store" / "train", folder / "store" / "test"
 
 

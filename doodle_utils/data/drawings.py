@@ -156,6 +156,37 @@ class Drawings:
         t = pts[:, 2].astype(np.int32) if width == 3 else None
         return cls(pts[:, :2].astype(dtype), t, stroke_offsets, drawing_offsets)
 
+    @classmethod
+    def from_google(cls, drawings: Sequence[object]) -> "Drawings":
+        """Pack drawings given in Google's own form: each a list of strokes ``[xs, ys]`` (Kaggle's
+        simplified files) or ``[xs, ys, ts]`` (raw, with milliseconds), or an ndjson row (a dict
+        with a ``drawing`` key) holding one. Coordinates that are integers in 0..255 without
+        times stay uint8 (simplified); anything else is kept as float64 (raw, aligned and scaled
+        later). ValueError names the drawing and stroke that is malformed."""
+        packed, widths, simple = [], set(), True
+        for i, d in enumerate(drawings):
+            strokes = d.get("drawing") if isinstance(d, dict) else d
+            where = f"drawing {i}"
+            if not isinstance(strokes, (list, tuple)) or not strokes:
+                raise ValueError(f"{where}: expected a non-empty list of strokes [xs, ys] or [xs, ys, ts], "
+                                 f"got {type(strokes).__name__}")
+            arrays = []
+            for j, st in enumerate(strokes):
+                try:
+                    a = np.asarray(st, np.float64)
+                except (TypeError, ValueError):
+                    a = None
+                if a is None or a.ndim != 2 or a.shape[0] not in (2, 3) or a.shape[1] == 0 or not np.isfinite(a).all():
+                    raise ValueError(f"{where}, stroke {j}: expected [xs, ys] or [xs, ys, ts] of equal, "
+                                     f"non-zero length with finite numbers")
+                widths.add(a.shape[0])
+                simple &= a.shape[0] == 2 and bool((a == np.round(a)).all() and a.min() >= 0 and a.max() <= 255)
+                arrays.append(a.T)
+            packed.append(arrays)
+        if len(widths) > 1:
+            raise ValueError("strokes mix [xs, ys] and [xs, ys, ts]: give times for every stroke or none")
+        return cls.from_strokes(packed, np.uint8 if simple else np.float64)
+
     def take(self, idx: np.ndarray) -> "Drawings":
         """The drawings at ``idx`` (integer indices or a boolean mask), in that order."""
         idx = np.asarray(idx)

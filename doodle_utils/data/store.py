@@ -132,12 +132,7 @@ def _pack_part(job: _Job) -> dict:
         reader_kw["check_word_matches_file"] = False
     try:
         for chunk in iter_file(src, **reader_kw):
-            d = chunk.drawings
-            if job.kind == "simplified" and d.raw:
-                xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
-                d = Drawings(xy, None, so, do)
-            elif job.kind == "timed":
-                d = Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets))
+            d = as_kind(chunk.drawings, job.kind)
             d, m, lines, ts = _drop_long_strokes(src, chunk, d, job.lenient, report)
             lens = np.diff(d.stroke_offsets)
             rec = np.empty(len(m), ROW_DTYPE)
@@ -204,6 +199,28 @@ def _t_dtype(ranges: list[list[int]]) -> type:
     lo = min((r[0] for r in ranges), default=0)
     hi = max((r[1] for r in ranges), default=0)
     return np.uint16 if lo >= 0 and hi <= np.iinfo(np.uint16).max else np.int32
+
+
+def as_kind(d: Drawings, kind: str, times_needed: bool = True) -> Drawings:
+    """``d`` in the form a store of ``kind`` holds: simplified by Google's pipeline
+    (:mod:`.simplify`) for "simplified" (raw drawings, and any not already integers in 0..255)
+    and "timed" (keeping each point's time); "raw" as drawn. Packing does this to every chunk
+    and a prediction to the user's drawings, so a model always sees its training data's form.
+    ValueError when ``d`` lacks the times ``kind`` holds, unless ``times_needed`` is False (a
+    model that reads none: then the points are simplified without them)."""
+    if kind not in KINDS:
+        raise ValueError(f"store kind must be one of {KINDS}, got {kind!r}")
+    if kind in TIMED_KINDS and d.t is None:
+        if times_needed:
+            raise ValueError(f"this model reads each point's time (it was trained on a {kind!r} store): "
+                             f"give strokes as [xs, ys, ts]")
+        kind = "simplified"
+    if kind == "simplified" and (d.raw or d.xy.dtype != np.uint8):
+        xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
+        return Drawings(xy, None, so, do)
+    if kind == "timed" and not d.in_frame:  # in the frame, as the store reads them back
+        return Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets), in_frame=True)
+    return d
 
 
 def _xy_dtype(kind: str) -> type:

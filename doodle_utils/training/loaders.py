@@ -26,13 +26,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 from ..data import Drawings
-from ..data.store import Store, open_verified
+from ..data.store import TIMED_KINDS, Store, as_kind, open_verified
 from ..models import FEATURES, point_features
 from ..render import RENDERERS, RenderSpec, render, render_packed, scaled
 
@@ -142,6 +144,7 @@ class Source:
         remap = np.array([pos.get(c, len(self.countries)) for c in st.countries] + [len(self.countries)])
         raw_c = np.asarray(st.country[self.idx]).astype(np.int64)
         self.country = remap[np.where(raw_c < 0, len(st.countries), raw_c)]
+        self.kind = st.kind
 
     @property
     def store(self) -> Store:
@@ -162,6 +165,62 @@ class Source:
         """(drawings, labels, countries) at positions ``pos`` of this source."""
         pos = np.asarray(pos, np.int64)
         return self.store.drawings(self.idx[pos]), self.labels[pos], self.country[pos]
+
+    def subset(self, pos: Sequence[int]) -> "Source":
+        """The drawings at positions ``pos``, with their labels."""
+        pos = np.asarray(pos, np.int64)
+        return Source(self.store_dir, self.idx[pos], self.labels[pos], country_vocab=self.countries)
+
+    def empty(self) -> "DrawingsSource":
+        """No drawings, the same vocabularies and kind (what an exported Learner keeps)."""
+        return DrawingsSource(Drawings.concat([]), self.words, self.countries, self.kind)
+
+
+class DrawingsSource:
+    """Drawings in memory (a user's, to predict), with the vocabularies of the store a model
+    was trained on: the same interface as :class:`Source`. Drawings are brought to the store's
+    ``kind`` first (:func:`..data.store.as_kind`: raw ones simplified by Google's pipeline for
+    a model of simplified drawings), so a prediction sees what training saw."""
+
+    store_dir = "(drawings in memory)"
+
+    def __init__(self, drawings: Drawings, words: Sequence[str], countries: Sequence[str], kind: str,
+                 labels: np.ndarray | None = None, country: np.ndarray | None = None, times_needed: bool = True):
+        self.drawings = as_kind(drawings, kind, times_needed) if len(drawings) else drawings
+        self.words, self.countries, self.kind = list(words), list(countries), kind
+        n = len(drawings)
+        self.idx = np.arange(n, dtype=np.int64)
+        self.labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+        # no country given: the index past the vocabulary (the one an unknown country gets)
+        self.country = np.full(n, len(self.countries), np.int64) if country is None else np.asarray(country, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        return self.idx[i]
+
+    def take(self, pos: np.ndarray) -> tuple[Drawings, np.ndarray, np.ndarray]:
+        pos = np.asarray(pos, np.int64)
+        return self.drawings.take(pos), self.labels[pos], self.country[pos]
+
+    def subset(self, pos: Sequence[int]) -> "DrawingsSource":
+        pos = np.asarray(pos, np.int64)
+        out = DrawingsSource(Drawings.concat([]), self.words, self.countries, self.kind)
+        out.drawings, out.idx = self.drawings.take(pos), np.arange(len(pos), dtype=np.int64)
+        out.labels, out.country = self.labels[pos], self.country[pos]
+        return out
+
+    def empty(self) -> "DrawingsSource":
+        return self.subset([])
+
+
+class Item(NamedTuple):
+    """One drawing of a loader's source, as ``dl.items`` lists them: fastai's
+    ``Interpretation`` picks some and hands them back to ``dls.test_dl``."""
+
+    source: Any
+    pos: int
 
 
 @dataclass
@@ -254,9 +313,9 @@ class DoodleDL(DataLoader):
 
     def __init__(self, source: Source, batches: BatchSpec = BatchSpec(), bs: int = 64, **kwargs):
         batches.check()
-        if batches.input == "image" and RENDERERS[batches.variant].needs_time and not source.store.timed:
+        if batches.input == "image" and RENDERERS[batches.variant].needs_time and source.kind not in TIMED_KINDS:
             raise ValueError(f"variant {batches.variant!r} needs a store with timings (kind timed or raw); "
-                             f"{source.store_dir} is {source.store.kind}")
+                             f"{source.store_dir} is {source.kind}")
         self.source, self.batches, self.epoch = source, batches, 0
         kwargs.pop("dataset", None), kwargs.pop("n", None)
         super().__init__(dataset=source, bs=bs, n=batches.epoch_size or len(source), **kwargs)
@@ -375,7 +434,7 @@ class DoodleDL(DataLoader):
 
             xy, so, do, t, c, y = b
             # augmented batches and timed stores are in the 0..255 frame; raw ones are not
-            in_frame = self.aug.active or not self.source.store.raw
+            in_frame = self.aug.active or self.source.kind != "raw"
             img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
                                 out_dtype=torch.float32, channels_last=self.channels_last, in_frame=in_frame)
             return img, c, y
@@ -401,6 +460,71 @@ class DoodleDL(DataLoader):
         kw.update(kwargs)
         return type(self)(**kw)
 
+    # ----- fastai's view of the data: vocabulary, items, decoding and showing
+    @property
+    def vocab(self):
+        """The class names, as fastai's ``CategoryMap`` (in the store's order)."""
+        from fastai.data.transforms import CategoryMap
+
+        return CategoryMap(self.source.words, sort=False)
+
+    @property
+    def times_needed(self) -> bool:
+        """Whether the inputs read points' times (a time variant; the point model on a store with times)."""
+        return self.input == "points" or RENDERERS[self.variant].needs_time
+
+    @property
+    def c(self) -> int:
+        return len(self.source.words)
+
+    @property
+    def n_inp(self) -> int:
+        """Inputs before the label: (image, country) or (features, mask, country)."""
+        return 3 if self.input == "points" else 2
+
+    @property
+    def items(self) -> list[Item]:
+        """The source's drawings, in the order a sequential loader yields them."""
+        return [Item(self.source, i) for i in range(len(self.source))]
+
+    def decode(self, b):
+        from fastai.torch_core import to_cpu
+
+        return to_cpu(b)
+
+    def decode_batch(self, b, max_n: int = 9, full: bool = True):
+        """Per drawing: (picture as the model sees it, the other inputs, the class name)."""
+        from .showing import samples  # lazy: fastai's vision and interpretation modules, only to show
+
+        return samples(self, self.decode(b), max_n)
+
+    def _pre_show_batch(self, b, max_n: int = 9):
+        """(pictures, labels, samples) for fastai's show functions (fastai's hook of this name)."""
+        from .showing import pre_show  # lazy: fastai's vision and interpretation modules, only to show
+
+        return pre_show(self, self.decode(b), max_n)
+
+    def show_batch(self, b=None, max_n: int = 9, ctxs=None, show: bool = True, unique: bool = False, **kwargs):
+        """Draw a batch as the model sees it, each with its class (fastai's ``show_batch``)."""
+        from fastai.data.core import show_batch
+
+        if b is None:
+            b = self.one_batch()
+        if not show:
+            return self._pre_show_batch(b, max_n=max_n)
+        return show_batch(*self._pre_show_batch(b, max_n=max_n), ctxs=ctxs, max_n=max_n, **kwargs)
+
+    def show_results(self, b, out, max_n: int = 9, ctxs=None, show: bool = True, **kwargs):
+        """A batch with its true and predicted classes (fastai's ``show_results``)."""
+        from fastai.data.core import show_results
+        from fastai.torch_core import tuplify
+
+        x, y, its = self._pre_show_batch(b, max_n=max_n)
+        *_, outs = self._pre_show_batch(tuple(b[:self.n_inp]) + tuplify(self.decode(out)), max_n=max_n)
+        if not show:
+            return its, outs
+        return show_results(x, y, its, outs.itemgot(slice(self.n_inp, None)), ctxs=ctxs, max_n=max_n, **kwargs)
+
     @property
     def size(self) -> int:
         """The image size, or the point budget for ``input="points"``."""
@@ -421,13 +545,55 @@ class DoodleDL(DataLoader):
         return RENDERERS[self.variant].channels
 
 
+def as_source(items: Any, like: Source | DrawingsSource, times_needed: bool = True) -> Source | DrawingsSource:
+    """Drawings to predict, as a source with ``like``'s vocabularies and kind: a list of
+    :class:`Item` (from ``dl.items``: their own source's drawings, labels kept), a
+    :class:`..data.Drawings` batch, or drawings in Google's form (stroke lists or ndjson rows,
+    :meth:`..data.Drawings.from_google`; an ndjson row's ``word`` and ``countrycode`` are used
+    when the vocabularies know them). ``times_needed``: the model reads points' times (see
+    :func:`..data.store.as_kind`)."""
+    if isinstance(items, (Source, DrawingsSource)):
+        return items
+    if isinstance(items, Drawings):
+        return DrawingsSource(items, like.words, like.countries, like.kind, times_needed=times_needed)
+    items = list(items)
+    if items and all(isinstance(i, Item) for i in items):
+        sources = {id(i.source) for i in items}
+        if len(sources) > 1:
+            raise ValueError("items come from more than one loader; predict each loader's separately")
+        return items[0].source.subset([i.pos for i in items])
+    d = Drawings.from_google(items)
+    rows = [i if isinstance(i, dict) else {} for i in items]
+    words = {w: k for k, w in enumerate(like.words)}
+    countries = {c: k for k, c in enumerate(like.countries)}
+    labels = np.array([words.get(r.get("word"), -1) for r in rows], np.int64)
+    country = np.array([countries.get(r.get("countrycode"), len(like.countries)) for r in rows], np.int64)
+    return DrawingsSource(d, like.words, like.countries, like.kind, labels, country, times_needed)
+
+
+class DoodleDataLoaders(DataLoaders):
+    """fastai ``DataLoaders`` of :class:`DoodleDL`: ``vocab``, ``c``, ``show_batch`` come from
+    the training loader; ``test_dl`` takes drawings (:func:`as_source`) and makes a loader with
+    the validation loader's settings, so ``learn.predict(strokes)`` and ``learn.get_preds``
+    render exactly as validation did; ``new_empty`` keeps the settings and vocabularies without
+    the drawings (``learn.export()``)."""
+
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels: bool = False, **kwargs) -> DoodleDL:
+        valid = self.valid
+        kwargs.pop("process", None)
+        # with_labels: a source keeps the labels it has (Items' own, an ndjson row's word)
+        return valid.new(source=as_source(test_items, valid.source, valid.times_needed), **kwargs)
+
+    def new_empty(self) -> "DoodleDataLoaders":
+        return type(self)(*[dl.new(source=dl.source.empty()) for dl in self.loaders], path=self.path,
+                          device=self.device)
+
+
 def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir: str | Path | None = None,
              num_workers: int = 0, device: torch.device | str | None = None):
-    """fastai ``DataLoaders`` (train, valid) on the store's stratified split, and a test loader
-    over ``test_store_dir`` (or None); validation and test use ``batches.for_eval()`` and twice
-    the batch size (at least 128)."""
-    from fastai.data.core import DataLoaders
-
+    """:class:`DoodleDataLoaders` (train, valid) on the store's stratified split, and a test
+    loader over ``test_store_dir`` (or None); validation and test use ``batches.for_eval()`` and
+    twice the batch size (at least 128)."""
     train_src, valid_src = Source(store_dir, split="train"), Source(store_dir, split="valid")
     if len(train_src) == 0 or len(valid_src) == 0:
         raise ValueError(f"{store_dir}: the split has {len(train_src)} training and "
@@ -440,4 +606,4 @@ def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir:
     test = None
     if test_store_dir:
         test = DoodleDL(Source(test_store_dir, country_vocab=train_src.countries), evaluate, bs=eval_bs, **common)
-    return DataLoaders(train, valid, device=device), test
+    return DoodleDataLoaders(train, valid, device=device), test
