@@ -1,7 +1,8 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``init``, ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``balance``, ``submit``, ``check-submission``, ``figures``, ``kaggle-bundle``, ``kaggle-emulate``.
+``train``, ``balance``, ``submit``, ``check-submission``, ``predict``, ``export``, ``figures``, ``kaggle-bundle``,
+``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant
 (measured: 0.9 s, against ~8 s to import training's torch and fastai, ~1 s the store's numba
 and pyarrow).
@@ -256,6 +257,44 @@ def _read_words(path: Path) -> list[str]:
     return [w.strip() for w in Path(path).read_text().splitlines() if w.strip()]
 
 
+def _predict(a: argparse.Namespace) -> int:
+    from . import prediction
+
+    if a.top < 1:
+        print(f"error: --top must be at least 1, got {a.top}", file=sys.stderr)
+        return 2
+    try:
+        ids, drawings = prediction.read_drawings(a.input, lenient=a.lenient)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        learn = prediction.load_model(a.model, a.snapshot, a.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        table = prediction.predict(learn, drawings, ids, top=a.top)
+    except ValueError as e:
+        print(f"error: {a.input}: {e}", file=sys.stderr)
+        return 2
+    if a.out:
+        prediction.write_table(table, a.out)
+        print(f"{len(table)} drawing(s) predicted into {a.out}", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _export(a: argparse.Namespace) -> int:
+    from . import prediction
+
+    out = prediction.export(a.run, a.out, a.snapshot)
+    print(f"exported {a.run} ({a.snapshot or 'last snapshot'}) to {out}: fastai's load_learner reads it; "
+          f"`doodle predict {out} DRAWINGS` uses it")
+    return 0
+
+
 def _figures(a: argparse.Namespace) -> int:
     from .results import copy_readme_figures
 
@@ -480,6 +519,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--words", type=Path, help="a file of class names, one a line (labels must be among them); "
                    "default: train_simplified/ beside --sample, else Google's 345 Quick, Draw! categories")
     s.set_defaults(fn=_check_submission)
+
+    s = _command(sub, "predict", help="classify drawings with a trained model: each one's top words and probabilities",
+                 description="Drawings are prepared as the model's validation drawings were (raw ones simplified "
+                             "by Google's pipeline for a model of simplified drawings; the run's rendering). "
+                             "Writes CSV: key_id, word_1, prob_1, ... (to standard output, or --out).")
+    s.add_argument("model", type=Path, help="a training run folder (<out_dir>/train/<run_label>) or a file "
+                   "written by `doodle export`")
+    s.add_argument("input", type=Path, help="drawings: Google's ndjson (raw or simplified), a Kaggle CSV, or a "
+                   ".json of stroke lists ([[xs, ys], ...] or [[xs, ys, ts], ...]) or ndjson rows")
+    s.add_argument("--top", type=int, default=3, help="words per drawing, best first")
+    s.add_argument("--snapshot", help="a run folder's snapshot, e.g. snap_00 (default: the last)")
+    s.add_argument("--out", type=Path, help="write the CSV here (atomically) instead of standard output")
+    s.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    s.add_argument("--lenient", action="store_true", help="skip malformed rows of an ndjson or CSV file (counted)")
+    s.set_defaults(fn=_predict)
+
+    s = _command(sub, "export", help="write a run's model as one file (fastai's learn.export) for predicting elsewhere")
+    s.add_argument("run", type=Path, help="a training run folder (<out_dir>/train/<run_label>)")
+    s.add_argument("out", type=Path, help="the file to write, e.g. model.pkl (a pickle: share it only with people "
+                   "who trust you)")
+    s.add_argument("--snapshot", help="which snapshot, e.g. snap_00 (default: the last)")
+    s.set_defaults(fn=_export)
 
     s = _command(sub, "figures", help="copy a run's figures over the ones the README shows (make figures)")
     s.add_argument("run_dir", type=Path, help="a finished run, e.g. outputs/smoke")

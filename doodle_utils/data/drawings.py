@@ -165,8 +165,10 @@ class Drawings:
         later). ValueError names the drawing and stroke that is malformed."""
         packed, widths, simple = [], set(), True
         for i, d in enumerate(drawings):
-            strokes = d.get("drawing") if isinstance(d, dict) else d
             where = f"drawing {i}"
+            if isinstance(d, dict) and "drawing" not in d:
+                raise ValueError(f"{where}: a row without a 'drawing' key (keys: {', '.join(map(str, d))})")
+            strokes = d.get("drawing") if isinstance(d, dict) else d
             if not isinstance(strokes, (list, tuple)) or not strokes:
                 raise ValueError(f"{where}: expected a non-empty list of strokes [xs, ys] or [xs, ys, ts], "
                                  f"got {type(strokes).__name__}")

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from .._files import folder_lock, save_npy_atomic, write_text_atomic
+from ..data import Drawings
 from ..data.store import Store
 from ..devices import announce, device_choices, world_size
 from ..metrics import map3, map_at_k, top3_accuracy
@@ -65,7 +66,7 @@ from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, Grow
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
-from .loaders import Augment, BatchSpec, DoodleDL, PseudoLabels, make_dls
+from .loaders import Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, make_dls
 
 log = logging.getLogger("doodle.train")
 
@@ -93,8 +94,9 @@ def pick_device() -> torch.device:
     return torch.device("cuda")
 
 
-def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | None = None):
-    """The fastai Learner for ``cfg`` (model, loss, optimiser, metrics, precision)."""
+def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | None = None, announce_device: bool = True):
+    """The fastai Learner for ``cfg`` (model, loss, optimiser, metrics, precision); the device
+    line is printed once per process unless ``announce_device`` is False."""
     from functools import partial
 
     import fastai.callback.fp16  # noqa: F401  (adds Learner.to_bf16 / to_fp16)
@@ -124,7 +126,8 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
                     path=cfg.out_dir, model_dir=".", cbs=cbs)
     dev = dls.device or pick_device()
     choice = device_choices(dev, cfg.precision)  # ValueError: a mixed precision without CUDA
-    announce(choice)
+    if announce_device:
+        announce(choice)
     if choice.precision != "fp32":  # fastai's MixedPrecision; fp16 scales the loss (GradScaler)
         learn = learn.to_bf16() if choice.precision == "bf16" else learn.to_fp16()
     if cfg.compile:
@@ -162,21 +165,29 @@ def _sgdr_scheduler(cfg: TrainConfig):
     return ParamScheduler({"lr": combine_scheds(pcts, [SchedCos(cfg.lr, 0) for _ in lens])})
 
 
+def batch_spec(cfg: TrainConfig, device: torch.device, size: int | None = None,
+               pseudo: PseudoLabels | None = None) -> BatchSpec:
+    """How ``cfg``'s loaders make batches on ``device`` (``size``: the image size, default the
+    first of a progressive schedule, else ``cfg.size``)."""
+    render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    if size is None:
+        size = ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size
+    # the spec's settings are TrainConfig's of the same name, except these
+    same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(BatchSpec) if hasattr(cfg, f.name)}
+    return BatchSpec(**same | dict(input=cfg.model, render=RenderSpec(size=size, line_width=cfg.line_width),
+                                   render_on=render_on, augment=Augment(**cfg.augment), pseudo=pseudo,
+                                   channels_last=cfg.channels_last and cfg.model == "image"))
+
+
 def make_loaders(cfg: TrainConfig, device: torch.device):
     """(DataLoaders, test loader) for ``cfg``."""
-    render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    size = ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size
     pseudo = None
     if cfg.pseudo_preds:
         vocab = Store(cfg.store_dir, verify="none").countries
         pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
                                                cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
-    # the spec's settings are TrainConfig's of the same name, except these
-    same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(BatchSpec) if hasattr(cfg, f.name)}
-    batches = BatchSpec(**same | dict(input=cfg.model, render=RenderSpec(size=size, line_width=cfg.line_width),
-                                      render_on=render_on, augment=Augment(**cfg.augment), pseudo=pseudo,
-                                      channels_last=cfg.channels_last and cfg.model == "image"))
-    return make_dls(cfg.store_dir, batches, cfg.bs, cfg.test_store_dir, cfg.num_workers, device)
+    return make_dls(cfg.store_dir, batch_spec(cfg, device, pseudo=pseudo), cfg.bs, cfg.test_store_dir,
+                    cfg.num_workers, device)
 
 
 def resolve_processes(processes: int) -> int:
@@ -313,6 +324,8 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
                   *snapshots_dir(folder).glob("*.pth")]:
             p.unlink(missing_ok=True)
     write_text_atomic(folder / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+    src = base_dl(dls.train).source  # what a prediction needs besides the weights (load_run)
+    write_text_atomic(folder / VOCAB, json.dumps({"words": src.words, "countries": src.countries, "kind": src.kind}))
     learn.add_cb(History(folder / "history.csv", keep=start > 0, echo=cfg.progress))
     for t in trackers:
         learn.add_cb(t)
@@ -409,6 +422,56 @@ def _torchrun_child(config: str, result_file: str, predict: str) -> None:
                 "preds": {k: {s: str(v) for s, v in d.items()} for k, d in r.preds.items()},
                 "lrs": r.lrs, "iters_per_epoch": r.iters_per_epoch}
         write_text_atomic(Path(result_file), json.dumps(done))
+
+
+VOCAB = "vocab.json"  # in a run folder: the classes, the countries and the store's kind
+
+
+def run_vocab(run: Path, cfg: TrainConfig) -> dict:
+    """A run's ``words``, ``countries`` and store ``kind``: its vocab.json, or, for a run trained
+    before that file existed, its training store's."""
+    if (run / VOCAB).exists():
+        return json.loads((run / VOCAB).read_text())
+    try:
+        st = Store(cfg.store_dir, verify="none")
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{run}: no {VOCAB}, and its training store {cfg.store_dir} cannot be read "
+                                f"for the class names ({e}); train it again or restore the store") from None
+    return {"words": list(st.words), "countries": list(st.countries), "kind": st.kind}
+
+
+def load_run(run: str | Path, snapshot: str | None = None, device: torch.device | str | None = None):
+    """A trained run folder as a fastai ``Learner`` ready to predict (``learn.predict``,
+    ``learn.dls.test_dl``, ``learn.export``): its configuration and vocabularies (no data), the
+    weights of ``snapshot`` (``snap_NN``; default the last), on ``device`` (default: the CPU).
+    Validation settings: no augmentation, the final image size. FileNotFoundError names what
+    the folder lacks."""
+    from fastai.torch_core import get_model
+
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(f"{run}: not a training run folder (no config.json; runs are "
+                                f"<out_dir>/train/<run_label>)")
+    snaps = sorted(snapshots_dir(run).glob("snap_*.pth"))
+    names = [p.stem for p in snaps]
+    if not snaps:
+        raise FileNotFoundError(f"{run}: no snapshots yet (snapshots/snap_NN.pth are written at the end "
+                                f"of each cycle)")
+    if snapshot is not None and snapshot not in names:
+        raise FileNotFoundError(f"{run}: no snapshot {snapshot!r} (there are {', '.join(names)})")
+    cfg = config_from_params({**json.loads((run / "config.json").read_text()), "progress": False, "resume": True})
+    vocab = run_vocab(run, cfg)
+    dev = torch.device(device or "cpu")
+    size = max([cfg.size, *cfg.progressive_sizes.values()]) if cfg.progressive_sizes else cfg.size
+    batches = batch_spec(cfg, dev, size=size).for_eval()
+    empty = DrawingsSource(Drawings.concat([]), vocab["words"], vocab["countries"], vocab["kind"])
+    loaders = [DoodleDL(empty, batches, bs=max(cfg.bs, 64) * 2, device=dev) for _ in range(2)]
+    learn = build_learner(cfg, DoodleDataLoaders(*loaders, device=dev), len(vocab["countries"]),
+                          announce_device=False)
+    pth = snaps[names.index(snapshot)] if snapshot else snaps[-1]
+    get_model(learn.model).load_state_dict(torch.load(pth, map_location=dev, weights_only=True))
+    learn.model.eval()
+    return learn
 
 
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,

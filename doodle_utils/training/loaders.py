@@ -556,14 +556,18 @@ def as_source(items: Any, like: Source | DrawingsSource, times_needed: bool = Tr
         return items
     if isinstance(items, Drawings):
         return DrawingsSource(items, like.words, like.countries, like.kind, times_needed=times_needed)
-    items = list(items)
-    if items and all(isinstance(i, Item) for i in items):
-        sources = {id(i.source) for i in items}
-        if len(sources) > 1:
-            raise ValueError("items come from more than one loader; predict each loader's separately")
-        return items[0].source.subset([i.pos for i in items])
-    d = Drawings.from_google(items)
-    rows = [i if isinstance(i, dict) else {} for i in items]
+    if isinstance(items, tuple) and len(items) == 2 and isinstance(items[1], Drawings):
+        meta, d = items  # what data.read_file returns: a file's rows and their drawings
+        rows = meta.to_dict("records")
+    else:
+        items = list(items)
+        if items and all(isinstance(i, Item) for i in items):
+            sources = {id(i.source) for i in items}
+            if len(sources) > 1:
+                raise ValueError("items come from more than one loader; predict each loader's separately")
+            return items[0].source.subset([i.pos for i in items])
+        d = Drawings.from_google(items)
+        rows = [i if isinstance(i, dict) else {} for i in items]
     words = {w: k for k, w in enumerate(like.words)}
     countries = {c: k for k, c in enumerate(like.countries)}
     labels = np.array([words.get(r.get("word"), -1) for r in rows], np.int64)

@@ -1,0 +1,132 @@
+"""Use a trained model: load it, read drawings from a file or Python, and get each drawing's
+top-k words with their probabilities (``doodle predict``; notebook use: :func:`load_model`,
+then :func:`predict`).
+
+A model is a training run folder (``<out_dir>/train/<run_label>``: its configuration,
+vocabularies and a snapshot's weights, :func:`..training.load_run`) or a file written by
+``learn.export()`` / ``doodle export`` (fastai's pickled ``Learner``: load only files you
+trust). Either way the drawings are prepared as the model's validation drawings were: raw
+ones simplified by Google's pipeline when the model was trained on simplified drawings, then
+rendered (or turned into point features) with the run's own settings, which travel with the
+model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._files import atomic_path
+from .data import has_times, read_file
+from .training import load_run
+
+DRAWING_FILES = (".ndjson", ".jsonl", ".csv", ".json")
+
+
+def load_model(path: str | Path, snapshot: str | None = None, device: str | None = None):
+    """A fastai ``Learner`` that predicts: a run folder (``snapshot``: which ``snap_NN``,
+    default the last) or an exported file. FileNotFoundError / ValueError name what is wrong."""
+    path = Path(path)
+    if path.is_dir():
+        return load_run(path, snapshot, device)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model (a run folder <out_dir>/train/<run_label>, "
+                                f"or a file written by `doodle export`)")
+    if snapshot:
+        raise ValueError(f"{path}: --snapshot picks a snapshot of a run folder; an exported model has one")
+    import pickle
+    import warnings
+
+    from fastai.learner import load_learner
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fastai's warning that pickles run code: the docstring says so
+        try:
+            learn = load_learner(path, cpu=device in (None, "cpu"))
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, RuntimeError) as e:
+            raise ValueError(f"{path}: not a model written by `doodle export` / learn.export() ({e})") from None
+    if not hasattr(learn.dls, "test_dl") or not hasattr(learn.dls.valid, "source"):
+        raise ValueError(f"{path}: a fastai Learner, but not one of this suite's doodle models")
+    return learn
+
+
+def read_drawings(path: str | Path, lenient: bool = False) -> tuple[list[str], Any]:
+    """(ids, drawings) from a file: Google's ndjson (raw or simplified), a Kaggle CSV (train or
+    test, simplified or raw), or a ``.json`` holding one drawing's stroke lists, a list of
+    them, or a list of ndjson rows. Ids are the rows' ``key_id``, else their positions.
+    ``lenient`` skips malformed rows of an ndjson or CSV file (counted in the reader's report)."""
+    path = Path(path)
+    if path.suffix not in DRAWING_FILES:
+        raise ValueError(f"{path}: unknown drawing file (expected one of {', '.join(DRAWING_FILES)})")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not JSON ({e})") from None
+        if isinstance(data, dict) or (isinstance(data, list) and data and _is_strokes(data)):
+            data = [data]  # one drawing
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a drawing (a list of strokes) or a list of drawings")
+        ids = [str(d.get("key_id", i)) if isinstance(d, dict) else str(i) for i, d in enumerate(data)]
+        return ids, data
+    kw = dict(lenient=lenient, check_word_matches_file=False)
+    if path.suffix == ".csv":
+        kw["raw"] = bool(has_times(path))
+    meta, drawings, _ = read_file(path, **kw)
+    return meta["key_id"].astype(str).tolist(), (meta, drawings)
+
+
+def _is_strokes(data: list) -> bool:
+    """Whether ``data`` is one drawing ([[xs, ys], ...]) rather than a list of drawings."""
+    first = data[0]
+    return isinstance(first, list) and len(first) in (2, 3) and all(
+        isinstance(v, (int, float)) for v in (first[0] if first and isinstance(first[0], list) else [None]))
+
+
+def predict_probs(learn, drawings: Any) -> np.ndarray:
+    """Class probabilities (N, C) of ``drawings`` (anything ``learn.dls.test_dl`` takes)."""
+    dl = learn.dls.test_dl(drawings)
+    if len(dl.source) == 0:
+        return np.zeros((0, learn.dls.c), np.float32)
+    probs, _ = learn.get_preds(dl=dl, reorder=False)
+    return probs.float().numpy()
+
+
+def top_words(probs: np.ndarray, words: list[str], ids: list[str], top: int = 3) -> pd.DataFrame:
+    """One row per drawing: ``key_id``, then ``word_1, prob_1, ... word_k, prob_k`` best first."""
+    if not 1 <= top <= len(words):
+        raise ValueError(f"top must be between 1 and the model's {len(words)} classes, got {top}")
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    table = {"key_id": ids}
+    for k in range(top):
+        table[f"word_{k + 1}"] = [words[c] for c in order[:, k]]
+        table[f"prob_{k + 1}"] = np.take_along_axis(probs, order[:, k:k + 1], axis=1)[:, 0].round(4)
+    return pd.DataFrame(table)
+
+
+def predict(learn, drawings: Any, ids: list[str] | None = None, top: int = 3) -> pd.DataFrame:
+    """Each drawing's ``top`` words and probabilities (:func:`top_words`)."""
+    probs = predict_probs(learn, drawings)
+    ids = ids if ids is not None else [str(i) for i in range(len(probs))]
+    return top_words(probs, list(learn.dls.vocab), ids, top)
+
+
+def write_table(table: pd.DataFrame, out: str | Path) -> Path:
+    """Write ``table`` as CSV atomically."""
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(out)
+
+
+def export(run: str | Path, out: str | Path, snapshot: str | None = None) -> Path:
+    """Write a run's snapshot as one file fastai's ``load_learner`` reads (``learn.export``):
+    the model, its settings and vocabularies, no data; atomically."""
+    learn = load_run(run, snapshot)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        learn.path = tmp.parent
+        learn.export(tmp.name)
+    return out

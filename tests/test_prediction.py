@@ -1,0 +1,113 @@
+"""A trained model used after training: `load_run` predicts what training recorded, and
+`doodle predict` / `doodle export` answer for files of drawings, and with an `error:` line for
+a bad value."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def run(six_class_stores, tmp_path_factory):
+    """A finished two-snapshot run of a simplified store."""
+    from doodle_utils.training import train
+
+    out = tmp_path_factory.mktemp("predict_run")
+    cfg = tiny_train_config(six_class_stores, out, schedule="sgdr", cycles=2, epochs=2, epoch_size=64)
+    return train(cfg).folder
+
+
+@pytest.fixture(scope="module")
+def valid_file(run, tmp_path_factory):
+    """The run's validation drawings as Google's ndjson, with the probabilities it recorded."""
+    from doodle_utils import data
+    from doodle_utils.data.store import Store
+
+    manifest = json.loads((run / "preds" / "manifest.json").read_text())
+    st = Store(manifest["valid_store"])
+    idx = np.asarray(manifest["valid_idx"])
+    meta = pd.DataFrame({"key_id": np.asarray(st.key_id)[idx], "word": [st.words[c] for c in st.labels(idx)],
+                         "countrycode": [st.countries[c] for c in np.asarray(st.country)[idx]],
+                         "recognized": True, "timestamp": "2017-03-01 00:00:00.00000 UTC"})
+    path = tmp_path_factory.mktemp("drawings") / "valid.ndjson"
+    data.write_ndjson(path, meta, st.drawings(idx))
+    return path, manifest
+
+
+def _doodle(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "doodle_utils", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_loaded_run_predicts_what_training_recorded(run, valid_file):
+    from doodle_utils import prediction
+
+    path, manifest = valid_file
+    for snap in ("snap_00", "snap_01"):
+        learn = prediction.load_model(run, snap)
+        ids, drawings = prediction.read_drawings(path)
+        probs = prediction.predict_probs(learn, drawings)
+        recorded = np.load(run / "preds" / f"{snap}_valid.npy").astype(np.float32)
+        assert probs.shape == recorded.shape and np.abs(probs - recorded).max() < 2e-3, snap
+    assert list(learn.dls.vocab) == manifest["words"]
+
+
+def test_doodle_predict_writes_each_drawings_top_words(run, valid_file, tmp_path):
+    path, manifest = valid_file
+    done = _doodle("predict", run, path, "--top", "2")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(io.StringIO(done.stdout), dtype={"key_id": str})
+    assert list(table.columns) == ["key_id", "word_1", "prob_1", "word_2", "prob_2"]
+    recorded = np.load(run / "preds" / "snap_01_valid.npy").astype(np.float32)
+    words = np.asarray(manifest["words"])
+    assert (table.word_1.to_numpy() == words[recorded.argmax(1)]).mean() > 0.95  # float16 ties aside
+    assert np.allclose(table.prob_1, recorded.max(1), atol=2e-3) and (table.prob_1 >= table.prob_2).all()
+    # an exported model answers the same, written to a file
+    assert _doodle("export", run, tmp_path / "model.pkl").returncode == 0
+    done = _doodle("predict", tmp_path / "model.pkl", path, "--top", "2", "--out", tmp_path / "p.csv")
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    again = pd.read_csv(tmp_path / "p.csv", dtype={"key_id": str})
+    assert again.equals(table)
+
+
+def test_doodle_predict_reads_stroke_lists_from_json(run, tmp_path):
+    drawing = [[[0, 40, 80, 120], [10, 60, 10, 60]], [[0, 120], [100, 100]]]
+    (tmp_path / "one.json").write_text(json.dumps(drawing))
+    (tmp_path / "two.json").write_text(json.dumps([drawing, {"key_id": "7", "drawing": drawing}]))
+    one = pd.read_csv(io.StringIO(_doodle("predict", run, tmp_path / "one.json").stdout), dtype={"key_id": str})
+    two = pd.read_csv(io.StringIO(_doodle("predict", run, tmp_path / "two.json").stdout), dtype={"key_id": str})
+    assert list(one.key_id) == ["0"] and list(two.key_id) == ["0", "7"]
+    assert two.iloc[0, 1:].tolist() == two.iloc[1, 1:].tolist() == one.iloc[0, 1:].tolist()
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("top 0", ["{run}", "{json}", "--top", "0"], "--top must be at least 1"),
+    ("top over the classes", ["{run}", "{json}", "--top", "7"], "between 1 and the model's 6 classes"),
+    ("a snapshot it lacks", ["{run}", "{json}", "--snapshot", "snap_9"], "no snapshot 'snap_9' (there are snap_00, snap_01)"),
+    ("not a run folder", ["{tmp}", "{json}"], "not a training run folder"),
+    ("no such model", ["{tmp}/nope.pkl", "{json}"], "no such model"),
+    ("not a model file", ["{json}", "{json}"], "not a model written by `doodle export`"),
+    ("an unknown drawing file", ["{run}", "{tmp}/x.txt"], "unknown drawing file"),
+    ("no such drawing file", ["{run}", "{tmp}/none.ndjson"], "none.ndjson"),
+    ("malformed strokes", ["{run}", "{bad}"], "drawing 0, stroke 1: expected [xs, ys] or [xs, ys, ts]"),
+    ("not JSON", ["{run}", "{tmp}/broken.json"], "not JSON"),
+])
+def test_doodle_predict_names_a_bad_value(run, tmp_path, capsys, case, args, message):
+    from doodle_utils.cli import main
+
+    (tmp_path / "ok.json").write_text(json.dumps([[[0, 50], [0, 50]]]))
+    (tmp_path / "bad.json").write_text(json.dumps([[[0, 50], [0, 50]], [[1, 2, 3], [4]]]))
+    (tmp_path / "broken.json").write_text("[[[0, 50")
+    (tmp_path / "x.txt").write_text("hello")
+    fill = dict(run=run, json=tmp_path / "ok.json", bad=tmp_path / "bad.json", tmp=tmp_path)
+    assert main(["predict", *(a.format(**fill) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err, (case, err)
