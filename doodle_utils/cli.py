@@ -274,7 +274,7 @@ def _predict(a: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        table = prediction.predict(learn, drawings, ids, top=a.top)
+        table = prediction.predict(learn, drawings, ids, top=a.top, tta=a.tta)
     except ValueError as e:
         print(f"error: {a.input}: {e}", file=sys.stderr)
         return 2
@@ -533,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="write the CSV here (atomically) instead of standard output")
     s.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     s.add_argument("--lenient", action="store_true", help="skip malformed rows of an ndjson or CSV file (counted)")
+    s.add_argument("--tta", action="append", default=[], choices=["flip", "dropout"],
+                   help="test-time augmentation: also predict the drawings mirrored (flip) or with 10%% of strokes "
+                        "dropped (dropout), and average; repeat for both")
     s.set_defaults(fn=_predict)
 
     s = _command(sub, "export", help="write a run's model as one file (fastai's learn.export) for predicting elsewhere")

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ._files import atomic_path
 from .data import has_times, read_file
-from .training import load_run
+from .training import load_run, predict_views
 
 DRAWING_FILES = (".ndjson", ".jsonl", ".csv", ".json")
 
@@ -86,13 +86,13 @@ def _is_strokes(data: list) -> bool:
         isinstance(v, (int, float)) for v in (first[0] if first and isinstance(first[0], list) else [None]))
 
 
-def predict_probs(learn, drawings: Any) -> np.ndarray:
-    """Class probabilities (N, C) of ``drawings`` (anything ``learn.dls.test_dl`` takes)."""
+def predict_probs(learn, drawings: Any, tta: Sequence[str] = ()) -> np.ndarray:
+    """Class probabilities (N, C) of ``drawings`` (anything ``learn.dls.test_dl`` takes),
+    averaged over the plain view and the test-time views ``tta`` (e.g. ``["flip"]``)."""
     dl = learn.dls.test_dl(drawings)
     if len(dl.source) == 0:
         return np.zeros((0, learn.dls.c), np.float32)
-    probs, _ = learn.get_preds(dl=dl, reorder=False)
-    return probs.float().numpy()
+    return predict_views(learn, dl, tta).numpy()
 
 
 def top_words(probs: np.ndarray, words: list[str], ids: list[str], top: int = 3) -> pd.DataFrame:
@@ -107,9 +107,9 @@ def top_words(probs: np.ndarray, words: list[str], ids: list[str], top: int = 3)
     return pd.DataFrame(table)
 
 
-def predict(learn, drawings: Any, ids: list[str] | None = None, top: int = 3) -> pd.DataFrame:
-    """Each drawing's ``top`` words and probabilities (:func:`top_words`)."""
-    probs = predict_probs(learn, drawings)
+def predict(learn, drawings: Any, ids: list[str] | None = None, top: int = 3, tta: Sequence[str] = ()) -> pd.DataFrame:
+    """Each drawing's ``top`` words and probabilities (:func:`top_words`), with ``tta``'s views."""
+    probs = predict_probs(learn, drawings, tta)
     ids = ids if ids is not None else [str(i) for i in range(len(probs))]
     return top_words(probs, list(learn.dls.vocab), ids, top)
 

@@ -111,3 +111,38 @@ def test_doodle_predict_names_a_bad_value(run, tmp_path, capsys, case, args, mes
     assert main(["predict", *(a.format(**fill) for a in args)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err, (case, err)
+
+
+def test_test_time_augmentation_averages_the_mirrored_drawing(run, tmp_path):
+    """``tta=["flip"]`` is the mean of the drawing's and its mirror image's probabilities;
+    the CLI takes it, and refuses a view it does not know."""
+    from doodle_utils import prediction
+    from doodle_utils.cli import main
+
+    learn = prediction.load_model(run)
+    drawing = [[[0, 40, 80, 120], [10, 60, 10, 60]], [[0, 200], [100, 130]]]
+    mirrored = [[[255 - x for x in xs], ys] for xs, ys in drawing]
+    plain, mirror = prediction.predict_probs(learn, [drawing, mirrored])
+    both = prediction.predict_probs(learn, [drawing], tta=["flip"])[0]
+    assert np.abs(both - (plain + mirror) / 2).max() < 1e-4 and np.abs(both - plain).max() > 1e-4
+    dropped = prediction.predict_probs(learn, [drawing], tta=["dropout"])[0]
+    assert np.isclose(dropped.sum(), 1, atol=1e-4)
+    (tmp_path / "d.json").write_text(json.dumps(drawing))
+    done = _doodle("predict", run, tmp_path / "d.json", "--tta", "flip", "--top", "1")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.splitlines()[1].split(",")[2]) == pytest.approx(both.max(), abs=1e-4)
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(run), str(tmp_path / "d.json"), "--tta", "mirror"])
+    assert e.value.code == 2
+    assert json.loads((run / "preds" / "manifest.json").read_text())["snapshots"][0]["tta"] == []
+
+
+def test_a_run_with_tta_records_it_and_keeps_its_label(six_class_stores, tmp_path):
+    from doodle_utils.training import TrainConfig, train
+
+    cfg = tiny_train_config(six_class_stores, tmp_path, epochs=1, epoch_size=32, tta=["flip"])
+    assert cfg.default_label() == tiny_train_config(six_class_stores, tmp_path, epochs=1, epoch_size=32).default_label()
+    result = train(cfg)
+    assert json.loads((result.folder / "preds" / "manifest.json").read_text())["snapshots"][0]["tta"] == ["flip"]
+    with pytest.raises(ValueError, match=r"tta=\['mirror'\].*flip"):
+        TrainConfig(store_dir="s", out_dir="o", tta=["mirror"]).check()

@@ -19,11 +19,11 @@ from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, Grow
 from .config import (DEFAULT_AUGMENT, MODELS, OPTIMIZERS, RUN_PARAMETERS, SCHEDULES, TrainConfig, config_from_params,
                      default_run_label, parameters_help, run_config)
 from .fit import (TrainResult, build_learner, launch, load_run, make_loaders, pick_device, predict_snapshots,
-                  resolve_processes, train)
+                  predict_views, resolve_processes, train)
 
 __all__ = ["DoodleNet", "check_arch", "create_backbone", "NEXT_CHECKPOINT", "Checkpoint", "DeviceLoss", "EpochSeed",
            "GrowBatchOnPlateau", "History", "ProgressiveResize", "QuietProgress", "ResumableReduceLROnPlateau",
            "RunStateError", "Snapshots", "TrainOnly", "set_batch_size", "skipped", "DEFAULT_AUGMENT", "MODELS",
            "OPTIMIZERS", "RUN_PARAMETERS", "SCHEDULES", "TrainConfig", "config_from_params", "default_run_label",
            "parameters_help", "run_config", "TrainResult", "build_learner", "launch", "load_run", "make_loaders", "pick_device",
-           "predict_snapshots", "resolve_processes", "train", "world_size"]
+           "predict_snapshots", "predict_views", "resolve_processes", "train", "world_size"]

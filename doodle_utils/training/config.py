@@ -22,7 +22,7 @@ from ..devices import PRECISIONS, world_size
 from ..models import RESAMPLING, STEMS, check_arch
 from ..paths import run_dir, store_path
 from ..render import RENDERERS
-from .loaders import Augment
+from .loaders import TTA_VIEWS, Augment
 
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
@@ -81,6 +81,7 @@ class TrainConfig:
     pseudo_preds: str = ""  # test probabilities (.npy) to pseudo-label from; empty: none
     pseudo_threshold: float = 0.95
     pseudo_frac: float = 0.25
+    tta: list[str] = field(default_factory=list)  # test-time views averaged into the snapshots' predictions: flip, dropout
     resume: bool = True
     seed: int = 0
     progress: bool = True
@@ -146,6 +147,8 @@ class TrainConfig:
             bad("augment", f"unknown keys {sorted(unknown)}")
         if self.progressive_sizes and min(int(k) for k in self.progressive_sizes) != 0:
             bad("progressive_sizes", "the first entry must start at epoch 0")
+        if any(v not in TTA_VIEWS for v in self.tta):
+            bad("tta", f"a list of {sorted(TTA_VIEWS)}")
         if self.pseudo_preds and not self.test_store_dir:
             bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
         if self.processes < 0:
@@ -201,9 +204,11 @@ class TrainConfig:
 
 # what a notebook's parameters hold besides TrainConfig's: where to read and write, the packing
 # where a run reads and writes, and how it is run: not part of a run's name (settings_hash)
-LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes")
+# (tta changes predictions, not the weights: a run predicted with and without it is one run, its
+# manifest saying which)
+LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes", "tta")
 # how a run is run, and its own folder: not part of what a checkpoint must match (fingerprint)
-FINGERPRINT_IGNORES = ("resume", "progress", "num_workers", "out_dir", "processes")
+FINGERPRINT_IGNORES = ("resume", "progress", "num_workers", "out_dir", "processes", "tta")
 
 RUN_PARAMETERS = {"data_dir": "competition folder; empty: the default (doodle_utils.paths)",
                   "store_dir": "packed stores (train/, test/); empty: the default",

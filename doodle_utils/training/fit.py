@@ -49,7 +49,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -346,7 +346,7 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
 
     preds = {}
     if predict and not rank_distrib():  # one process predicts, with the whole model
-        preds = predict_snapshots(learn, snaps, dls.valid, test_dl, preds_dir(folder))
+        preds = predict_snapshots(learn, snaps, dls.valid, test_dl, preds_dir(folder), cfg.tta)
     return TrainResult(learn, folder, snaps, resumed, preds, lrs, iters)
 
 
@@ -474,10 +474,24 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
     return learn
 
 
+def predict_views(learn, dl: DoodleDL, tta: Sequence[str] = ()) -> torch.Tensor:
+    """Class probabilities of ``dl``'s drawings, in order: the mean over the plain view and
+    each test-time view in ``tta`` (:data:`.loaders.TTA_VIEWS`; the same drawings flipped, or
+    with strokes dropped, by the loader's seed)."""
+    base = base_dl(dl)
+    total = None
+    for spec in base.batches.tta_views(tta):
+        view = dl if spec == base.batches else base.new(batches=spec)
+        probs, _ = learn.get_preds(dl=view, reorder=False)
+        total = probs.float() if total is None else total + probs.float()
+    return total / (len(tta) + 1)
+
+
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,
-                      folder: Path) -> dict[str, dict[str, Path]]:
+                      folder: Path, tta: Sequence[str] = ()) -> dict[str, dict[str, Path]]:
     """Class probabilities of each snapshot on the validation and test drawings (float16
-    .npy files) and a manifest naming the classes, labels and test key_ids."""
+    .npy files; with ``tta``, averaged over test-time views: :func:`predict_views`) and a
+    manifest naming the classes, labels, test key_ids and the views."""
     from fastai.torch_core import get_model
 
 
@@ -489,12 +503,11 @@ def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: Doo
     entries = []
     for snap in snaps:
         model.load_state_dict(torch.load(snap, map_location=learn.dls.device or "cpu", weights_only=True))
-        paths, entry = {}, {"snapshot": snap.stem}
+        paths, entry = {}, {"snapshot": snap.stem, "tta": list(tta)}
         for split, dl in (("valid", valid_dl), ("test", test_dl)):
             if dl is None:
                 continue
-            probs, _ = learn.get_preds(dl=dl, reorder=False)
-            probs = probs.float().numpy()
+            probs = predict_views(learn, dl, tta).numpy()
             paths[split] = save_npy_atomic(folder / f"{snap.stem}_{split}.npy", probs.astype(np.float16))
             if split == "valid":
                 entry["valid_map3"] = map_at_k(probs, labels)

@@ -122,6 +122,11 @@ def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
     return Drawings(out.astype(np.float32), d.t, d.stroke_offsets, d.drawing_offsets, in_frame=True)
 
 
+# test-time augmentation: each view's coordinate transform (11th and 14th place averaged the
+# mirror image; 21st dropped strokes). A prediction with TTA averages the plain view and these.
+TTA_VIEWS = {"flip": Augment(flip=1.0), "dropout": Augment(stroke_dropout=0.1)}
+
+
 class Source:
     """Drawings a loader samples from: a store (opened lazily, so workers reopen it) and the
     indices of one split, with labels (the store's classes, or given ones for pseudo-labels)."""
@@ -293,6 +298,14 @@ class BatchSpec:
                               ("render_on", ("cpu", "gpu"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def tta_views(self, tta: Sequence[str]) -> list["BatchSpec"]:
+        """The evaluation spec, then one per test-time view in ``tta`` (names of :data:`TTA_VIEWS`)."""
+        unknown = [v for v in tta if v not in TTA_VIEWS]
+        if unknown:
+            raise ValueError(f"unknown test-time augmentation {unknown}; known: {sorted(TTA_VIEWS)}")
+        plain = self.for_eval()
+        return [plain, *(replace(plain, augment=TTA_VIEWS[v]) for v in tta)]
 
     def for_eval(self) -> "BatchSpec":
         """The same drawing settings for validation and test: in order, every drawing once,
