@@ -526,8 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "Writes CSV: key_id, word_1, prob_1, ... (to standard output, or --out).")
     s.add_argument("model", type=Path, help="a training run folder (<out_dir>/train/<run_label>) or a file "
                    "written by `doodle export`")
-    s.add_argument("input", type=Path, help="drawings: Google's ndjson (raw or simplified), a Kaggle CSV, or a "
-                   ".json of stroke lists ([[xs, ys], ...] or [[xs, ys, ts], ...]) or ndjson rows")
+    s.add_argument("input", type=Path, help="drawings: Google's ndjson (raw or simplified), a Kaggle CSV, a "
+                   ".json of stroke lists ([[xs, ys], ...] or [[xs, ys, ts], ...]) or ndjson rows, or an image of a "
+                   "doodle (PNG, JPEG: its ink traced into strokes, their order unknown) or a folder of them")
     s.add_argument("--top", type=int, default=3, help="words per drawing, best first")
     s.add_argument("--snapshot", help="a run folder's snapshot, e.g. snap_00 (default: the last)")
     s.add_argument("--out", type=Path, help="write the CSV here (atomically) instead of standard output")

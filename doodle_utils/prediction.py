@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ._files import atomic_path
-from .data import has_times, read_file
+from .data import Drawings, has_times, read_file
+from .data.bitmap import IMAGE_FILES, drawing_from_image
 from .training import load_run, predict_views
 
 DRAWING_FILES = (".ndjson", ".jsonl", ".csv", ".json")
@@ -55,12 +56,20 @@ def load_model(path: str | Path, snapshot: str | None = None, device: str | None
 
 def read_drawings(path: str | Path, lenient: bool = False) -> tuple[list[str], Any]:
     """(ids, drawings) from a file: Google's ndjson (raw or simplified), a Kaggle CSV (train or
-    test, simplified or raw), or a ``.json`` holding one drawing's stroke lists, a list of
-    them, or a list of ndjson rows. Ids are the rows' ``key_id``, else their positions.
+    test, simplified or raw), a ``.json`` holding one drawing's stroke lists, a list of them,
+    or a list of ndjson rows, or an image of a doodle (PNG, JPEG, ...: traced into strokes by
+    :mod:`.data.bitmap`, which says what that can and cannot recover); or a folder of images.
+    Ids are the rows' ``key_id``, else their positions; an image's is its file name.
     ``lenient`` skips malformed rows of an ndjson or CSV file (counted in the reader's report)."""
     path = Path(path)
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILES) if path.is_dir() else \
+        [path] if path.suffix.lower() in IMAGE_FILES else []
+    if path.is_dir() and not images:
+        raise ValueError(f"{path}: a folder without images ({', '.join(IMAGE_FILES)})")
+    if images:
+        return [p.name for p in images], Drawings.concat([drawing_from_image(p) for p in images])
     if path.suffix not in DRAWING_FILES:
-        raise ValueError(f"{path}: unknown drawing file (expected one of {', '.join(DRAWING_FILES)})")
+        raise ValueError(f"{path}: unknown drawing file (expected one of {', '.join(DRAWING_FILES + IMAGE_FILES)})")
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
