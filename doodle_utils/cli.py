@@ -290,7 +290,8 @@ def _export(a: argparse.Namespace) -> int:
     from . import prediction
 
     out = prediction.export(a.run, a.out, a.snapshot)
-    print(f"exported {a.run} ({a.snapshot or 'last snapshot'}) to {out}: fastai's load_learner reads it; "
+    reader = "ONNX Runtime runs it" if out.suffix == ".onnx" else "fastai's load_learner reads it"
+    print(f"exported {a.run} ({a.snapshot or 'last snapshot'}) to {out}: {reader}; "
           f"`doodle predict {out} DRAWINGS` uses it")
     return 0
 
@@ -539,10 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "dropped (dropout), and average; repeat for both")
     s.set_defaults(fn=_predict)
 
-    s = _command(sub, "export", help="write a run's model as one file (fastai's learn.export) for predicting elsewhere")
+    s = _command(sub, "export", help="write a run's model as one file (ONNX, or fastai's learn.export) for predicting elsewhere")
     s.add_argument("run", type=Path, help="a training run folder (<out_dir>/train/<run_label>)")
-    s.add_argument("out", type=Path, help="the file to write, e.g. model.pkl (a pickle: share it only with people "
-                   "who trust you)")
+    s.add_argument("out", type=Path, help="the file to write: model.onnx (ONNX, the run's preprocessing in its "
+                   "metadata) or model.pkl (fastai's pickle: share it only with people who trust you)")
     s.add_argument("--snapshot", help="which snapshot, e.g. snap_00 (default: the last)")
     s.set_defaults(fn=_export)
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ._files import atomic_path
 from .data import Drawings, has_times, read_file
@@ -33,6 +34,10 @@ def load_model(path: str | Path, snapshot: str | None = None, device: str | None
     path = Path(path)
     if path.is_dir():
         return load_run(path, snapshot, device)
+    if path.suffix == ".onnx" and path.exists():
+        if snapshot:
+            raise ValueError(f"{path}: --snapshot picks a snapshot of a run folder; an exported model has one")
+        return OnnxModel(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model (a run folder <out_dir>/train/<run_label>, "
                                 f"or a file written by `doodle export`)")
@@ -131,11 +136,115 @@ def write_table(table: pd.DataFrame, out: str | Path) -> Path:
 
 
 def export(run: str | Path, out: str | Path, snapshot: str | None = None) -> Path:
-    """Write a run's snapshot as one file fastai's ``load_learner`` reads (``learn.export``):
-    the model, its settings and vocabularies, no data; atomically."""
+    """Write a run's snapshot as one file, atomically: ``.onnx`` (:func:`export_onnx`), else
+    what fastai's ``load_learner`` reads (``learn.export``: the model, its settings and
+    vocabularies, no data)."""
+    if Path(out).suffix == ".onnx":
+        return export_onnx(run, out, snapshot)
     learn = load_run(run, snapshot)
     out = Path(out)
     with atomic_path(out) as tmp:
         learn.path = tmp.parent
         learn.export(tmp.name)
     return out
+
+
+# --------------------------------------------------------------------------- ONNX
+
+ONNX_METADATA = "doodle"  # the ONNX model's metadata key holding its preprocessing (JSON)
+
+
+class _ImageProbabilities(torch.nn.Module):
+    """An image model whose exported graph ends in softmax probabilities (float32)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(image, country).float(), dim=1)
+
+
+class _PointProbabilities(_ImageProbabilities):
+    """The point model, likewise."""
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(features, mask, country).float(), dim=1)
+
+
+def preprocessing(learn) -> dict:
+    """What a client must do to drawings before the exported model: the classes and countries,
+    the store kind they must be brought to, and the loader's input settings (renderer, size,
+    line width, ...; or the point budget), with the graph's input names."""
+    import dataclasses
+
+    valid = learn.dls.valid
+    spec = valid.batches
+    names = ["features", "mask", "country"] if spec.input == "points" else ["image", "country"]
+    return {"format": 1, "inputs": names, "output": "probabilities", "words": list(valid.source.words),
+            "countries": list(valid.source.countries), "kind": valid.source.kind, "input": spec.input,
+            "variant": spec.variant, "render": dataclasses.asdict(spec.render), "points": spec.points,
+            "resample": spec.resample}
+
+
+def export_onnx(run: str | Path, out: str | Path, snapshot: str | None = None, opset: int = 18) -> Path:
+    """Export a run's snapshot to ONNX (probabilities out, any batch size), its preprocessing
+    (:func:`preprocessing`) in the model's metadata under ``doodle``; atomically."""
+    import onnx
+    from fastai.torch_core import get_model
+
+    learn = load_run(run, snapshot)
+    meta = preprocessing(learn)
+    example = [[[0, 60, 120, 200], [10, 80, 20, 90], [0, 40, 80, 120]], [[30, 30], [0, 200], [200, 260]]]
+    b = learn.dls.test_dl([example, example]).one_batch()
+    inputs = tuple(t.cpu() for t in b[:len(meta["inputs"])])
+    wrap = _PointProbabilities if meta["input"] == "points" else _ImageProbabilities
+    model = wrap(get_model(learn.model).float().eval())
+    batch = torch.export.Dim("batch", min=1)
+    with atomic_path(out) as tmp, torch.no_grad():
+        program = torch.onnx.export(model, inputs, input_names=meta["inputs"], output_names=[meta["output"]],
+                                    dynamic_shapes=tuple({0: batch} for _ in inputs), opset_version=opset,
+                                    dynamo=True, verbose=False)
+        program.save(str(tmp))
+        proto = onnx.load(str(tmp))
+        fixed = [i.name for i in proto.graph.input if i.type.tensor_type.shape.dim[0].dim_value]
+        if fixed:  # the exporter can fall back to a graph traced at the example's batch size
+            raise RuntimeError(f"ONNX export of {run} fixed the batch size of inputs {fixed}")
+        onnx.helper.set_model_props(proto, {ONNX_METADATA: json.dumps(meta)})
+        onnx.save(proto, str(tmp))
+    return Path(out)
+
+
+class OnnxModel:
+    """An exported ONNX model run by ONNX Runtime, with the suite's own preprocessing taken
+    from its metadata: the same ``dls.test_dl`` / ``dls.vocab`` / ``get_preds`` a Learner
+    offers here, so :func:`predict` and ``doodle predict`` use either."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        from .render import RenderSpec
+        from .training.loaders import BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource
+
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime's own exception types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load ({str(e).splitlines()[0]})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA)
+        if raw is None:
+            raise ValueError(f"{path}: an ONNX model without the suite's preprocessing (export it with `doodle export`)")
+        self.meta = json.loads(raw)
+        spec = BatchSpec(input=self.meta["input"], variant=self.meta["variant"], render=RenderSpec(**self.meta["render"]),
+                         points=self.meta["points"], resample=self.meta["resample"]).for_eval()
+        empty = DrawingsSource(Drawings.concat([]), self.meta["words"], self.meta["countries"], self.meta["kind"])
+        self.dls = DoodleDataLoaders(*[DoodleDL(empty, spec, bs=64) for _ in range(2)])
+
+    def get_preds(self, dl, reorder: bool = False):
+        """(probabilities, None) of every drawing of ``dl``, in order."""
+        names = self.meta["inputs"]
+        out = []
+        for b in dl:
+            feed = {n: t.numpy() for n, t in zip(names, b[:len(names)])}
+            out.append(self.session.run([self.meta["output"]], feed)[0])
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.meta["words"])), np.float32)
+        return torch.from_numpy(probs), None

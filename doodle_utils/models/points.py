@@ -271,7 +271,7 @@ class PointCNN(nn.Module):
         g = self.grid
         values = self.encoder(feats, mask)
         cells = scatter_mean(values, cell_index(feats[..., :2], mask, g), g * g)
-        return cells.view(len(feats), g, g, -1).permute(0, 3, 1, 2)
+        return cells.view(feats.shape[0], g, g, -1).permute(0, 3, 1, 2)  # shape[0], not len(): ONNX export keeps the batch symbolic
 
     def forward(self, feats: torch.Tensor, mask: torch.Tensor, country: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.rasterise(feats, mask), country)
