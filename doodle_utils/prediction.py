@@ -232,10 +232,12 @@ class OnnxModel:
             raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load ({str(e).splitlines()[0]})") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA)
         if raw is None:
-            raise ValueError(f"{path}: an ONNX model without the suite's preprocessing (export it with `doodle export`)")
+            raise ValueError(f"{path}: an ONNX model without the suite's preprocessing "
+                             f"(export it with `doodle export`)")
         self.meta = json.loads(raw)
-        spec = BatchSpec(input=self.meta["input"], variant=self.meta["variant"], render=RenderSpec(**self.meta["render"]),
-                         points=self.meta["points"], resample=self.meta["resample"]).for_eval()
+        m = self.meta
+        spec = BatchSpec(input=m["input"], variant=m["variant"], render=RenderSpec(**m["render"]),
+                         points=m["points"], resample=m["resample"]).for_eval()
         empty = DrawingsSource(Drawings.concat([]), self.meta["words"], self.meta["countries"], self.meta["kind"])
         self.dls = DoodleDataLoaders(*[DoodleDL(empty, spec, bs=64) for _ in range(2)])
 

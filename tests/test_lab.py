@@ -65,7 +65,8 @@ def _lab(root: Path, home: Path) -> Iterator[tuple[str, str]]:
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise AssertionError(f"jupyter lab exited with {proc.returncode}: {(home / 'lab.log').read_text()[-2000:]}")
+                    log_tail = (home / "lab.log").read_text()[-2000:]
+                    raise AssertionError(f"jupyter lab exited with {proc.returncode}: {log_tail}")
                 if time.time() > deadline:
                     raise AssertionError("jupyter lab did not answer within 90 s")
                 time.sleep(0.5)
@@ -100,13 +101,15 @@ def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
     from selenium.webdriver.chrome.service import Service
 
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    names = ("chromium", "chromium-browser", "google-chrome")
+    browser = next((shutil.which(n) for n in names if shutil.which(n)), None)
     driver = shutil.which("chromedriver")
     if not (browser and driver):
         pytest.skip("no Chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run does)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000"):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=opts)
 

@@ -91,7 +91,8 @@ def test_doodle_predict_reads_stroke_lists_from_json(run, tmp_path):
 @pytest.mark.parametrize("case, args, message", [
     ("top 0", ["{run}", "{json}", "--top", "0"], "--top must be at least 1"),
     ("top over the classes", ["{run}", "{json}", "--top", "7"], "between 1 and the model's 6 classes"),
-    ("a snapshot it lacks", ["{run}", "{json}", "--snapshot", "snap_9"], "no snapshot 'snap_9' (there are snap_00, snap_01)"),
+    ("a snapshot it lacks", ["{run}", "{json}", "--snapshot", "snap_9"],
+     "no snapshot 'snap_9' (there are snap_00, snap_01)"),
     ("not a run folder", ["{tmp}", "{json}"], "not a training run folder"),
     ("no such model", ["{tmp}/nope.pkl", "{json}"], "no such model"),
     ("not a model file", ["{json}", "{json}"], "not a model written by `doodle export`"),
