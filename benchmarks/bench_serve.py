@@ -70,9 +70,8 @@ def run(argv: list[str] | None = None) -> list[dict]:
         strokes = [[[sorted(rng.integers(0, 255, 6).tolist()), rng.integers(0, 255, 6).tolist()] for _ in range(4)]
                    for _ in range(64)]
         for n in (1, 64):
-            dl = learn.dls.test_dl(strokes[:n])
-            prep = _median_ms(lambda: dl.one_batch(), 10)
-            inputs = dl.one_batch()[:len(names)]
+            prep = _median_ms(lambda: learn.dls.test_dl(strokes[:n]).one_batch(), 10)  # parse, simplify, draw
+            inputs = learn.dls.test_dl(strokes[:n]).one_batch()[:len(names)]
             feed = {k: t.numpy() for k, t in zip(names, inputs)}
             with torch.no_grad():
                 eager = _median_ms(lambda: model(*inputs))
