@@ -263,11 +263,18 @@ def _predict(a: argparse.Namespace) -> int:
     if a.top < 1:
         print(f"error: --top must be at least 1, got {a.top}", file=sys.stderr)
         return 2
+    from .data import SkipReport
+
+    report = SkipReport()
     try:
-        ids, drawings = prediction.read_drawings(a.input, lenient=a.lenient)
+        ids, drawings = prediction.read_drawings(a.input, lenient=a.lenient, report=report)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if report.total:  # lenient reading: what was left out, on standard error beside the table
+        print(f"{a.input}: {report}", file=sys.stderr)
+        for example in report.examples:
+            print(f"  {example}", file=sys.stderr)
     try:
         learn = prediction.load_model(a.model, a.snapshot, a.device)
     except ValueError as e:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from ._files import atomic_path
-from .data import Drawings, has_times, read_file
+from .data import Drawings, SkipReport, has_times, read_file
 from .data.bitmap import IMAGE_FILES, drawing_from_image
 from .training import load_run, predict_views
 
@@ -59,13 +59,13 @@ def load_model(path: str | Path, snapshot: str | None = None, device: str | None
     return learn
 
 
-def read_drawings(path: str | Path, lenient: bool = False) -> tuple[list[str], Any]:
+def read_drawings(path: str | Path, lenient: bool = False, report: SkipReport | None = None) -> tuple[list[str], Any]:
     """(ids, drawings) from a file: Google's ndjson (raw or simplified), a Kaggle CSV (train or
     test, simplified or raw), a ``.json`` holding one drawing's stroke lists, a list of them,
     or a list of ndjson rows, or an image of a doodle (PNG, JPEG, ...: traced into strokes by
     :mod:`.data.bitmap`, which says what that can and cannot recover); or a folder of images.
     Ids are the rows' ``key_id``, else their positions; an image's is its file name.
-    ``lenient`` skips malformed rows of an ndjson or CSV file (counted in the reader's report)."""
+    ``lenient`` skips malformed rows of an ndjson or CSV file, counted in ``report``."""
     path = Path(path)
     images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_FILES) if path.is_dir() else \
         [path] if path.suffix.lower() in IMAGE_FILES else []
@@ -86,7 +86,7 @@ def read_drawings(path: str | Path, lenient: bool = False) -> tuple[list[str], A
             raise ValueError(f"{path}: expected a drawing (a list of strokes) or a list of drawings")
         ids = [str(d.get("key_id", i)) if isinstance(d, dict) else str(i) for i, d in enumerate(data)]
         return ids, data
-    kw = dict(lenient=lenient, check_word_matches_file=False)
+    kw = dict(lenient=lenient, check_word_matches_file=False, report=report)
     if path.suffix == ".csv":
         kw["raw"] = bool(has_times(path))
     meta, drawings, _ = read_file(path, **kw)

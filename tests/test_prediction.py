@@ -147,3 +147,21 @@ def test_a_run_with_tta_records_it_and_keeps_its_label(six_class_stores, tmp_pat
     assert json.loads((result.folder / "preds" / "manifest.json").read_text())["snapshots"][0]["tta"] == ["flip"]
     with pytest.raises(ValueError, match=r"tta=\['mirror'\].*flip"):
         TrainConfig(store_dir="s", out_dir="o", tta=["mirror"]).check()
+
+
+def test_lenient_reading_reports_the_rows_it_left_out(run, valid_file, tmp_path, capsys):
+    """A malformed row stops a strict read with its line; with --lenient the rest is predicted
+    and the skip is counted on standard error, never lost silently."""
+    from doodle_utils.cli import main
+
+    path, _ = valid_file
+    lines = path.read_text().splitlines()
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text("\n".join(lines[:3] + ['{"key_id": "9", "drawing": [[[1, 2], [3]]]}'] + lines[3:6]) + "\n")
+    assert main(["predict", str(run), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.ndjson" in err and "line 4" in err, err
+    assert main(["predict", str(run), str(bad), "--lenient"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 1 + 6  # the header and the six good drawings
+    assert "skipped 1 rows" in err and "line 4" in err, err
