@@ -5,12 +5,14 @@ Layers, each importing only the ones before it (``tests/test_layers.py`` holds t
 * foundation modules: ``paths`` (where everything lives), ``options`` (checked settings),
   ``devices``, ``metrics``, ``versions``, ``progress`` (the epoch line) and the private
   ``_files`` (atomic writes, locks);
-* ``data`` — file formats, simplification, the packed store, the synthetic competition;
+* ``data`` — file formats, simplification, the packed store, the synthetic competition, a
+  doodle traced from an image;
 * ``render`` — render variants and their engines (OpenCV, numba, torch, Triton);
 * ``models`` — the image model on a timm trunk and the point model;
-* ``training`` — the configuration, loaders, callbacks and the fastai run;
+* ``training`` — the configuration, loaders, callbacks, the fastai run and a finished run loaded;
 * ``postprocess`` — ensembles and balancing;
-* on top: ``eda``, ``results``, ``pipeline``, ``kaggle``, ``kaggle_emulator``, ``cli``.
+* on top: ``eda``, ``results``, ``prediction`` (a trained model used; ONNX), ``pipeline``,
+  ``kaggle``, ``kaggle_emulator``, ``cli``.
 
 Importing the package does no I/O and loads no heavy dependency. The flat module paths of
 0.1 (``doodle_utils.store``, ``doodle_utils.train``, ...) still import, with a
