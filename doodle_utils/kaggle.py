@@ -221,6 +221,13 @@ def bundle_notebook(nb_path: Path, out_dir: Path, params: dict, *, user: str, en
     return folder
 
 
+def kaggle_kernel(nb_path: Path) -> bool:
+    """Whether a notebook becomes a Kaggle kernel: every one but those whose metadata says
+    ``doodle: {kaggle: false}`` (notebook 07, whose pad needs a person at a browser)."""
+    meta = json.loads(Path(nb_path).read_text()).get("metadata", {})
+    return meta.get("doodle", {}).get("kaggle", True) is not False
+
+
 def bundle(out_dir: str | Path, profile: str | Path | None = None, *,
            user: str | None = None, notebooks: Sequence[Path] | None = None,
            overrides: dict | None = None) -> list[Path]:
@@ -238,7 +245,7 @@ def bundle(out_dir: str | Path, profile: str | Path | None = None, *,
     import yaml
 
     profile = project_root() / "params" / "kaggle.yaml" if profile is None else profile
-    nbs = list(notebooks) if notebooks is not None else notebook_list()
+    nbs = [nb for nb in (list(notebooks) if notebooks is not None else notebook_list()) if kaggle_kernel(nb)]
     prof, per_nb = load_profile(profile, nbs, overrides, check=False)
     raw = yaml.safe_load(Path(profile).read_text()) or {}
     cfg, set_in_profile = raw.get("kaggle") or {}, raw.get("notebooks") or {}

@@ -48,7 +48,8 @@ from .results import read_metrics
 
 # the suite's notebooks in the order the runner runs them: both training notebooks (03, the
 # image model; 06, the point model) come before the ensemble (04) that reads their predictions
-PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_ensemble", "05_balance_submit")
+PLANNED = ("01_eda", "02_rendering", "03_train", "06_point_cnn", "04_snapshot_ensemble", "05_balance_submit",
+           "07_play")
 TOP_KEYS = {"run_name", "output_root", "data", "params", "notebooks", "must_exist", "kernel", "kaggle"}
 KAGGLE_KEYS = {"user", "gpu_notebooks", "dataset_sources", "kernel_input_root"}
 DATA_KEYS = {"synth", "pack"}

@@ -239,3 +239,45 @@ def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_ru
     on_page = float(re.search(r"'valid_map3': ([0-9.]+)", shown).group(1))
     assert on_page == round(recorded["valid_map3"], 4), (shown, recorded["valid_map3"])
     assert on_page > 0.5, f"MAP@3 {on_page} on the demo's 12 classes (chance ~0.15) after {ran_s:.0f} s"
+
+
+def test_the_doodle_pad_guesses_a_stroke_drawn_in_the_browser(browser, smoke_run, tmp_path):
+    """Notebook 07 in JupyterLab after `make demo`: Run All shows the pad with the recorded
+    drawing on its canvas and the model's guesses for it; a stroke drawn with the mouse
+    (pointer events from Chromium) goes to the kernel and new guesses come back to the page."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    demo, _ = smoke_run
+    label = next((demo / "train").glob("resnet18_*")).name
+    words = json.loads((demo / "train" / label / "preds" / "manifest.json").read_text())["words"]
+    report = tmp_path / "root" / "07_play.ipynb"
+    report.parent.mkdir()
+    nb = parameterize_notebook(load_notebook_node(str(ROOT / "notebooks" / "07_play.ipynb")),
+                               {"out_dir": str(demo), "run_label": label})
+    nbformat.write(nb, report)
+    (tmp_path / "home").mkdir()
+    with _lab(report.parent, tmp_path / "home") as (base, token):
+        page = _Page(browser, base, token, tmp_path)
+        page.open("07_play.ipynb")
+        page.menu("Run", "runmenu:run-all")
+        guesses = lambda: (page.css(".doodle-pad-guesses") or [None])[0]  # noqa: E731
+        first = page.until("the pad shows the recorded drawing's guesses",
+                           lambda: guesses() is not None and guesses().text.startswith("I see") and guesses().text, 300)
+        canvas = page.css("canvas.doodle-pad-canvas")[0]
+        inked = browser.execute_script(
+            "const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;", canvas)
+        assert inked > 50, inked  # the recorded drawing is on the canvas
+        ActionChains(browser).move_to_element_with_offset(canvas, -90, 80).click_and_hold() \
+            .move_by_offset(40, -60).move_by_offset(40, 60).move_by_offset(40, -60).move_by_offset(40, 60) \
+            .release().perform()
+        second = page.until("new guesses after a drawn stroke", lambda: guesses().text != first and guesses().text, 60)
+        browser.save_screenshot(str(tmp_path / "07_pad.png"))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        canvas.find_element(page.By.XPATH, "..").screenshot(str(tmp_path / "07_pad_widget.png"))  # docs/pad.png
+    shown = re.findall(r"([a-z ]+) \((\d+)%\)", second.removeprefix("I see ").replace(", ", ","))
+    assert len(shown) == 3 and all(w.strip(",") in words for w, _ in shown), second
+    assert sum(int(p) for _, p in shown) <= 101

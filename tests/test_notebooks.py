@@ -136,6 +136,25 @@ def test_point_model_is_compared_and_ensembled(smoke_run):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 5_000
 
 
+def test_play_guesses_the_recorded_drawing_and_shows_the_worst(smoke_run):
+    """Notebook 07 run headless: the recorded validation drawing stands in for the mouse, the
+    pad's guesses for it are recorded (the model's own probabilities, best first), and the
+    error analysis is drawn. It is no Kaggle kernel (its pad needs a browser)."""
+    from doodle_utils import kaggle, pad, prediction
+    from doodle_utils.training import load_run
+
+    out, _ = smoke_run
+    m = json.loads((out / "metrics" / "07_play.json").read_text())
+    run = out / "train" / m["run"]
+    probs = prediction.predict_probs(load_run(run), [pad.example_strokes(run, 0)[0]])[0]
+    words = json.loads((run / "preds" / "manifest.json").read_text())["words"]
+    want = [words[i] for i in probs.argsort()[::-1][:3]]
+    assert [w for w, _ in m["example_guesses"]] == want and m["example_word"] in words
+    assert (out / "figures" / "07_worst.png").stat().st_size > 5_000
+    assert [kaggle.kaggle_kernel(nb) for nb in pipeline.notebook_list()] == \
+        [nb.stem != "07_play" for nb in pipeline.notebook_list()]
+
+
 def test_a_changed_setting_trains_beside_the_last_run_not_over_it(smoke_run, tmp_path):
     """The README's `doodle run params/smoke.yaml --only 03 --set size=48` after a run, through
     the command: a new folder named by the new settings, the earlier run untouched; quiet
