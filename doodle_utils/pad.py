@@ -24,8 +24,9 @@ import anywidget
 import numpy as np
 import traitlets
 
-from .paths import preds_dir
+from .paths import preds_dir, run_dir, runs_dir
 from .prediction import predict_probs
+from .training.loaders import Source
 
 _ESM = r"""
 function render({ model, el }) {
@@ -131,8 +132,6 @@ class DoodlePad(anywidget.AnyWidget):
 def validation_drawings(run: str | Path):
     """A run's validation drawings as its predictions name them: (source, labels, words) — the
     store's rows of the split notebook 04 scores, read from ``preds/manifest.json``."""
-    from .training.loaders import Source
-
     manifest = json.loads((preds_dir(run) / "manifest.json").read_text())
     source = Source(manifest["valid_store"], np.asarray(manifest["valid_idx"]), np.asarray(manifest["valid_labels"]))
     return source, source.labels, manifest["words"]
@@ -166,8 +165,6 @@ def find_run(out_dir: str | Path, run_label: str = "", train_dirs: list | tuple 
     """The run notebook 07 plays with: ``<out_dir>/train/<run_label>``, or without a label the
     newest run with predictions under ``<out_dir>/train`` and the ``train_dirs`` (attached
     training kernels on Kaggle). FileNotFoundError says what to run first."""
-    from .paths import run_dir, runs_dir
-
     if run_label:
         run = run_dir(out_dir, run_label)
         if not (preds_dir(run) / "manifest.json").exists():

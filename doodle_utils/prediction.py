@@ -23,7 +23,9 @@ import torch
 from ._files import atomic_path
 from .data import Drawings, SkipReport, has_times, read_file
 from .data.bitmap import IMAGE_FILES, drawing_from_image
+from .render import RenderSpec
 from .training import load_run, predict_views
+from .training.loaders import BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource
 
 DRAWING_FILES = (".ndjson", ".jsonl", ".csv", ".json")
 
@@ -222,9 +224,6 @@ class OnnxModel:
 
     def __init__(self, path: str | Path):
         import onnxruntime as ort
-
-        from .render import RenderSpec
-        from .training.loaders import BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource
 
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
