@@ -56,7 +56,6 @@ def run(argv: list[str] | None = None) -> list[dict]:
 
     from doodle_utils import prediction
 
-    torch.set_num_threads(torch.get_num_threads())
     rows = []
     models = {"image, palette 64 px": dict(variant="palette", size=64),
               "points, 128 on 32²": dict(model="points", points=128, grid=32)}

@@ -259,15 +259,15 @@ def _read_words(path: Path) -> list[str]:
 
 def _predict(a: argparse.Namespace) -> int:
     from . import prediction
+    from .data import SkipReport
 
     if a.top < 1:
         print(f"error: --top must be at least 1, got {a.top}", file=sys.stderr)
         return 2
-    from .data import SkipReport
-
     report = SkipReport()
     try:
         ids, drawings = prediction.read_drawings(a.input, lenient=a.lenient, report=report)
+        learn = prediction.load_model(a.model, a.snapshot, a.device)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -275,11 +275,6 @@ def _predict(a: argparse.Namespace) -> int:
         print(f"{a.input}: {report}", file=sys.stderr)
         for example in report.examples:
             print(f"  {example}", file=sys.stderr)
-    try:
-        learn = prediction.load_model(a.model, a.snapshot, a.device)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     try:
         table = prediction.predict(learn, drawings, ids, top=a.top, tta=a.tta)
     except ValueError as e:

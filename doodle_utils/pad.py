@@ -24,6 +24,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from .metrics import top_k
 from .paths import preds_dir, run_dir, runs_dir
 from .prediction import predict_probs
 from .training.loaders import Source
@@ -117,9 +118,8 @@ class DoodlePad(anywidget.AnyWidget):
         """The top (word, probability) pairs for a drawing in Google's form."""
         if not strokes:
             return []
-        probs = predict_probs(self._model, [strokes])[0]
-        order = np.argsort(-probs, kind="stable")[:self._top]
-        return [[self._words[i], round(float(probs[i]), 4)] for i in order]
+        probs = predict_probs(self._model, [strokes])
+        return [[self._words[i], round(float(probs[0, i]), 4)] for i in top_k(probs, self._top)[0]]
 
     def _on_strokes(self, change: dict) -> None:
         self.guesses = self.guess(change["new"])
@@ -157,8 +157,7 @@ def example_strokes(run: str | Path, i: int = 0) -> tuple[list, str]:
     given when nobody draws (a headless run)."""
     source, labels, words = validation_drawings(run)
     d, _, _ = source.take(np.array([i]))
-    strokes = [np.asarray(s).T.tolist() for s in d.strokes(0)]
-    return strokes, words[int(labels[i])]
+    return json.loads(d.to_json()[0]), words[int(labels[i])]
 
 
 def find_run(out_dir: str | Path, run_label: str = "", train_dirs: list | tuple = ()) -> Path:

@@ -23,6 +23,7 @@ import torch
 from ._files import atomic_path
 from .data import Drawings, SkipReport, has_times, read_file
 from .data.bitmap import IMAGE_FILES, drawing_from_image
+from .metrics import top_k
 from .render import RenderSpec
 from .training import load_run, predict_views
 from .training.loaders import BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource
@@ -36,15 +37,13 @@ def load_model(path: str | Path, snapshot: str | None = None, device: str | None
     path = Path(path)
     if path.is_dir():
         return load_run(path, snapshot, device)
-    if path.suffix == ".onnx" and path.exists():
-        if snapshot:
-            raise ValueError(f"{path}: --snapshot picks a snapshot of a run folder; an exported model has one")
-        return OnnxModel(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model (a run folder <out_dir>/train/<run_label>, "
                                 f"or a file written by `doodle export`)")
     if snapshot:
         raise ValueError(f"{path}: --snapshot picks a snapshot of a run folder; an exported model has one")
+    if path.suffix == ".onnx":
+        return OnnxModel(path)
     import pickle
     import warnings
 
@@ -115,7 +114,7 @@ def top_words(probs: np.ndarray, words: list[str], ids: list[str], top: int = 3)
     """One row per drawing: ``key_id``, then ``word_1, prob_1, ... word_k, prob_k`` best first."""
     if not 1 <= top <= len(words):
         raise ValueError(f"top must be between 1 and the model's {len(words)} classes, got {top}")
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    order = top_k(probs, top)
     table = {"key_id": ids}
     for k in range(top):
         table[f"word_{k + 1}"] = [words[c] for c in order[:, k]]

@@ -165,13 +165,12 @@ def _sgdr_scheduler(cfg: TrainConfig):
     return ParamScheduler({"lr": combine_scheds(pcts, [SchedCos(cfg.lr, 0) for _ in lens])})
 
 
-def batch_spec(cfg: TrainConfig, device: torch.device, size: int | None = None,
+def batch_spec(cfg: TrainConfig, device: torch.device, epoch: int = 0,
                pseudo: PseudoLabels | None = None) -> BatchSpec:
-    """How ``cfg``'s loaders make batches on ``device`` (``size``: the image size, default the
-    first of a progressive schedule, else ``cfg.size``)."""
+    """How ``cfg``'s loaders make batches on ``device`` in ``epoch`` (its image size: the
+    progressive schedule's at that epoch, else ``cfg.size``)."""
     render_on = cfg.render_on if cfg.render_on != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    if size is None:
-        size = ProgressiveResize(cfg.progressive_sizes).size_at(0) if cfg.progressive_sizes else cfg.size
+    size = ProgressiveResize(cfg.progressive_sizes).size_at(epoch) if cfg.progressive_sizes else cfg.size
     # the spec's settings are TrainConfig's of the same name, except these
     same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(BatchSpec) if hasattr(cfg, f.name)}
     return BatchSpec(**same | dict(input=cfg.model, render=RenderSpec(size=size, line_width=cfg.line_width),
@@ -444,8 +443,8 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
     """A trained run folder as a fastai ``Learner`` ready to predict (``learn.predict``,
     ``learn.dls.test_dl``, ``learn.export``): its configuration and vocabularies (no data), the
     weights of ``snapshot`` (``snap_NN``; default the last), on ``device`` (default: the CPU).
-    Validation settings: no augmentation, the final image size. FileNotFoundError names what
-    the folder lacks."""
+    Validation settings: no augmentation, the last epoch's image size (what the recorded
+    predictions of every snapshot used). FileNotFoundError names what the folder lacks."""
     from fastai.torch_core import get_model
 
     run = Path(run)
@@ -462,8 +461,7 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
     cfg = config_from_params({**json.loads((run / "config.json").read_text()), "progress": False, "resume": True})
     vocab = run_vocab(run, cfg)
     dev = torch.device(device or "cpu")
-    size = max([cfg.size, *cfg.progressive_sizes.values()]) if cfg.progressive_sizes else cfg.size
-    batches = batch_spec(cfg, dev, size=size).for_eval()
+    batches = batch_spec(cfg, dev, epoch=cfg.n_epochs - 1).for_eval()  # the size validation ended at
     empty = DrawingsSource(Drawings.concat([]), vocab["words"], vocab["countries"], vocab["kind"])
     loaders = [DoodleDL(empty, batches, bs=max(cfg.bs, 64) * 2, device=dev) for _ in range(2)]
     learn = build_learner(cfg, DoodleDataLoaders(*loaders, device=dev), len(vocab["countries"]),
