@@ -25,6 +25,7 @@ from .data import Drawings, SkipReport, has_times, read_file
 from .data.bitmap import IMAGE_FILES, drawing_from_image
 from .metrics import top_k
 from .render import RenderSpec
+from .render.variants import palette_table
 from .training import load_run, predict_views
 from .training.loaders import BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource
 
@@ -176,16 +177,20 @@ class _PointProbabilities(_ImageProbabilities):
 def preprocessing(learn) -> dict:
     """What a client must do to drawings before the exported model: the classes and countries,
     the store kind they must be brought to, and the loader's input settings (renderer, size,
-    line width, ...; or the point budget), with the graph's input names."""
+    line width, ...; the palette's colours; or the point budget), with the graph's input
+    names. :mod:`.reference_preprocessing` does it in plain numpy."""
     import dataclasses
 
     valid = learn.dls.valid
     spec = valid.batches
     names = ["features", "mask", "country"] if spec.input == "points" else ["image", "country"]
-    return {"format": 1, "inputs": names, "output": "probabilities", "words": list(valid.source.words),
+    meta = {"format": 1, "inputs": names, "output": "probabilities", "words": list(valid.source.words),
             "countries": list(valid.source.countries), "kind": valid.source.kind, "input": spec.input,
-            "variant": spec.variant, "render": dataclasses.asdict(spec.render), "points": spec.points,
-            "resample": spec.resample}
+            "times_needed": valid.times_needed, "variant": spec.variant, "render": dataclasses.asdict(spec.render),
+            "points": spec.points, "resample": spec.resample}
+    if spec.input == "image" and spec.variant == "palette":  # its colours, for a client without matplotlib
+        meta["palette"] = palette_table(spec.render.cmap).tolist()
+    return meta
 
 
 def export_onnx(run: str | Path, out: str | Path, snapshot: str | None = None, opset: int = 18) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,75 @@ def test_a_file_that_is_no_onnx_model_is_named(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "fake.onnx"), str(tmp_path / "d.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "fake.onnx: not an ONNX model" in err
+
+
+def _alone(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the reference client as a copied file, with the suite, torch, OpenCV, matplotlib
+    and numba made unimportable: what a client without the suite has."""
+    code = ("import runpy, sys\n"
+            "for m in ('doodle_utils', 'torch', 'cv2', 'matplotlib', 'numba'): sys.modules[m] = None\n"
+            f"sys.argv = ['reference_preprocessing.py', *{list(args)!r}]\n"
+            "runpy.run_path('reference_preprocessing.py', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_the_numpy_reference_client_alone_gives_doodle_predicts_top3(exported, tmp_path):
+    """The plain-numpy preprocessing (doodle_utils.reference_preprocessing, copied out and run
+    alone with ONNX Runtime) against `doodle predict` on the same model and files: the
+    validation drawings (simplified) and real raw drawings (simplified by the client)."""
+    import pandas as pd
+
+    from conftest import SAMPLE
+    from doodle_utils import reference_preprocessing
+    from doodle_utils.data.store import Store
+
+    run, onnx_file = exported
+    manifest = json.loads((run / "preds" / "manifest.json").read_text())
+    valid = Store(manifest["valid_store"]).drawings(np.asarray(manifest["valid_idx"]))
+    words, countries = manifest["words"], ["US", "DE", "XX"]  # XX: a country the model never saw
+    files = {"valid.ndjson": [{"key_id": str(i), "word": words[i % len(words)], "countrycode": countries[i % 3],
+                               "timestamp": "2017-03-01 00:00:00.00000 UTC", "recognized": True,
+                               "drawing": json.loads(s)} for i, s in enumerate(valid.to_json())]}
+    if (SAMPLE / "raw").is_dir():
+        rows = []
+        for f in sorted((SAMPLE / "raw").glob("*.ndjson"))[::30]:
+            with open(f, encoding="utf-8") as fh:
+                rows += [json.loads(line) for _, line in zip(range(3), fh)]
+        files["raw.ndjson"] = rows
+    script = tmp_path / "reference_preprocessing.py"
+    script.write_text(Path(reference_preprocessing.__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    for name, rows in files.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        client = _alone(script, str(onnx_file), name, cwd=tmp_path)
+        assert client.returncode == 0, client.stderr[-3000:]
+        (tmp_path / "client.csv").write_text(client.stdout)
+        done = subprocess.run([sys.executable, "-m", "doodle_utils", "predict", str(onnx_file), str(tmp_path / name),
+                               "--out", str(tmp_path / "suite.csv")], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        a, b = pd.read_csv(tmp_path / "client.csv", dtype={"key_id": str}), pd.read_csv(tmp_path / "suite.csv",
+                                                                                      dtype={"key_id": str})
+        assert a["key_id"].tolist() == b["key_id"].tolist() and len(a) == len(rows)
+        words = [f"word_{k}" for k in (1, 2, 3)]
+        same = (a[words].to_numpy() == b[words].to_numpy()).all(axis=1)
+        gap = np.abs(a[[f"prob_{k}" for k in (1, 2, 3)]].to_numpy() - b[[f"prob_{k}" for k in (1, 2, 3)]].to_numpy())
+        print(name, onnx_file.parent.name, f"top-3 equal {same.mean():.4f}, top-1 equal "
+              f"{(a['word_1'] == b['word_1']).mean():.4f}, largest probability gap {gap.max():.4f}")
+        if "points" in onnx_file.parent.name:  # features equal the loader's: the same numbers
+            assert same.all() and gap.max() <= 1e-4
+        else:  # images at line edges differ from OpenCV's by a level or two: probabilities within
+            # 0.005 (measured: 0.0007), so only near-ties may swap ranks
+            assert gap.max() <= 0.005 and same.mean() >= 0.9
+
+
+def test_the_reference_client_names_a_bad_line(exported, tmp_path):
+    from doodle_utils import reference_preprocessing
+
+    _, onnx_file = exported
+    (tmp_path / "reference_preprocessing.py").write_text(Path(reference_preprocessing.__file__).read_text())
+    (tmp_path / "bad.ndjson").write_text('{"drawing": [[[0, 9], [0, 9]]]}\n\n{"drawing": [[[0, 9], [0]]]}\n')
+    done = _alone(tmp_path / "reference_preprocessing.py", str(onnx_file), "bad.ndjson", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "error: bad.ndjson: line 3: stroke 0: expected [xs, ys] or [xs, ys, ts] of equal, non-zero length")
+    (tmp_path / "none.ndjson").write_text("")
+    done = _alone(tmp_path / "reference_preprocessing.py", "missing.onnx", "none.ndjson", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: missing.onnx: not a model written by `doodle export`")

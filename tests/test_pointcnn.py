@@ -247,3 +247,19 @@ def test_invariants_on_real_raw_and_simplified_drawings(sample_dir, resample):
                     # every stroke is there while the budget holds its ends
                     if 2 * d.stroke_counts()[i] <= budget:
                         assert starts == d.stroke_counts()[i], (path, i)
+
+
+@pytest.mark.parametrize("resample", ["length", "index"])
+def test_a_drawing_gets_the_same_features_in_any_batch(sample_dir, resample):
+    """Features are a function of the drawing alone: arc lengths summed over the whole batch
+    once made a few real drawings in ten gain or lose a point next to other drawings."""
+    from doodle_utils.data import read_file
+
+    for folder in ("raw", "simplified"):
+        _, d, _ = read_file(sample_dir / folder / "The Eiffel Tower.ndjson")
+        f, m = point_features(d, 32, resample)
+        rev_f, rev_m = point_features(d.take(np.arange(len(d))[::-1]), 32, resample)
+        for i in range(len(d)):
+            alone_f, alone_m = point_features(d.take([i]), 32, resample)
+            assert np.array_equal(alone_m[0], m[i]) and np.array_equal(alone_f[0], f[i]), (folder, i)
+            assert np.array_equal(rev_f[len(d) - 1 - i], f[i])

@@ -84,10 +84,10 @@ def test_dots_edges_and_empty_batches():
     a, b = both(d, "palette", RenderSpec(size=32, pad=0))
     np.testing.assert_array_equal(b, a)
     assert b[0, :, 16, 16].max() > 0  # the dot
-    from doodle_utils.render.variants import _lut
+    from doodle_utils.render.variants import palette_table
 
     # (16, 16) lies on the later stroke, (0,0)-(255,255): fully its colour, the last of the map
-    assert b[1, :, 16, 16].tolist() == _lut("viridis")[255].tolist()
+    assert b[1, :, 16, 16].tolist() == palette_table("viridis")[255].tolist()
     empty = Drawings.from_strokes([])
     assert render_torch(empty, "mono", RenderSpec(size=32), engine="triton").shape == (0, 1, 32, 32)
 

@@ -1,5 +1,6 @@
 """Google's raw -> simplified pipeline (doodle_utils.simplify): hand-checked cases, the oracle
-(Google's own simplified files), a plain dense reference implementation, and properties; and the
+(Google's own simplified files), the plain dense reference implementation
+(doodle_utils.reference_preprocessing.simplify), and properties; and the
 timed variant (simplify_packed_timed): the same points, each with its raw twin's time."""
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from doodle_utils import data
 from doodle_utils.data.simplify import (_simplify_kernel, agreement_report, simplify_packed,
                                    simplify_packed_timed, simplify_strokes)
+# the pipeline as plainly as possible (every resampled point materialised, RDP over all of
+# them, then rounding): slow, obviously right, and the reference ONNX clients port
+from doodle_utils.reference_preprocessing import simplify as _dense_reference
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "quickdraw_sample"
 # All 1,124 pairs of the sample agree exactly; a regression costing more than ~5 drawings fails.
@@ -22,63 +26,6 @@ MIN_EXACT_FRACTION = 0.995
 
 def _arr(points) -> np.ndarray:
     return np.asarray(points, dtype=np.float64)
-
-
-def _dense_reference(strokes: list[np.ndarray], times: list[np.ndarray] | None = None):
-    """The pipeline as plainly as possible: materialise every resampled point, then RDP over all
-    of them (the recursive ``rdp`` package's rules), then round. Slow, obviously right.
-
-    With ``times`` (one array of raw times per stroke), also returns each kept point's time:
-    interpolated on its raw segment at the position's fraction, the stroke's first raw time for
-    point 0 and its last raw time for the last point, rounded: ``(points, times)``."""
-    pts = np.concatenate(strokes)
-    mn = pts.min(axis=0)
-    ext = (pts.max(axis=0) - mn).max()
-    out = []
-    out_t = []
-    for si, a in enumerate(strokes):
-        v = (a - mn) * 255.0 / ext if ext > 0 else a - mn
-        n = len(v)
-        tr = None if times is None else np.asarray(times[si], dtype=np.float64)
-        if n == 1:
-            r = v[[0, 0]]
-            rt = None if tr is None else tr[[0, 0]]
-        else:
-            d = np.diff(v, axis=0)
-            seg = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
-            cum = np.concatenate([[0.0], np.cumsum(seg)])
-            s = np.arange(0.0, cum[-1], 1.0)
-            if len(s) == 0:
-                s = np.zeros(1)
-            g = np.minimum(np.searchsorted(cum, s, side="right") - 1, n - 2)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = np.where(seg[g] > 0, (s - cum[g]) / seg[g], 0.0)[:, None]
-            r = np.vstack([v[g] * (1.0 - t) + v[g + 1] * t, v[-1]])
-            if tr is not None:
-                rt = np.concatenate([tr[g] + (tr[g + 1] - tr[g]) * t[:, 0], tr[-1:]])
-                rt[0] = tr[0]
-        keep = np.zeros(len(r), bool)
-        keep[[0, -1]] = True
-        stack = [(0, len(r) - 1)]
-        while stack:
-            i, j = stack.pop()
-            if j - i < 2:
-                continue
-            (sx, sy), p = r[i], r[i + 1:j]
-            cx, cy = r[j] - r[i]
-            if cx == 0 and cy == 0:
-                dist = np.sqrt((p[:, 0] - sx) * (p[:, 0] - sx) + (p[:, 1] - sy) * (p[:, 1] - sy))
-            else:
-                cross = cx * (sy - p[:, 1]) - cy * (sx - p[:, 0])
-                dist = np.abs(cross) / np.sqrt(cx * cx + cy * cy)
-            k = int(np.argmax(dist))  # the first of equal maxima
-            if dist[k] > 2.0:
-                keep[i + 1 + k] = True
-                stack += [(i, i + 1 + k), (i + 1 + k, j)]
-        out.append(np.round(r[keep]).astype(np.int64))
-        if tr is not None:
-            out_t.append(np.round(rt[keep]).astype(np.int64))
-    return out if times is None else (out, out_t)
 
 
 def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numba
 import numpy as np
 import torch
 from torch import nn
@@ -76,32 +77,63 @@ def _point_time(d: Drawings, stroke: np.ndarray) -> np.ndarray:
     return (stroke_rank + in_stroke) / np.maximum(d.stroke_counts()[drawing], 1)
 
 
+@numba.njit(cache=True)
+def _arc_per_drawing(seg: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Pen-down distance before each point, summed from 0 within each drawing (``counts``
+    points each), as a drawing alone gives it: a cumulative sum over the whole batch would
+    round differently and make a drawing's points depend on its batch."""
+    arc = np.empty(len(seg))
+    i = 0
+    for n in counts:
+        total = 0.0
+        for k in range(n):
+            arc[i] = total
+            total += seg[i]
+            i += 1
+    return arc
+
+
+@numba.njit(cache=True)
+def _point_at(arc: np.ndarray, first: np.ndarray, last: np.ndarray, drawing: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """For each arc length ``u[i]`` in drawing ``drawing[i]``: the last of the drawing's points
+    (``first .. last``) whose ``arc`` is at most ``u[i]`` (searched within the drawing)."""
+    p = np.empty(len(u), np.int64)
+    for i in range(len(u)):
+        lo, hi = first[drawing[i]], last[drawing[i]] + 1  # the answer + 1 lies in lo..hi
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if arc[mid] <= u[i]:
+                lo = mid + 1
+            else:
+                hi = mid
+        p[i] = lo - 1
+    return p
+
+
 def _by_length(d: Drawings, xy: np.ndarray, time: np.ndarray, stroke: np.ndarray, budget: int):
     """Each drawing resampled evenly along its pen-down path (every stroke's first and last
     point kept, the rest of the budget spread by arc length, interpolated):
-    (drawing, stroke, xy, time) in drawing order."""
+    (drawing, stroke, xy, time) in drawing order. Every step is exact per drawing, so a
+    drawing gets the same points in any batch (and from :mod:`..reference_preprocessing`)."""
     n_pts, lens = d.point_counts(), np.diff(d.stroke_offsets)
     drawing = np.repeat(np.arange(len(d)), n_pts)
     same = np.r_[stroke[1:] == stroke[:-1], False]  # point i and i+1 on one stroke
     seg = np.zeros(len(xy))
     seg[:-1] = np.where(same[:-1], np.hypot(*(xy[1:] - xy[:-1]).T), 0.0)
-    arc = np.r_[0.0, np.cumsum(seg)[:-1]]
+    arc = _arc_per_drawing(seg, n_pts)
     first = d.stroke_offsets[d.drawing_offsets[:-1]]
     last = first + n_pts - 1
     has = n_pts > 0
-    total = np.where(has, arc[np.minimum(last, len(xy) - 1)] - arc[np.minimum(first, len(xy) - 1)], 0.0) \
-        if len(xy) else np.zeros(len(d))
+    total = np.where(has, arc[np.minimum(last, len(xy) - 1)], 0.0) if len(xy) else np.zeros(len(d))
     starts = d.stroke_offsets[:-1][lens > 0]
     ends = d.stroke_offsets[1:][lens > 1] - 1
     fixed = np.bincount(drawing[starts], minlength=len(d)) + np.bincount(drawing[ends], minlength=len(d))
     m = np.where(total > 0, np.maximum(budget - fixed, 0), 0)
-    # samples j = 0..m-1 of each drawing at arc length total * j / (m - 1); drawings are kept
-    # apart in one sorted key by an offset larger than any drawing's length
-    gap = float(arc[-1] + 1.0) if len(arc) else 1.0
-    key = arc + drawing * gap
+    # samples j = 0..m-1 of each drawing at arc length total * j / (m - 1), each on the last of
+    # its drawing's points at or before it
     j, s_draw, _ = _even(m, budget)  # all m (m <= budget): j = 0..m-1
-    u = arc[first[s_draw]] + total[s_draw] * j / np.maximum(m[s_draw] - 1, 1)
-    p = np.minimum(np.searchsorted(key, u + s_draw * gap, side="right") - 1, last[s_draw])
+    u = total[s_draw] * j / np.maximum(m[s_draw] - 1, 1)
+    p = np.minimum(_point_at(arc, first, last, s_draw, u), last[s_draw])
     nxt = np.minimum(p + 1, len(xy) - 1)
     w = np.where(same[p] & (seg[p] > 0), (u - arc[p]) / np.where(seg[p] > 0, seg[p], 1.0), 0.0).clip(0, 1)
     # a sample on a stroke's first or last point repeats one kept anyway

@@ -99,7 +99,8 @@ def variant_named(name: str) -> Variant:
 
 
 @lru_cache(maxsize=8)
-def _lut(cmap: str) -> np.ndarray:
+def palette_table(cmap: str) -> np.ndarray:
+    """The palette variant's 256 colours (uint8 RGB rows) from a matplotlib colour map."""
     return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
@@ -171,7 +172,7 @@ def _mono(g: Geometry, spec: RenderSpec) -> np.ndarray:
 
 
 def _palette(g: Geometry, spec: RenderSpec) -> np.ndarray:
-    lut = _lut(spec.cmap)
+    lut = palette_table(spec.cmap)
     s = g.seg_stroke
     idx = _ramp(g.stroke_rank[s], g.stroke_total[s], 0, 255)
     return lut[idx]
@@ -300,7 +301,7 @@ def _mono_torch(g: TorchGeometry, spec: RenderSpec) -> torch.Tensor:
 @lru_cache(maxsize=16)
 def _lut_on(cmap: str, device: torch.device) -> torch.Tensor:
     """The colour map on ``device``, copied once (a copy per batch would wait for the device)."""
-    return torch.from_numpy(_lut(cmap)).to(device)
+    return torch.from_numpy(palette_table(cmap)).to(device)
 
 
 def _palette_torch(g: TorchGeometry, spec: RenderSpec) -> torch.Tensor:
