@@ -6,8 +6,9 @@ with 128 points on a 32² grid), with a 345-class head (the real sample's classe
 the weights), exported
 with ``doodle_utils.prediction.export_onnx``. Timed: the model's forward pass on the same
 prepared inputs (median of repeats after warm-up), and, apart, preparing the inputs from
-stroke lists (simplification, rendering or point features) with the suite's loader. PyTorch
-eager is the baseline measured in the same run. Results go to
+stroke lists (simplification, rendering or point features) with the suite's loader, and with
+the plain-numpy reference a non-Python client ports (``doodle_utils.reference_preprocessing``,
+one drawing at a time). PyTorch eager is the baseline measured in the same run. Results go to
 ``benchmarks/_work/results_serve.json``. Run: ``python -m benchmarks serve``.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _run(name: str, extra: dict) -> Path:
 def run(argv: list[str] | None = None) -> list[dict]:
     from fastai.torch_core import get_model
 
-    from doodle_utils import prediction
+    from doodle_utils import prediction, reference_preprocessing
 
     rows = []
     models = {"image, palette 64 px": dict(variant="palette", size=64),
@@ -70,17 +71,21 @@ def run(argv: list[str] | None = None) -> list[dict]:
                    for _ in range(64)]
         for n in (1, 64):
             prep = _median_ms(lambda: learn.dls.test_dl(strokes[:n]).one_batch(), 10)  # parse, simplify, draw
+            reference = _median_ms(lambda: reference_preprocessing.model_inputs(strokes[:n], ort_model.meta), 10)
             inputs = learn.dls.test_dl(strokes[:n]).one_batch()[:len(names)]
             feed = {k: t.numpy() for k, t in zip(names, inputs)}
             with torch.no_grad():
                 eager = _median_ms(lambda: model(*inputs))
             ort = _median_ms(lambda: ort_model.session.run(None, feed))
-            rows.append({"model": label, "batch": n, "prepare_ms": prep, "pytorch_eager_ms": eager,
+            rows.append({"model": label, "batch": n, "prepare_ms": prep, "reference_prepare_ms": reference,
+                         "pytorch_eager_ms": eager,
                          "onnxruntime_ms": ort})
     print(f"\nserving latency, CPU ({torch.get_num_threads()} torch threads), median of {REPEATS}")
-    print(f"{'model':<22} {'batch':>5} {'prepare ms':>11} {'PyTorch ms':>11} {'ORT ms':>8} {'ORT vs PyTorch':>15}")
+    print(f"{'model':<22} {'batch':>5} {'prepare ms':>11} {'numpy ref ms':>13} {'PyTorch ms':>11} {'ORT ms':>8} "
+          f"{'ORT vs PyTorch':>15}")
     for r in rows:
-        print(f"{r['model']:<22} {r['batch']:>5} {r['prepare_ms']:>11.2f} {r['pytorch_eager_ms']:>11.2f} "
+        print(f"{r['model']:<22} {r['batch']:>5} {r['prepare_ms']:>11.2f} {r['reference_prepare_ms']:>13.2f} "
+              f"{r['pytorch_eager_ms']:>11.2f} "
               f"{r['onnxruntime_ms']:>8.2f} {r['pytorch_eager_ms'] / r['onnxruntime_ms']:>14.2f}x")
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK.parent / "results_serve.json").write_text(json.dumps(rows, indent=1))

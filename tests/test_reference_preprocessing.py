@@ -174,3 +174,17 @@ def test_the_file_works_alone_with_numpy_only(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     shape, imported = done.stdout.splitlines()
     assert shape.startswith("(1, 3, 64, 64)") and imported == "[]"
+
+
+def test_each_drawing_is_brought_to_the_training_form_on_its_own(drawings):
+    """A drawing already in Google's simplified form is kept, even beside raw ones (simplifying
+    it again would rescale it): the suite decides per drawing, as the reference does."""
+    simple = [[[0, 100, 250], [0, 50, 40]], [[3, 3], [200, 240]]]
+    untimed_raw = [[[0.5, 30.2, 60], [1, 80, 20]]]
+    mixed = as_kind(Drawings.from_google([simple, untimed_raw, simple]), "simplified")
+    alone = [as_kind(Drawings.from_google([d]), "simplified").to_json()[0] for d in (simple, untimed_raw, simple)]
+    assert mixed.to_json() == alone and mixed.xy.dtype == np.uint8
+    assert json.loads(alone[0]) == simple
+    meta = _meta("simplified")
+    assert [[a.astype(int).T.tolist() for a in ref.prepare(d, meta)[0]] for d in (simple, untimed_raw)] == \
+        [json.loads(alone[0]), json.loads(alone[1])]
