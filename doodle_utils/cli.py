@@ -56,7 +56,8 @@ def _simplify_check(a: argparse.Namespace) -> int:
 
 
 def _pack_kwargs(a: argparse.Namespace) -> dict:
-    return dict(kind=a.kind, workers=a.workers, valid_frac=a.valid_frac, seed=a.seed, lenient=a.lenient)
+    return dict(kind=a.kind, workers=a.workers, valid_frac=a.valid_frac, blend_frac=a.blend_frac, seed=a.seed,
+                lenient=a.lenient)
 
 
 def _pack(a: argparse.Namespace) -> int:
@@ -458,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "simplified with each point's time kept; raw: the raw points and times (largest)")
     s.add_argument("--workers", type=int, default=None, help="processes; default: all cores")
     s.add_argument("--valid-frac", type=float, default=0.02, help="stratified validation fraction")
+    s.add_argument("--blend-frac", type=float, default=0.0,
+                   help="stratified blend fraction, for ensemble weights and the stacker (0: none)")
     s.add_argument("--seed", type=int, default=0, help="seed of the validation split")
     s.add_argument("--lenient", action="store_true", help="skip malformed rows (counted) instead of failing")
     s.set_defaults(fn=_pack)

@@ -292,7 +292,7 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
         raise ValueError(f"kind must be one of {store.KINDS}, got {kind!r}")
     train, test = store.find_sources(data_dir, raw=kind in store.TIMED_KINDS)
     jobs = {"train": (train, {**pack_kw, "kind": kind}),
-            "test": ([test] if test else [], {k: v for k, v in pack_kw.items() if k != "valid_frac"}
+            "test": ([test] if test else [], {k: v for k, v in pack_kw.items() if k not in ("valid_frac", "blend_frac")}
                      | {"test": True, "kind": kind})}
     data_dir, store_dir = Path(data_dir), Path(store_dir)
     raw_dir = data_dir / "train_raw"
@@ -309,7 +309,8 @@ def ensure_stores(data_dir: str | Path, store_dir: str | Path, *, kind: str | No
         # a store another kernel packed (read-only here) is checked without the files' times,
         # which a new mount of the same files need not keep
         current = store.current_manifest(target, sources, kw["kind"], None if kw.get("test") else kw.get("valid_frac"),
-                                         kw.get("seed"), check_mtime=writable)
+                                         kw.get("seed"), check_mtime=writable,
+                                         blend_frac=None if kw.get("test") else kw.get("blend_frac", 0.0))
         if current is None and not writable:
             raise store.StoreError(f"{target}: read-only and not packed from {data_dir} with kind {kw['kind']!r} "
                                    f"and these settings {({k: v for k, v in kw.items() if k != 'workers'})}; "

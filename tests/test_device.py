@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from doodle_utils import devices
+from doodle_utils.data.store import Store, content_digest
 from doodle_utils.devices import announce, device_choices
 from doodle_utils.render import _triton as render_triton
 from doodle_utils.training import RunStateError, build_learner, make_loaders, resolve_processes, train
@@ -176,7 +177,8 @@ def test_train_with_two_processes_launches_torchrun_and_loads_the_run(monkeypatc
     assert set(r.preds["snap_00"]) == {"valid", "test"} and r.preds["snap_00"]["test"].exists()
     assert list(pd.read_csv(r.folder / "history.csv").epoch) == [0, 1]
     state = json.loads((r.folder / "state.json").read_text())
-    assert state["processes"] == 2 and state["fingerprint"] == cfg.fingerprint(2)
+    store = content_digest(Store(stores[0]).manifest)
+    assert state["processes"] == 2 and state["fingerprint"] == cfg.fingerprint(2, store) != cfg.fingerprint(1, store)
     # each process trained half of every epoch: 64 drawings / 2 / bs 16 = 2 batches per epoch
     assert r.iters_per_epoch == 2 and len(r.lrs) == 4
     snap = torch.load(r.snapshots[0], weights_only=True)

@@ -11,8 +11,8 @@ from doodle_utils.metrics import map_at_k
 from doodle_utils.postprocess import ensemble
 
 
-def _run(base, label, probs_by_snap, labels, key_ids=("1", "2", "3", "4")):
-    """A training folder as predict_snapshots leaves it."""
+def _run(base, label, probs_by_snap, labels, key_ids=("1", "2", "3", "4"), blend_by_snap=None, blend_labels=None):
+    """A training folder as predict_snapshots leaves it (with a blend split when given)."""
     preds = base / "train" / label / "preds"
     preds.mkdir(parents=True)
     entries = []
@@ -20,9 +20,13 @@ def _run(base, label, probs_by_snap, labels, key_ids=("1", "2", "3", "4")):
         np.save(preds / f"{snap}_valid.npy", p.astype(np.float16))
         np.save(preds / f"{snap}_test.npy", p.astype(np.float16))
         entries.append({"snapshot": snap, "valid_map3": map_at_k(p, labels)})
-    (preds / "manifest.json").write_text(json.dumps({
-        "words": ["a", "b", "c"], "valid_idx": [0, 1, 2, 3], "valid_labels": labels.tolist(),
-        "test_key_id": list(key_ids), "snapshots": entries}))
+        if blend_by_snap:
+            np.save(preds / f"{snap}_blend.npy", blend_by_snap[snap].astype(np.float16))
+    man = {"words": ["a", "b", "c"], "valid_idx": list(range(len(labels))), "valid_labels": labels.tolist(),
+           "test_key_id": list(key_ids), "snapshots": entries}
+    if blend_by_snap:
+        man |= {"blend_idx": list(range(100, 100 + len(blend_labels))), "blend_labels": blend_labels.tolist()}
+    (preds / "manifest.json").write_text(json.dumps(man))
     return base / "train" / label
 
 
@@ -57,7 +61,7 @@ def test_runs_are_found_in_the_run_folder_and_in_more_folders(tmp_path):
     members = ensemble.load_runs(found)
     assert [m.name for m in members.members] == ["image/snap_00", "points/snap_00", "points/snap_01"]
     table, weights = ensemble.report(members)
-    assert len(table) == 3 + len(weights)
+    assert len(table) == 3 + 1 + len(weights)  # snapshots, the best single one, ensembles
     paths = ensemble.save(tmp_path / "ens", members, weights["equal"], "arith")
     valid, test, man = ensemble.load_saved(tmp_path / "ens")
     assert valid.shape == test.shape == (4, 3) and man["members"] == [m.name for m in members.members]
@@ -81,3 +85,55 @@ def test_top_k_ties_at_the_cut_go_to_the_lower_class():
     p = np.full((2, 340), 0.001)
     p[:, 7], p[:, 100], p[0, 200] = 0.5, 0.2, 0.0  # 337 classes tie for third place
     assert top_k(p).tolist() == [[7, 100, 0], [7, 100, 0]]
+
+
+def _noisy(labels: np.ndarray, right: float, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities whose top class is the label on about ``right`` of the drawings."""
+    p = rng.random((len(labels), 3)) * 0.2
+    hit = rng.random(len(labels)) < right
+    p[np.arange(len(labels)), np.where(hit, labels, (labels + 1) % 3)] += 1.0
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_with_a_blend_split_choices_are_made_there_and_scored_on_validation(tmp_path):
+    """Snapshot A looks best on the blend split, B is best on validation: the best single
+    snapshot is A, and its reported MAP@3 is A's validation score, not B's."""
+    rng = np.random.default_rng(0)
+    labels, blend_labels = np.arange(300) % 3, np.arange(200) % 3
+    valid = {"snap_00": _noisy(labels, 0.5, rng), "snap_01": _noisy(labels, 0.9, rng)}
+    blend = {"snap_00": _noisy(blend_labels, 0.9, rng), "snap_01": _noisy(blend_labels, 0.5, rng)}
+    keys = [str(i) for i in range(300)]
+    run = _run(tmp_path, "r", valid, labels, keys, blend, blend_labels)
+    members = ensemble.load_runs([run])
+    assert members.has_blend
+    table, weights = ensemble.report(members)
+    best = table[table.model.str.startswith("best single")].iloc[0]
+    assert "snap_00" in best.model and best.chosen_on == "blend split"
+    assert best.valid_map3 == pytest.approx(map_at_k(members.members[0].valid, labels))
+    chosen = table[table.model == "ensemble, selected on MAP@3"].iloc[0]
+    w = weights["selected on MAP@3"]
+    assert w[0] > w[1]  # the blend split's favourite
+    assert chosen.valid_map3 == pytest.approx(map_at_k(ensemble.combine([x.valid for x in members.members], w), labels))
+    assert chosen.blend_map3 >= chosen.valid_map3  # the split it was chosen on flatters it
+    ensemble.save(tmp_path / "ens", members, w, "arith")
+    assert (tmp_path / "ens" / "blend.npy").exists()
+
+
+def test_without_a_blend_split_validation_is_cross_fitted(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.arange(300) % 3
+    valid = {"snap_00": _noisy(labels, 0.6, rng), "snap_01": _noisy(labels, 0.7, rng)}
+    members = ensemble.load_runs([_run(tmp_path, "r", valid, labels, [str(i) for i in range(300)])])
+    assert not members.has_blend
+    table, _ = ensemble.report(members)
+    f = ensemble.folds(labels)
+    assert set(np.bincount(f)) == {150} and all(set(np.bincount(f[labels == c])) == {50} for c in range(3))
+    probs = [x.valid for x in members.members]  # as saved (float16)
+    expect = 0.0
+    for i in (0, 1):  # each fold scored with the snapshot that is best on the other
+        rows, rest = np.flatnonzero(f == i), np.flatnonzero(f != i)
+        pick = int(np.argmax([map_at_k(p[rest], labels[rest]) for p in probs]))
+        expect += map_at_k(probs[pick][rows], labels[rows]) * len(rows) / len(labels)
+    best = table[table.model.str.startswith("best single")].iloc[0]
+    assert best.valid_map3 == pytest.approx(expect) and best.chosen_on.startswith("validation, cross-fitted")
+    assert best.blend_map3 is None or np.isnan(best.blend_map3)

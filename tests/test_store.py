@@ -74,6 +74,37 @@ def test_stratified_split(kaggle_dir, tmp_path):
     assert (store.Store(tmp_path / "st3" / "train").valid_idx != st.valid_idx).any()
 
 
+def test_blend_split_is_stratified_disjoint_and_leaves_validation_as_it_was(kaggle_dir, tmp_path):
+    _pack(kaggle_dir, tmp_path / "plain", valid_frac=0.2, seed=3)
+    _pack(kaggle_dir, tmp_path / "st", valid_frac=0.2, blend_frac=0.12, seed=3)
+    plain, st = store.Store(tmp_path / "plain" / "train"), store.Store(tmp_path / "st" / "train")
+    assert (st.valid_idx == plain.valid_idx).all() and len(plain.blend_idx) == 0
+    assert np.bincount(st.labels(st.blend_idx), minlength=len(CLASSES)).tolist() == [3, 3, 3, 3]  # 12% of 25
+    assert not np.intersect1d(st.blend_idx, st.valid_idx).size
+    assert np.union1d(np.union1d(st.train_idx, st.valid_idx), st.blend_idx).size == len(st) == \
+        len(st.train_idx) + len(st.valid_idx) + len(st.blend_idx)
+    assert st.manifest["blend"] == {"frac": 0.12, "seed": 3, "count": 12}
+    assert (store.Store(tmp_path / "plain" / "test").blend_idx.size == 0)
+    # a profile that asks for another blend split packs again
+    sources, _ = store.find_sources(kaggle_dir)
+    assert store.current_manifest(tmp_path / "st" / "train", sources, blend_frac=0.12) is not None
+    assert store.current_manifest(tmp_path / "st" / "train", sources, blend_frac=0.0) is None
+    assert store.current_manifest(tmp_path / "plain" / "train", sources, blend_frac=0.0) is not None
+
+
+def test_a_drawing_in_both_held_out_splits_is_refused(kaggle_dir, tmp_path):
+    _pack(kaggle_dir, tmp_path / "st", valid_frac=0.2, blend_frac=0.1)
+    folder = tmp_path / "st" / "train"
+    valid = np.load(folder / "valid.npy")
+
+    def both(blend):
+        blend[np.flatnonzero(valid)[0]] = True
+
+    consistent_edit(folder, "blend", both)
+    with pytest.raises(store.StoreError, match="in both the validation and the blend split"):
+        store.Store(folder)
+
+
 def test_compact_relative_to_csv(kaggle_dir, tmp_path):
     res = _pack(kaggle_dir, tmp_path / "st")
     csv_bytes = sum(p.stat().st_size for p in (kaggle_dir / "train_simplified").glob("*.csv"))

@@ -23,7 +23,7 @@ from doodle_utils.training import DoodleNet, RunStateError, config_from_params, 
 from doodle_utils.training.loaders import (Augment, BatchSpec, DoodleDL, PseudoLabels, Source, augment,
                                           drop_strokes)
 
-from conftest import ROOT, tiny_train_config
+from conftest import ROOT, packed_competition, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +239,22 @@ def test_a_killed_run_resumes_at_the_same_schedule_position(stores, tmp_path, op
                                                 r"\(lr 0\.002 -> 0\.01\).*leave run_label empty"):
             train(_cfg(stores, tmp_path / "cut", resume=resume, **{**kw, "lr": 1e-2}), predict=False)
         assert {p.name: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file() and p.name != ".lock"} == kept
+
+
+def test_a_run_is_not_resumed_on_a_store_packed_again_with_another_split(tmp_path):
+    """The weights saw the training drawings: after the store is packed again with a blend
+    split (some of those drawings now held out), the finished run is refused, not resumed or
+    re-predicted, and the error says why."""
+    from doodle_utils.data.store import pack_competition
+
+    train_store, _ = packed_competition(tmp_path / "comp", classes=3, per_class=20, test_per_class=2, seed=0)
+    cfg = tiny_train_config((train_store, None), tmp_path / "run", epochs=1, epoch_size=32, resume=True)
+    train(cfg, predict=False)
+    train(cfg, predict=False)  # the same store: resumed (nothing left to train)
+    pack_competition(tmp_path / "comp" / "data", tmp_path / "comp" / "store", workers=1, valid_frac=0.2, seed=0,
+                     blend_frac=0.2, progress=None)
+    with pytest.raises(RunStateError, match=r"the same settings, so its training store differs \(packed again"):
+        train(cfg, predict=False)
 
 
 def test_reduce_lr_on_plateau_lowers_the_lr(stores, tmp_path):

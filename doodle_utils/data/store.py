@@ -312,6 +312,20 @@ def _stratified_valid(counts: np.ndarray, frac: float, min_per_class: int, rng: 
     return out
 
 
+def _stratified_blend(counts: np.ndarray, valid_ranks: list[np.ndarray], frac: float, seed: int) -> list[np.ndarray]:
+    """Per class, the sorted ranks that go to the blend split: ``frac`` of the class (at least
+    one while ``frac`` > 0), drawn from the ranks validation left, always leaving one for
+    training; its own random stream, so adding a blend split leaves the validation split as
+    it was."""
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for n, valid in zip(counts, valid_ranks):
+        rest = np.setdiff1d(np.arange(n), valid)
+        b = min(max(int(round(frac * n)), 1 if frac > 0 else 0), len(rest) - 1) if len(rest) else 0
+        out.append(np.sort(rng.choice(rest, size=b, replace=False)) if b > 0 else np.zeros(0, np.int64))
+    return out
+
+
 class _NpyWriter:
     """Appends rows to a ``.npy`` file of known final shape, hashing the bytes as they go.
 
@@ -356,7 +370,8 @@ class _NpyWriter:
 
 
 def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequence[str] | None,
-           lenient: bool, valid_frac: float, valid_min: int, seed: int, labelled: bool) -> dict:
+           lenient: bool, valid_frac: float, valid_min: int, seed: int, labelled: bool,
+           blend_frac: float = 0.0) -> dict:
     # vocabularies: the given class list, else the union of the parts' words, sorted
     vocab_words = list(words) if words is not None else sorted({w for _, i in parts for w in i["words"]})
     vocab_countries = sorted({c for _, i in parts for c in i["countries"]})
@@ -401,6 +416,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
             if len(local):
                 class_counts += np.bincount(local[w], minlength=len(vocab_words))
     valid_ranks = _stratified_valid(class_counts, valid_frac, valid_min, rng) if labelled else None
+    blend_ranks = _stratified_blend(class_counts, valid_ranks, blend_frac, seed) if labelled else None
     seen = np.zeros(len(vocab_words), np.int64)
 
     xy_dtype = _xy_dtype(kind)
@@ -415,6 +431,7 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         "recognized": _NpyWriter(store / "recognized.npy", np.int8, (D,)),
         "timestamp": _NpyWriter(store / "timestamp.npy", np.int64, (D,)),
         "valid": _NpyWriter(store / "valid.npy", np.bool_, (D,)),
+        "blend": _NpyWriter(store / "blend.npy", np.bool_, (D,)),
     }
     if kind in TIMED_KINDS:
         t_dtype = _t_dtype([info["t_range"] for _, info in parts])
@@ -467,14 +484,16 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
             out["country"].write(cl[c] if len(cl) else np.zeros(m, np.uint16))
             out["recognized"].write(_part_array(pdir, "recognized", np.int8)[sel])
             out["timestamp"].write(_part_array(pdir, "timestamp", np.int64)[sel])
-            vmask = np.zeros(m, bool)
+            vmask, bmask = np.zeros(m, bool), np.zeros(m, bool)
             if labelled:
                 for cls in np.unique(gw):
                     rows = np.flatnonzero(gw == cls)
                     ranks = seen[cls] + np.arange(len(rows))
                     vmask[rows] = np.isin(ranks, valid_ranks[cls])
+                    bmask[rows] = np.isin(ranks, blend_ranks[cls])
                     seen[cls] += len(rows)
             out["valid"].write(vmask)
+            out["blend"].write(bmask)
             d0, s0, p0 = d0 + m, s0 + ns_, p0 + np_
     arrays = {name: w.close() for name, w in sorted(out.items())}
     skipped: dict[str, int] = {}
@@ -489,6 +508,8 @@ def _merge(parts: list[tuple[Path, dict]], store: Path, kind: str, words: Sequen
         "class_counts": class_counts.tolist() if labelled else None,
         "valid": {"frac": valid_frac, "min_per_class": valid_min, "seed": seed,
                   "count": int(sum(len(v) for v in valid_ranks)) if labelled else 0},
+        "blend": {"frac": blend_frac, "seed": seed,
+                  "count": int(sum(len(b) for b in blend_ranks)) if labelled else 0},
         "skipped": skipped,
         "sources": [{k: info[k] for k in ("source", "size", "mtime_ns", "rows", "skipped", "seconds")}
                     for _, info in parts],
@@ -524,7 +545,8 @@ def find_sources(src: Path, raw: bool = False) -> tuple[list[Path], Path | None]
 
 def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "simplified",
          raw_src: bool | None = None, workers: int | None = None, valid_frac: float = 0.02,
-         valid_min: int = 1, seed: int = 0, lenient: bool = False, words: Sequence[str] | None = None,
+         valid_min: int = 1, blend_frac: float = 0.0, seed: int = 0, lenient: bool = False,
+         words: Sequence[str] | None = None,
          test: bool = False, keep_parts: bool = False,
          progress: Callable[[str], None] | None = print) -> dict:
     """Pack source files into a store folder; returns the manifest.
@@ -539,7 +561,11 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
             (``train_raw/``, ``test_raw.csv``), else the file's first row
             (:func:`doodle_utils.data.has_times`).
         workers: parallel processes (default: CPU count).
-        valid_frac, valid_min, seed: the stratified validation split (per class).
+        valid_frac, valid_min, seed: the stratified validation split (per class): model
+            selection, early stopping, the snapshots' scores.
+        blend_frac: a second stratified split, disjoint from validation and from training,
+            where ensemble weights and a stacker are chosen (0: none); its own random stream,
+            so the validation split does not change with it.
         lenient: skip malformed rows and duplicate key_ids, counted in the manifest.
         words: the class list (rows with other words are malformed); default: words found.
         test: sources are unlabelled test files.
@@ -547,7 +573,7 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         progress: called with one line per finished file (None: silent).
     """
     check_pack_options(kind=kind, workers=workers, valid_frac=valid_frac, valid_min=valid_min, seed=seed,
-                       lenient=lenient)
+                       lenient=lenient, blend_frac=blend_frac)
     store = Path(store_dir)
     store.mkdir(parents=True, exist_ok=True)
     with folder_lock(store, "packing"):  # one writer per store
@@ -594,7 +620,8 @@ def pack(sources: Sequence[Path], store_dir: str | os.PathLike, *, kind: str = "
         convert_s = time.perf_counter() - t0
         parts = [(parts_root / s.name, parts_info[s.name]) for s in sources]
         try:
-            manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test)
+            manifest = _merge(parts, store, kind, words, lenient, valid_frac, valid_min, seed, labelled=not test,
+                              blend_frac=blend_frac)
         finally:
             _part_rows.cache_clear()  # part files may be rewritten by the next pack
         manifest["pack_seconds"] = {"convert": round(convert_s, 3), "total": round(time.perf_counter() - t0, 3)}
@@ -634,6 +661,7 @@ _PACK_RULES = {  # packing options: how each is checked
     "workers": lambda v: v is None or options.integer("workers", v, lo=1),
     "valid_frac": lambda v: options.number("valid_frac", v, 0, 1, open_lo=True, open_hi=True),
     "valid_min": lambda v: options.integer("valid_min", v, lo=0),
+    "blend_frac": lambda v: options.number("blend_frac", v, 0, 1, open_hi=True),
     "seed": lambda v: options.integer("seed", v, lo=0),
     "lenient": lambda v: options.flag("lenient", v),
 }
@@ -645,6 +673,9 @@ def check_pack_options(**values: object) -> None:
     or range, or an unknown one (the CLI, profiles' ``data.pack`` and :func:`pack` all check
     here, before anything is written)."""
     options.check(_PACK_RULES, values, "packing")
+    valid, blend = values.get("valid_frac"), values.get("blend_frac")
+    if isinstance(valid, (int, float)) and isinstance(blend, (int, float)) and valid + blend >= 1:
+        raise options.OptionError(f"packing: valid_frac {valid} + blend_frac {blend} leave no drawing to train on")
 
 
 def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> dict[str, dict]:
@@ -667,9 +698,17 @@ def pack_competition(src_dir: str | os.PathLike, out_dir: str | os.PathLike, **k
     if train:
         result["train"] = pack(train, store_path(out, "train"), **kwargs)
     if test is not None:
-        kw = {k: v for k, v in kwargs.items() if k not in ("valid_frac", "valid_min", "words")}
+        kw = {k: v for k, v in kwargs.items() if k not in ("valid_frac", "valid_min", "blend_frac", "words")}
         result["test"] = pack([test], store_path(out, "test"), test=True, **kw)
     return result
+
+
+def content_digest(manifest: dict) -> str:
+    """SHA-256 of what a store holds (its kind and every array's checksum: the drawings, their
+    labels and both held-out splits), not of when or how fast it was packed: a repack of the
+    same files with the same settings keeps it, another split changes it."""
+    body = {"kind": manifest["kind"], "arrays": {k: v["sha256"] for k, v in sorted(manifest["arrays"].items())}}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -701,7 +740,7 @@ def open_verified(path: str | os.PathLike) -> "Store":
 
 def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path], kind: str | None = None,
                      valid_frac: float | None = None, seed: int | None = None,
-                     check_mtime: bool = True) -> dict | None:
+                     check_mtime: bool = True, blend_frac: float | None = None) -> dict | None:
     """The store's manifest if it opens cleanly and was packed from exactly these unchanged
     ``sources`` (path, size and, with ``check_mtime``, modification time) with these options
     (those given); else None."""
@@ -714,7 +753,8 @@ def current_manifest(store_dir: str | os.PathLike, sources: Sequence[Path], kind
     have = [{k: s[k] for k in keys} for s in m["sources"]]
     same = (kind is None or m["kind"] == kind) and (valid_frac is None or not m["labelled"]
                                                     or m["valid"]["frac"] == valid_frac) \
-        and (seed is None or not m["labelled"] or m["valid"]["seed"] == seed)
+        and (seed is None or not m["labelled"] or m["valid"]["seed"] == seed) \
+        and (blend_frac is None or not m["labelled"] or m.get("blend", {}).get("frac", 0.0) == blend_frac)
     return m if want == have and same else None
 
 
@@ -794,6 +834,8 @@ class Store:
             raise StoreError(f"{self.path}: unknown store kind {self.kind!r} (this code reads {KINDS})")
         if self.kind in TIMED_KINDS:
             expect["t"] = (P,)
+        if "blend" in a:  # stores packed before the blend split have none
+            expect["blend"] = (D,)
         for name, shape in expect.items():
             if name not in a:
                 raise StoreError(f"{self.path}: array {name!r} missing from the manifest")
@@ -822,6 +864,9 @@ class Store:
             raise StoreError(f"{self.path}/word.npy: drawing {i} has class index {int(word[i])}, outside the "
                              f"{len(words)} classes of the manifest" if labelled else
                              f"{self.path}/word.npy: drawing {i} of an unlabelled store has a class")
+        if "blend" in a and (np.asarray(a["blend"]) & np.asarray(a["valid"])).any():
+            i = int(np.argmax(np.asarray(a["blend"]) & np.asarray(a["valid"])))
+            raise StoreError(f"{self.path}: drawing {i} is in both the validation and the blend split (corrupted)")
         country = np.asarray(a["country"])
         if len(country) and int(country.max()) >= max(len(self.countries), 1):
             i = int(np.argmax(country >= max(len(self.countries), 1)))
@@ -849,11 +894,23 @@ class Store:
 
     @property
     def train_idx(self) -> np.ndarray:
-        return np.flatnonzero(~np.asarray(self._arrays["valid"]))
+        """The drawings neither split holds out."""
+        held = np.asarray(self._arrays["valid"])
+        if "blend" in self._arrays:
+            held = held | np.asarray(self._arrays["blend"])
+        return np.flatnonzero(~held)
 
     @property
     def valid_idx(self) -> np.ndarray:
+        """The validation split: model selection, early stopping, the snapshots' scores."""
         return np.flatnonzero(np.asarray(self._arrays["valid"]))
+
+    @property
+    def blend_idx(self) -> np.ndarray:
+        """The blend split: ensemble weights and the stacker (empty when packed without one)."""
+        if "blend" not in self._arrays:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(np.asarray(self._arrays["blend"]))
 
     def drawings(self, idx: Iterable[int] | np.ndarray | slice) -> Drawings:
         """The drawings at ``idx`` as one packed batch (O(1) per drawing)."""

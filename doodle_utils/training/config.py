@@ -189,11 +189,14 @@ class TrainConfig:
         """The name of this run's folder (``<out_dir>/train/<run_label>``)."""
         return Path(self.out_dir).name
 
-    def fingerprint(self, world: int = 1) -> str:
+    def fingerprint(self, world: int = 1, store: str = "") -> str:
         """Hash of what decides the training trajectory (not ``resume``/``progress``/workers):
-        the configuration and, for ``world`` > 1 processes, their number (each step averages
-        ``world`` batches); ``processes`` itself is a request, resolved into ``world``."""
-        return self._digest(FINGERPRINT_IGNORES, **({"world_size": world} if world > 1 else {}))[:16]
+        the configuration, for ``world`` > 1 processes their number (each step averages
+        ``world`` batches; ``processes`` itself is a request, resolved into ``world``), and the
+        training store's content (``store``: :func:`..data.store.content_digest`; a store packed
+        again with another split must not resume a model that saw today's held-out drawings)."""
+        return self._digest(FINGERPRINT_IGNORES, **({"world_size": world} if world > 1 else {}),
+                            **({"store": store} if store else {}))[:16]
 
     def _digest(self, skip: tuple[str, ...], **changed: Any) -> str:
         """SHA-256 (hex) of the settings but ``skip``, with ``changed`` put in."""

@@ -56,7 +56,7 @@ import torch
 
 from .._files import folder_lock, save_npy_atomic, write_text_atomic
 from ..data import Drawings
-from ..data.store import Store
+from ..data.store import Store, content_digest
 from ..devices import announce, device_choices, world_size
 from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
@@ -66,7 +66,8 @@ from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, Grow
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
-from .loaders import Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, make_dls
+from .loaders import (Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, Source,
+                      make_dls)
 
 log = logging.getLogger("doodle.train")
 
@@ -274,7 +275,9 @@ def _other_configuration(folder: Path, cfg: TrainConfig, state: dict | str, fp: 
         diffs.append(f"trained in {was} process(es), now {now}: set processes={was}")
     if not diffs:
         diffs.append(f"fingerprint {state.get('fingerprint')} != {fp}"
-                     + ("; its config.json is missing" if old is None else ""))
+                     + ("; its config.json is missing" if old is None else
+                        ": the same settings, so its training store differs (packed again: other drawings, "
+                        "or another validation or blend split), or it was trained before runs recorded their store"))
     what = ", ".join(diffs)
     return (f"{folder}: run_label {folder.name!r} holds a run of another configuration ({what}); nothing was "
             f"changed. To keep both, give this run another run_label, or leave run_label empty to have one "
@@ -295,7 +298,7 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
     elif cfg.schedule == "grow_batch":
         trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
                                            max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
-    fp = cfg.fingerprint(world_size())
+    fp = cfg.fingerprint(world_size(), content_digest(base_dl(dls.train).source.store.manifest))
     cbs = [EpochSeed(), Snapshots(snapshots_dir(folder), cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
     if cfg.progressive_sizes:
         cbs.append(ProgressiveResize(cfg.progressive_sizes))
@@ -487,32 +490,38 @@ def predict_views(learn, dl: DoodleDL, tta: Sequence[str] = ()) -> torch.Tensor:
 
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,
                       folder: Path, tta: Sequence[str] = ()) -> dict[str, dict[str, Path]]:
-    """Class probabilities of each snapshot on the validation and test drawings (float16
-    .npy files; with ``tta``, averaged over test-time views: :func:`predict_views`) and a
-    manifest naming the classes, labels, test key_ids and the views."""
+    """Class probabilities of each snapshot on the validation, blend (when the store has that
+    split) and test drawings (float16 .npy files; with ``tta``, averaged over test-time views:
+    :func:`predict_views`) and a manifest naming the classes, labels, test key_ids and the views."""
     from fastai.torch_core import get_model
 
 
     folder.mkdir(parents=True, exist_ok=True)
     src = base_dl(valid_dl).source
     labels = src.labels
+    blend_dl = None
+    if isinstance(src, Source) and len(src.store.blend_idx):
+        blend_dl = base_dl(valid_dl).new(source=Source(src.store_dir, split="blend"))
     model = get_model(learn.model)
     out: dict[str, dict[str, Path]] = {}
     entries = []
     for snap in snaps:
         model.load_state_dict(torch.load(snap, map_location=learn.dls.device or "cpu", weights_only=True))
         paths, entry = {}, {"snapshot": snap.stem, "tta": list(tta)}
-        for split, dl in (("valid", valid_dl), ("test", test_dl)):
+        for split, dl in (("valid", valid_dl), ("blend", blend_dl), ("test", test_dl)):
             if dl is None:
                 continue
             probs = predict_views(learn, dl, tta).numpy()
             paths[split] = save_npy_atomic(folder / f"{snap.stem}_{split}.npy", probs.astype(np.float16))
-            if split == "valid":
-                entry["valid_map3"] = map_at_k(probs, labels)
+            if split in ("valid", "blend"):
+                entry[f"{split}_map3"] = map_at_k(probs, base_dl(dl).source.labels)
         out[snap.stem] = paths
         entries.append(entry)
     manifest = {"words": src.words, "valid_store": src.store_dir, "valid_idx": src.idx.tolist(),
                 "valid_labels": labels.tolist(), "snapshots": entries}
+    if blend_dl is not None:
+        bsrc = blend_dl.source
+        manifest |= {"blend_idx": bsrc.idx.tolist(), "blend_labels": bsrc.labels.tolist()}
     if test_dl is not None:
         tsrc = base_dl(test_dl).source
         manifest["test_store"] = tsrc.store_dir

@@ -138,7 +138,7 @@ class Source:
         self._store: Store | None = None
         st = self.store
         if idx is None:
-            idx = {"train": st.train_idx, "valid": st.valid_idx, None: np.arange(len(st))}[split]
+            idx = {"train": st.train_idx, "valid": st.valid_idx, "blend": st.blend_idx, None: np.arange(len(st))}[split]
         self.idx = np.asarray(idx, np.int64)
         self.labels = (st.labels(self.idx) if labels is None else np.asarray(labels)).astype(np.int64)
         self.words = st.words
