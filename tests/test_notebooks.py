@@ -129,6 +129,11 @@ def test_point_model_is_compared_and_ensembled(smoke_run):
     assert runs["points"]["drawings_s"] > 0 and runs["image"]["drawings_s"] > 0
     members = {r["model"].split("/")[0] for r in m["04_snapshot_ensemble"]["table"]}
     assert {m["03_train"]["run"], m["06_point_cnn"]["run"]} <= members
+    # the smoke profile packs a blend split: 04 chooses there and scores on validation
+    ens = m["04_snapshot_ensemble"]
+    assert ens["chosen_on"] == "blend split" and all(r["blend_map3"] is not None for r in ens["table"])
+    best = next(r for r in ens["table"] if r["model"].startswith("best single"))
+    assert best["valid_map3"] == pytest.approx(ens["best_single_valid_map3"])
     # run folders are named by the settings the smoke profile trains with
     assert m["03_train"]["run"].startswith("resnet18_palette32_")
     assert m["06_point_cnn"]["run"].startswith("points_resnet18_g16_p64_")
