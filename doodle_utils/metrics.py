@@ -37,6 +37,13 @@ def map_at_k(probs: np.ndarray, labels: np.ndarray, k: int = 3) -> float:
     return float(map_at_k_ranked(top_k(probs, k), labels))
 
 
+def ap_at_k(probs: np.ndarray, labels: np.ndarray, k: int = 3) -> np.ndarray:
+    """Each drawing's precision at its label's rank (1, 1/2, ... 1/k, or 0): MAP@k is their
+    mean, and their spread gives its standard error."""
+    hit = top_k(probs, k) == np.asarray(labels)[:, None]
+    return (hit / np.arange(1, k + 1)).sum(axis=1)
+
+
 def map_at_k_ranked(ranked: np.ndarray, labels: np.ndarray) -> float:
     """MAP@k of ranked predictions (N, k) — e.g. a submission's three words as indices."""
     hit = np.asarray(ranked) == np.asarray(labels)[:, None]

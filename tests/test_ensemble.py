@@ -137,3 +137,12 @@ def test_without_a_blend_split_validation_is_cross_fitted(tmp_path):
     best = table[table.model.str.startswith("best single")].iloc[0]
     assert best.valid_map3 == pytest.approx(expect) and best.chosen_on.startswith("validation, cross-fitted")
     assert best.blend_map3 is None or np.isnan(best.blend_map3)
+
+
+def test_per_drawing_precision_averages_to_map3():
+    from doodle_utils.metrics import ap_at_k
+
+    ap = ap_at_k(GOOD, LABELS)
+    assert ap.tolist() == [1.0, 1.0, 1.0, 0.5] and ap.mean() == pytest.approx(map_at_k(GOOD, LABELS))
+    assert ap_at_k(OTHER, np.array([1, 0, 1, 1])).tolist() == [1 / 3, 1 / 3, 1 / 3, 1 / 2]
+    assert ap_at_k(OTHER, np.array([1, 0, 1, 1]), k=2).tolist() == [0.0, 0.0, 0.0, 1 / 2]
