@@ -177,12 +177,16 @@ def test_the_file_works_alone_with_numpy_only(tmp_path):
 
 
 def test_each_drawing_is_brought_to_the_training_form_on_its_own(drawings):
-    """A drawing already in Google's simplified form is kept, even beside raw ones (simplifying
-    it again would rescale it): the suite decides per drawing, as the reference does."""
+    """A drawing already in Google's simplified form is kept, even beside raw ones given with
+    it (simplifying it again would rescale it): predictions decide per drawing, as the
+    reference does."""
+    from doodle_utils.training.loaders import DrawingsSource, as_source
+
     simple = [[[0, 100, 250], [0, 50, 40]], [[3, 3], [200, 240]]]
     untimed_raw = [[[0.5, 30.2, 60], [1, 80, 20]]]
-    mixed = as_kind(Drawings.from_google([simple, untimed_raw, simple]), "simplified")
-    alone = [as_kind(Drawings.from_google([d]), "simplified").to_json()[0] for d in (simple, untimed_raw, simple)]
+    like = DrawingsSource(Drawings.concat([]), ["a"], [], "simplified")
+    mixed = as_source([simple, untimed_raw, simple], like).drawings
+    alone = [as_source([d], like).drawings.to_json()[0] for d in (simple, untimed_raw, simple)]
     assert mixed.to_json() == alone and mixed.xy.dtype == np.uint8
     assert json.loads(alone[0]) == simple
     meta = _meta("simplified")

@@ -201,21 +201,9 @@ def _t_dtype(ranges: list[list[int]]) -> type:
     return np.uint16 if lo >= 0 and hi <= np.iinfo(np.uint16).max else np.int32
 
 
-def _simplified_already(d: Drawings) -> np.ndarray:
-    """Per drawing: whether it is in Google's simplified form already (integer points in
-    0..255, no times), which simplifying again would move."""
-    if d.raw or len(d) == 0:
-        return np.zeros(len(d), bool)
-    xy = d.xy
-    bad = ~((xy == np.round(xy)) & (xy >= 0) & (xy <= 255)).all(axis=1)
-    before = np.r_[0, np.cumsum(bad)]
-    pts = d.stroke_offsets[d.drawing_offsets]
-    return before[pts[1:]] == before[pts[:-1]]
-
-
 def as_kind(d: Drawings, kind: str, times_needed: bool = True) -> Drawings:
     """``d`` in the form a store of ``kind`` holds: simplified by Google's pipeline
-    (:mod:`.simplify`) for "simplified" (raw drawings, and any drawing not already integers in 0..255)
+    (:mod:`.simplify`) for "simplified" (raw drawings, and any not already integers in 0..255)
     and "timed" (keeping each point's time); "raw" as drawn. Packing does this to every chunk
     and a prediction to the user's drawings, so a model always sees its training data's form.
     ValueError when ``d`` lacks the times ``kind`` holds, unless ``times_needed`` is False (a
@@ -228,18 +216,8 @@ def as_kind(d: Drawings, kind: str, times_needed: bool = True) -> Drawings:
                              f"give strokes as [xs, ys, ts]")
         kind = "simplified"
     if kind == "simplified" and (d.raw or d.xy.dtype != np.uint8):
-        done = _simplified_already(d)  # each drawing on its own, so none depends on its batch
-        if done.all():
-            return Drawings(d.xy.astype(np.uint8), None, d.stroke_offsets, d.drawing_offsets)
-        todo = d.take(np.flatnonzero(~done)) if done.any() else d
-        xy, so, do = simplify_packed(todo.xy, todo.stroke_offsets, todo.drawing_offsets)
-        out = Drawings(xy, None, so, do)
-        if not done.any():
-            return out
-        kept = d.take(np.flatnonzero(done))
-        merged = Drawings.concat([Drawings(kept.xy.astype(np.uint8), None, kept.stroke_offsets,
-                                           kept.drawing_offsets), out])
-        return merged.take(np.argsort(np.r_[np.flatnonzero(done), np.flatnonzero(~done)], kind="stable"))
+        xy, so, do = simplify_packed(d.xy, d.stroke_offsets, d.drawing_offsets)
+        return Drawings(xy, None, so, do)
     if kind == "timed" and not d.in_frame:  # in the frame, as the store reads them back
         return Drawings(*simplify_packed_timed(d.xy, d.t, d.stroke_offsets, d.drawing_offsets), in_frame=True)
     return d

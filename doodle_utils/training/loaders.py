@@ -580,6 +580,12 @@ def as_source(items: Any, like: Source | DrawingsSource, times_needed: bool = Tr
                 raise ValueError("items come from more than one loader; predict each loader's separately")
             return items[0].source.subset([i.pos for i in items])
         d = Drawings.from_google(items)
+        if d.t is None and d.xy.dtype != np.uint8 and len(items) > 1:
+            # Google-simplified drawings beside others: each is brought to the model's form on
+            # its own (simplifying a simplified drawing again would rescale it)
+            parts = [Drawings.from_google([i]) for i in items]
+            if any(p.xy.dtype == np.uint8 for p in parts):
+                d = Drawings.concat([as_kind(p, like.kind, times_needed) for p in parts])
         rows = [i if isinstance(i, dict) else {} for i in items]
     words = {w: k for k, w in enumerate(like.words)}
     countries = {c: k for k, c in enumerate(like.countries)}
