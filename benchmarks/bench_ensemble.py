@@ -9,8 +9,11 @@ on the blend split (the best single snapshot, the greedy weights of each mean) a
 is scored on the validation split, which no choice saw. Uncertainty: the standard error of
 each row's MAP@3 over drawings, and of its paired difference to the best single model (the
 same drawings). The best single model is the baseline of the same run. Results go to
-``benchmarks/_work/results_ensemble.json``. Run: ``python -m benchmarks ensemble`` (about
-15 minutes on 2 cores), or ``python -m benchmarks.bench_ensemble --datasets synthetic``.
+``benchmarks/_work/results_ensemble.json``. Run: ``python -m benchmarks ensemble``, or
+``python -m benchmarks.bench_ensemble --datasets synthetic --cycle-len 1`` (7 minutes on the
+2-core VM beside another job). The real sample is slow on 2 cores: beside another job its
+image model took 2–4 minutes an epoch and its point model 6 (four epochs each); a GPU runs it
+in minutes.
 """
 from __future__ import annotations
 
