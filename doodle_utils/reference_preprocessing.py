@@ -35,8 +35,9 @@ files on the real sample; :func:`point_features` equals the loader's features (f
 the numba engine's pixels (the rare one-level differences come from float rounding). Those
 engines approximate OpenCV's anti-aliased lines, which the CPU training path draws: against
 OpenCV only pixels at line edges differ (mean absolute difference about 1-2 levels of 255 at
-64 px, falling as 1/size). The top-3 this client prints equals ``doodle predict`` on the same
-model and drawings for the drawings the tests use.
+64 px, falling as 1/size). Against ``doodle predict`` on the same exported model and
+drawings, this client's probabilities are the same numbers for the point model and within
+0.001 for an image model on the tests' drawings (so only near-ties can swap ranks).
 
 Why a second implementation: the suite's own preprocessing is vectorised over CSR-packed
 batches and compiled (numba, torch, Triton), which no client in JavaScript, Swift or Kotlin can
