@@ -64,13 +64,11 @@ def _rows(members, name: str) -> list[dict]:
     from doodle_utils.metrics import ap_at_k
     from doodle_utils.postprocess import ensemble
 
-    labels, blend_labels = members.labels, members.blend_labels
-    valid = [m.valid for m in members.members]
-    blend = [m.blend for m in members.members]
-    best = int(np.argmax([ap_at_k(p, blend_labels).mean() for p in blend]))
+    labels, valid = members.labels, [m.valid for m in members.members]
+    best, _ = ensemble.choose(members)  # on the blend split, as notebook 04
     rows = [("best single (" + members.members[best].name + ")", valid[best])]
     for mean in ("arith", "geom"):
-        w = ensemble.select_weights(blend, lambda p: float(ap_at_k(p, blend_labels).mean()), 20, mean)
+        _, w = ensemble.choose(members, mean)
         rows.append((f"weighted {'arithmetic' if mean == 'arith' else 'geometric'} mean "
                      f"({', '.join(f'{x:g}' for x in w)})", ensemble.combine(valid, w, mean)))
     base = ap_at_k(rows[0][1], labels)
@@ -81,7 +79,7 @@ def _rows(members, name: str) -> list[dict]:
         out.append({"dataset": name, "row": label, "valid_map3": float(ap.mean()),
                     "se": float(ap.std(ddof=1) / np.sqrt(len(ap))), "vs_best_single": float(diff.mean()),
                     "se_diff": float(diff.std(ddof=1) / np.sqrt(len(ap))), "valid_n": len(ap),
-                    "blend_n": len(blend_labels)})
+                    "blend_n": len(members.blend_labels)})
     return out
 
 

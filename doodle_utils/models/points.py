@@ -133,7 +133,7 @@ def _by_length(d: Drawings, xy: np.ndarray, time: np.ndarray, stroke: np.ndarray
     # its drawing's points at or before it
     j, s_draw, _ = _even(m, budget)  # all m (m <= budget): j = 0..m-1
     u = total[s_draw] * j / np.maximum(m[s_draw] - 1, 1)
-    p = np.minimum(_point_at(arc, first, last, s_draw, u), last[s_draw])
+    p = _point_at(arc, first, last, s_draw, u)
     nxt = np.minimum(p + 1, len(xy) - 1)
     w = np.where(same[p] & (seg[p] > 0), (u - arc[p]) / np.where(seg[p] > 0, seg[p], 1.0), 0.0).clip(0, 1)
     # a sample on a stroke's first or last point repeats one kept anyway

@@ -155,6 +155,15 @@ def _held_out(choose: Callable[[np.ndarray], np.ndarray], score: Callable[[np.nd
     return total / len(labels)
 
 
+def choose(m: Members, mean: str = "arith", rounds: int = 20) -> tuple[int, np.ndarray]:
+    """Notebook 04's choices on labelled drawings: the best single member and the greedy
+    MAP@3 weights, made on the blend split (on all of validation without one)."""
+    pick, labels = ([x.blend for x in m.members], m.blend_labels) if m.has_blend else \
+        ([x.valid for x in m.members], m.labels)
+    best = int(np.argmax([map_at_k(p, labels) for p in pick]))
+    return best, select_weights(pick, lambda p: map_at_k(p, labels), rounds, mean)
+
+
 def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataFrame", dict[str, np.ndarray]]:
     """Every member and ensemble scored on drawings its choice did not see.
 
@@ -177,10 +186,7 @@ def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataF
         rows.append({"model": x.name, "valid_map3": map_at_k(x.valid, m.labels),
                      "blend_map3": map_at_k(x.blend, m.blend_labels) if blend else None,
                      "test_proxy": proxy_score(x.test) if has_test else None, "chosen_on": ""})
-    # what is chosen, on which labelled drawings
-    pick, pick_labels = (blend, m.blend_labels) if blend else (valid, m.labels)
-    singles = [map_at_k(p, pick_labels) for p in pick]
-    by_map3 = select_weights(pick, lambda p: map_at_k(p, pick_labels), rounds, mean)
+    best, by_map3 = choose(m, mean, rounds)
     weights = {"equal": np.ones(len(valid)), CHOICES["map3"]: by_map3}
     if has_test:
         weights[CHOICES["proxy"]] = select_weights(tests, lambda p: -proxy_score(p), rounds, mean)
@@ -188,18 +194,16 @@ def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataF
     def valid_map3(p: np.ndarray, rows: np.ndarray) -> float:
         return map_at_k(p, m.labels[rows])
 
-    best = int(np.argmax(singles))
     if blend:  # chosen on the blend split: validation is untouched
-        best_valid = map_at_k(valid[best], m.labels)
+        best_valid = rows[best]["valid_map3"]
         map3_valid = map_at_k(combine(valid, by_map3, mean), m.labels)
     else:  # each validation fold scored with the choice made on the other
         best_valid = _held_out(lambda r: valid[int(np.argmax([map_at_k(p[r], m.labels[r]) for p in valid]))],
                                valid_map3, m.labels)
         map3_valid = _held_out(lambda r: combine(valid, select_weights(
             [p[r] for p in valid], lambda q: map_at_k(q, m.labels[r]), rounds, mean), mean), valid_map3, m.labels)
-    rows.append({"model": f"best single ({m.members[best].name})", "valid_map3": best_valid,
-                 "blend_map3": singles[best] if blend else None,
-                 "test_proxy": proxy_score(tests[best]) if has_test else None, "chosen_on": on})
+    rows.append({**rows[best], "model": f"best single ({m.members[best].name})", "valid_map3": best_valid,
+                 "chosen_on": on})
     for name, w in weights.items():  # equal weights and the proxy's saw no labels
         rows.append({"model": f"ensemble, {name}",
                      "valid_map3": map3_valid if name == CHOICES["map3"] else map_at_k(combine(valid, w, mean), m.labels),
