@@ -60,7 +60,8 @@ class Chain:
 
     Args:
         stems: the bundled notebooks' names, in run order.
-        users: the stems of notebooks that open the packed store (they declare ``pack``).
+        users: the stems of notebooks that open the packed store (they declare ``pack``, or
+            stack with its drawings' metadata).
         store_dir, out_dir: the profile's store and run folders (paths inside a kernel).
         input_root: where attached kernels' outputs appear.
     """
@@ -255,7 +256,8 @@ def bundle(out_dir: str | Path, profile: str | Path | None = None, *,
                          "(it becomes the owner in each kernel's id, user/slug)")
     blob = package_zip()
     # load_profile gives a notebook ``pack`` and ``out_dir`` exactly when it declares them
-    chain = Chain([nb.stem for nb in nbs], [s for s, p in per_nb.items() if "pack" in p],
+    # the store's users: notebooks that pack it, and a stacker reading its drawings' metadata
+    chain = Chain([nb.stem for nb in nbs], [s for s, p in per_nb.items() if "pack" in p or p.get("stack")],
                   str(prof.params.get("store_dir", f"{KAGGLE_WORKING}/store")), KAGGLE_WORKING,
                   cfg.get("kernel_input_root", KAGGLE_INPUT_ROOT))
     folders = []

@@ -117,11 +117,12 @@ def _chrome():
 class _Page:
     """What a person does in JupyterLab, in the browser: menus, cells, the status bar."""
 
-    def __init__(self, drv, base: str, token: str, shots: Path):
+    def __init__(self, drv, base: str, token: str, shots: Path, log: Path | None = None):
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.drv, self.base, self.token, self.shots, self.By, self.Wait = drv, base, token, shots, By, WebDriverWait
+        self.log = log  # the Lab server's log, quoted when a wait fails
 
     def css(self, selector: str, within=None):
         return (within or self.drv).find_elements(self.By.CSS_SELECTOR, selector)
@@ -133,7 +134,27 @@ class _Page:
         except Exception as e:  # selenium's TimeoutException, or a stale element mid-render
             shot = self.shots / f"{re.sub(r'[^a-z0-9]+', '_', what.lower())}.png"
             self.drv.save_screenshot(str(shot))
-            raise AssertionError(f"JupyterLab in Chromium: {what} (screenshot {shot})") from e
+            raise AssertionError(f"JupyterLab in Chromium: {what} (screenshot {shot})\n{self.diagnosis()}") from e
+
+    def diagnosis(self) -> str:
+        """What the page and the server show when a wait fails (the screenshot stays on the CI
+        machine): status bar, each code cell's prompt, dialogs, errors and stderr on the page, the
+        kernels' states, the server log's tail (a kernel that died says so there)."""
+        def safe(f):
+            try:
+                return f()
+            except Exception as e:  # a diagnosis must not hide the failure it explains
+                return f"<{type(e).__name__}: {e}>"
+        lines = [f"status bar: {safe(self.status)!r}",
+                 f"prompts: {safe(lambda: [self.prompt(c) for c in self.code_cells()])}",
+                 f"dialogs: {safe(lambda: [d.text for d in self.css('.jp-Dialog')])}"]
+        for mime in ("error", "stderr"):
+            sel = f'.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.{mime}"]'
+            lines.append(f"{mime} outputs: {safe(lambda: [o.text[-800:] for o in self.css(sel)])}")
+        lines.append(f"kernels: {safe(lambda: _get_json(f'{self.base}/api/kernels?token={self.token}'))}")
+        if self.log and self.log.exists():
+            lines.append("server log (tail):\n" + self.log.read_text(errors="replace")[-3000:])
+        return "\n".join(lines)
 
     def open(self, path: str) -> None:
         """Open the notebook at ``path`` (from Lab's root) and wait for its kernel to be idle."""
@@ -172,7 +193,8 @@ def browser():
 def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_run, tmp_path):
     """A fresh clone after `make setup` (git filter installed) and `make demo`: JupyterLab in
     Chromium. Opening notebook 01 and running its first cell, then saving, leaves nothing to commit
-    (the filter strips outputs, counts and the kernel's language_info Lab writes). Notebook 03, run with
+    (the filter strips outputs, counts and the kernel's language_info Lab writes); File ▸ Close and
+    Shut Down closes it. Notebook 03, run with
     Run ▸ Run All Cells, trains a real model and shows its MAP@3 — the number it recorded — with
     its figures drawn and no error or warning printed in any cell."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -201,7 +223,7 @@ def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_ru
     home.mkdir()
 
     with _lab(clone, home) as (base, token):
-        page = _Page(browser, base, token, tmp_path)
+        page = _Page(browser, base, token, tmp_path, home / "lab.log")
         page.open("notebooks/01_eda.ipynb")
         first = page.code_cells()[0]
         page.css(".jp-InputArea-editor", first)[0].click()
@@ -217,6 +239,10 @@ def test_a_newcomer_runs_a_notebook_in_jupyterlab_in_a_browser(browser, smoke_ru
         assert diff.returncode == 0 and diff.stdout == "", diff.stdout  # ...and git sees no change
         git("add", "-A")
         assert git("status", "--porcelain").stdout == ""  # nothing to commit
+        # done with 01: File ▸ Close and Shut Down Notebook, confirmed (its kernel's memory freed)
+        page.menu("File", "filemenu:close-and-cleanup")
+        page.until("the shut-down dialog", lambda: page.css(".jp-Dialog .jp-mod-accept"), 30)[0].click()
+        page.until("01's kernel shuts down", lambda: _get_json(f"{base}/api/kernels?token={token}") == [], 60)
 
         page.open("outputs/lab/03_train.ipynb")
         t0 = time.time()
@@ -260,7 +286,7 @@ def test_the_doodle_pad_guesses_a_stroke_drawn_in_the_browser(browser, smoke_run
     nbformat.write(nb, report)
     (tmp_path / "home").mkdir()
     with _lab(report.parent, tmp_path / "home") as (base, token):
-        page = _Page(browser, base, token, tmp_path)
+        page = _Page(browser, base, token, tmp_path, tmp_path / "home" / "lab.log")
         page.open("07_play.ipynb")
         page.menu("Run", "runmenu:run-all")
         guesses = lambda: (page.css(".doodle-pad-guesses") or [None])[0]  # noqa: E731

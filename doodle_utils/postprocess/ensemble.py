@@ -51,6 +51,9 @@ class Members:
     test_key_id: list[str] | None
     skipped: dict[str, str] = field(default_factory=dict)  # run folder -> why it was left out
     blend_labels: np.ndarray | None = None  # None: no blend split
+    valid_idx: np.ndarray | None = None  # the validation and blend drawings' rows in the training store
+    blend_idx: np.ndarray | None = None
+    stores: dict[str, str] = field(default_factory=dict)  # "valid_store", "test_store": where they were read
 
     @property
     def has_blend(self) -> bool:
@@ -91,7 +94,9 @@ def load_runs(run_dirs: list[str | Path], skip_mismatched: bool = False) -> Memb
     man = ref[1]
     blend_labels = np.asarray(man["blend_labels"]) if "blend_labels" in man else None
     return Members(members, np.asarray(man["valid_labels"]), man["words"], man.get("test_key_id"), skipped,
-                   blend_labels)
+                   blend_labels, np.asarray(man["valid_idx"]),
+                   np.asarray(man["blend_idx"]) if "blend_idx" in man else None,
+                   {k: man[k] for k in ("valid_store", "test_store") if man.get(k)})
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray | None = None, mean: str = "arith") -> np.ndarray:
@@ -215,19 +220,29 @@ def report(m: Members, mean: str = "arith", rounds: int = 20) -> tuple["pd.DataF
 
 def save(out_dir: str | Path, m: Members, weights: np.ndarray, mean: str) -> dict[str, Path]:
     """Write the ensemble's validation/blend/test probabilities and a manifest (for notebook 05)."""
+    probs = {split: None if any(getattr(x, split) is None for x in m.members) else
+             combine([getattr(x, split) for x in m.members], weights, mean) for split in ("valid", "blend", "test")}
+    return save_probs(out_dir, m, probs, {"mean": mean, "weights": [float(w) for w in weights]})
 
+
+def save_probs(out_dir: str | Path, m: Members, probs: dict[str, np.ndarray | None], about: dict) -> dict[str, Path]:
+    """Write probability tables per split (``valid``, ``blend``, ``test``; a split missing or
+    None leaves no file, nor one from an earlier ensemble) and the manifest notebook 05 reads:
+    classes, labels, test key_ids, members, and ``about`` (how they were combined)."""
     out = Path(out_dir)
     paths = {}
     for split in ("valid", "blend", "test"):
-        probs = [getattr(x, split) for x in m.members]
-        if any(p is None for p in probs):
-            (out / f"{split}.npy").unlink(missing_ok=True)  # none left from an earlier ensemble
+        if probs.get(split) is None:
+            (out / f"{split}.npy").unlink(missing_ok=True)
             continue
-        paths[split] = save_npy_atomic(out / f"{split}.npy", combine(probs, weights, mean).astype(np.float16))
+        paths[split] = save_npy_atomic(out / f"{split}.npy", probs[split].astype(np.float16))
+    for stale in ("stacker.txt", "stacker.json"):  # a stacker left by an earlier run describes other numbers
+        if "stacker" not in about:
+            (out / stale).unlink(missing_ok=True)
     write_text_atomic(out / "manifest.json", json.dumps({
-        "words": m.words, "valid_labels": m.labels.tolist(), "test_key_id": m.test_key_id, "mean": mean,
+        "words": m.words, "valid_labels": m.labels.tolist(), "test_key_id": m.test_key_id,
         "blend_labels": None if m.blend_labels is None else m.blend_labels.tolist(),
-        "members": [x.name for x in m.members], "weights": [float(w) for w in weights]}))
+        "members": [x.name for x in m.members], **about}))
     return paths
 
 

@@ -1,0 +1,326 @@
+"""Second-level stacking (the 1st and 21st places): LightGBM re-ranks each drawing's candidates.
+
+For every drawing the ensemble's top-``k`` classes are its candidates, one row each, labelled 1
+where the candidate is the drawing's class. A row's features: the candidate's class id
+(categorical), its rank in the ensemble and the ensemble's probability; per member (snapshot)
+its probability and its rank for the candidate; the drawing's country (categorical), stroke
+and point counts, and, where every store involved holds times, how long it took to draw (the
+1st place's strongest feature: its maximum raw timestamp).
+
+The stacker is trained on the blend split only. Its folds are drawn per drawing (stratified by
+class, :func:`.ensemble.folds`), so a drawing's candidates never straddle folds; the folds pick
+the number of boosting rounds (early stopping on held-out log-loss) and give a cross-fitted
+MAP@3 on the blend split; the model is then refit on the whole blend split with that number of
+rounds. Scored on the validation split, which neither the ensemble's weights nor the stacker
+saw. Its scores replace the candidates' probabilities; the other classes keep the ensemble's,
+scaled below the weakest candidate; rows sum to 1, so notebook 05 balances the result like any
+ensemble.
+
+Why LightGBM: the top teams' choice, in Kaggle's image, and fast on CPU tables of millions of
+rows (``python -m benchmarks stacking``); what is written here is only the candidate table.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._files import write_text_atomic
+from ..data.store import Store
+from ..metrics import map_at_k
+from .balance import proxy_score
+from .ensemble import Members, combine, save_probs
+from .ensemble import folds as drawing_folds
+
+META = ("country", "strokes", "points", "duration_ms")  # a drawing's metadata features
+CATEGORICAL = ("class", "country")
+DEFAULT_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+                  "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
+                  "max_cat_to_onehot": 4, "cat_smooth": 10.0, "verbose": -1}
+
+
+def drawing_meta(store: str | Path | Store, idx: np.ndarray | None = None, countries: list[str] | None = None,
+                 chunk: int = 200_000) -> pd.DataFrame:
+    """Per drawing of ``store`` (at ``idx``; all without): ``country`` (an index into
+    ``countries``, default the store's own vocabulary; -1 for a country not in it), ``strokes``,
+    ``points`` and, for a store with times, ``duration_ms`` (the drawing's last time)."""
+    st = store if isinstance(store, Store) else Store(store, verify="none")
+    idx = np.arange(len(st)) if idx is None else np.asarray(idx, np.int64)
+    po, so = np.asarray(st.point_off), np.asarray(st.stroke_off)
+    vocab = {c: i for i, c in enumerate(st.countries if countries is None else countries)}
+    remap = np.array([vocab.get(c, -1) for c in st.countries] or [-1], np.int32)
+    out = {"country": remap[np.asarray(st.country[idx]).astype(np.int64)] if st.countries else
+           np.full(len(idx), -1, np.int32),
+           "strokes": (so[idx + 1] - so[idx]).astype(np.int32), "points": (po[idx + 1] - po[idx]).astype(np.int32)}
+    if st.timed:
+        dur = np.zeros(len(idx), np.float32)
+        for a in range(0, len(idx), chunk):  # each drawing's largest time, a chunk of drawings at a time
+            d = st.drawings(idx[a:a + chunk])
+            if len(d.t):
+                dur[a:a + chunk] = np.maximum.reduceat(d.t, d.stroke_offsets[d.drawing_offsets[:-1]])
+        out["duration_ms"] = dur
+    return pd.DataFrame(out)
+
+
+def split_meta(store: str | Path, test_store: str | Path | None, valid_idx: np.ndarray,
+               blend_idx: np.ndarray, test_key_id: list[str] | None) -> dict[str, pd.DataFrame]:
+    """:func:`drawing_meta` of the validation, blend and test drawings the members predicted
+    (test rows checked against the predictions' key_ids); ``duration_ms`` only where every
+    store has times, countries in the training store's vocabulary."""
+    st = Store(store, verify="none")
+    out = {"valid": drawing_meta(st, valid_idx), "blend": drawing_meta(st, blend_idx)}
+    if test_key_id is not None and test_store is not None:
+        ts = Store(test_store, verify="none")
+        have = [str(k) for k in np.asarray(ts.key_id)]
+        if have != [str(k) for k in test_key_id]:
+            raise ValueError(f"{test_store}: its drawings are not the ones the members predicted for the test "
+                             f"split ({len(have)} key_ids vs {len(test_key_id)}, or another order)")
+        out["test"] = drawing_meta(ts, None, st.countries)
+    if any("duration_ms" not in m for m in out.values()):
+        out = {k: m.drop(columns="duration_ms", errors="ignore") for k, m in out.items()}
+    return out
+
+
+def members_meta(m: Members, store: str | Path | None = None, test_store: str | Path | None = None
+                 ) -> dict[str, pd.DataFrame] | None:
+    """:func:`split_meta` for the drawings ``m`` predicted, from ``store``/``test_store`` (default:
+    the stores the predictions were made from). None, with a printed note, where a store is
+    not here (e.g. training kernels attached on Kaggle): the stacker then reads the members'
+    probabilities only. A store holding other drawings than the predictions is an error."""
+    store = Path(store or m.stores.get("valid_store", ""))
+    test_store = Path(test_store or m.stores.get("test_store", "")) if m.test_key_id is not None else None
+    missing = [str(p) for p in (store, test_store) if p is not None and not (p / "manifest.json").exists()]
+    if missing or m.valid_idx is None or m.blend_idx is None:
+        print(f"note: no drawing metadata for the stacker ({', '.join(missing) or 'no split rows'} not found); "
+              "it reads the members' probabilities only")
+        return None
+    st = Store(store, verify="none")
+    for split, idx, labels in (("validation", m.valid_idx, m.labels), ("blend", m.blend_idx, m.blend_labels)):
+        if idx.max(initial=-1) >= len(st) or not np.array_equal(st.labels(idx), labels):
+            raise ValueError(f"{store}: its {split} rows are not the drawings the members predicted "
+                             "(packed again since?); pass the store they were trained on")
+    return split_meta(store, test_store, m.valid_idx, m.blend_idx, m.test_key_id)
+
+
+def _ranks(p: np.ndarray, cand: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Rank (0 = top) of each candidate class in each row of ``p``: classes with a larger
+    probability, counted (ties share the better rank)."""
+    out = np.empty(cand.shape, np.int16)
+    for a in range(0, len(p), chunk):
+        pc = np.take_along_axis(p[a:a + chunk], cand[a:a + chunk], axis=1)
+        out[a:a + chunk] = (p[a:a + chunk, :, None] > pc[:, None, :]).sum(axis=1)
+    return out
+
+
+def candidates(ens: np.ndarray, k: int) -> np.ndarray:
+    """The ensemble's top-``k`` classes per drawing, best first (ties: lower class id)."""
+    k = min(k, ens.shape[1])
+    part = np.argpartition(-ens, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(ens, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int32)
+
+
+def feature_names(n_members: int, meta: pd.DataFrame | None) -> list[str]:
+    members = [f"m{j}_{what}" for j in range(n_members) for what in ("prob", "rank")]
+    return ["class", "ens_rank", "ens_prob", *members, *([] if meta is None else list(meta.columns))]
+
+
+def candidate_table(probs: list[np.ndarray], ens: np.ndarray, k: int,
+                    meta: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, candidates): one row per (drawing, candidate) in drawing order, ``k`` rows a
+    drawing, columns as :func:`feature_names`; ``candidates`` (drawings, k) class ids."""
+    cand = candidates(ens, k)
+    n, k = cand.shape
+    cols = [cand, np.broadcast_to(np.arange(k), (n, k)), np.take_along_axis(ens, cand, axis=1)]
+    for p in probs:
+        if p.shape != ens.shape:
+            raise ValueError(f"member probabilities of shape {p.shape}, the ensemble's are {ens.shape}")
+        cols += [np.take_along_axis(p, cand, axis=1), _ranks(p, cand)]
+    if meta is not None:
+        if len(meta) != n:
+            raise ValueError(f"metadata for {len(meta)} drawings, probabilities for {n}")
+        cols += [np.broadcast_to(meta[c].to_numpy(np.float32)[:, None], (n, k)) for c in meta.columns]
+    x = np.empty((n * k, len(cols)), np.float32)
+    for j, c in enumerate(cols):
+        x[:, j] = np.asarray(c, np.float32).reshape(-1)
+    if meta is not None and "country" in meta:
+        j = len(cols) - len(meta.columns) + list(meta.columns).index("country")
+        x[x[:, j] < 0, j] = np.nan  # a country outside the vocabulary: missing
+    return x, cand
+
+
+def rescore(ens: np.ndarray, cand: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """A probability table: the candidates' stacker scores, the other classes the ensemble's
+    probabilities scaled to at most the weakest candidate; rows sum to 1."""
+    n, k = cand.shape
+    s = np.maximum(scores.reshape(n, k).astype(np.float64), 1e-9)
+    out = ens.astype(np.float64).copy()
+    np.put_along_axis(out, cand, 0.0, axis=1)
+    top_rest = out.max(axis=1)
+    scale = np.minimum(1.0, s.min(axis=1) / np.maximum(top_rest, 1e-12))
+    out *= scale[:, None] * 0.999
+    np.put_along_axis(out, cand, s, axis=1)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class Stacker:
+    """A trained second level: its booster, the candidate count and what it was trained on."""
+
+    booster: "lightgbm.Booster"  # noqa: F821
+    k: int
+    features: list[str]
+    rounds: int
+    cv_map3: float  # MAP@3 on the blend split, each fold scored by the model fitted on the others
+    cv_folds: int
+    info: dict = field(default_factory=dict)
+
+    def predict(self, probs: list[np.ndarray], ens: np.ndarray, meta: pd.DataFrame | None = None) -> np.ndarray:
+        """The re-ranked probability table (drawings, classes) of these drawings."""
+        if feature_names(len(probs), meta) != self.features:
+            raise ValueError(f"the stacker was trained on features {self.features}, "
+                             f"given {feature_names(len(probs), meta)}")
+        x, cand = candidate_table(probs, ens, self.k, meta)
+        return rescore(ens, cand, self.booster.predict(x, num_threads=_threads()))
+
+    def save(self, folder: str | Path) -> Path:
+        """``stacker.txt`` (LightGBM's own model format) and ``stacker.json`` in ``folder``."""
+        folder = Path(folder)
+        write_text_atomic(folder / "stacker.txt", self.booster.model_to_string())
+        write_text_atomic(folder / "stacker.json", json.dumps(
+            {"k": self.k, "features": self.features, "rounds": self.rounds, "cv_map3": self.cv_map3,
+             "cv_folds": self.cv_folds, "info": self.info}, indent=1))
+        return folder / "stacker.txt"
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Stacker":
+        import lightgbm
+
+        folder = Path(folder)
+        d = json.loads((folder / "stacker.json").read_text())
+        return cls(lightgbm.Booster(model_str=(folder / "stacker.txt").read_text()), d["k"], d["features"],
+                   d["rounds"], d["cv_map3"], d["cv_folds"], d.get("info", {}))
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def row_folds(labels: np.ndarray, k: int, n_folds: int, seed: int = 0) -> np.ndarray:
+    """The fold of each candidate row: drawings dealt to folds stratified by class
+    (:func:`.ensemble.folds`), a drawing's ``k`` rows all in its fold."""
+    return np.repeat(drawing_folds(np.asarray(labels), n_folds, seed), k)
+
+
+def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.DataFrame | None = None,
+        k: int = 10, n_folds: int = 4, max_rounds: int = 1000, params: dict | None = None,
+        seed: int = 0) -> Stacker:
+    """Train the stacker on labelled drawings (the blend split): grouped, class-stratified
+    folds choose the rounds by early stopping and give the cross-fitted MAP@3; then one model
+    on all of them."""
+    import lightgbm
+
+    labels = np.asarray(labels)
+    if len(labels) != len(ens):
+        raise ValueError(f"{len(labels)} labels for {len(ens)} drawings")
+    x, cand = candidate_table(probs, ens, k, meta)
+    k = cand.shape[1]
+    y = (cand == labels[:, None]).reshape(-1).astype(np.float32)
+    names = feature_names(len(probs), meta)
+    cats = [c for c in CATEGORICAL if c in names]
+    prm = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": _threads()}
+    fold_of = row_folds(labels, k, n_folds, seed)
+    splits = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(n_folds)]
+    data = lightgbm.Dataset(x, y, feature_name=names, categorical_feature=cats, free_raw_data=False)
+    cv = lightgbm.cv({**prm, "metric": "binary_logloss"}, data, num_boost_round=max_rounds, folds=splits,
+                     callbacks=[lightgbm.early_stopping(30, verbose=False)], return_cvbooster=True)
+    rounds = len(cv["valid binary_logloss-mean"])
+    oof = np.empty(len(y), np.float64)
+    for booster, (_, rows) in zip(cv["cvbooster"].boosters, splits):
+        oof[rows] = booster.predict(x[rows], num_iteration=rounds)
+    cv_map3 = map_at_k(rescore(ens, cand, oof), labels)
+    booster = lightgbm.train(prm, data, num_boost_round=rounds)
+    return Stacker(booster, k, names, rounds, float(cv_map3), n_folds,
+                   {"drawings": int(len(labels)), "rows": int(len(y)), "candidate_recall": float(y.sum() / len(labels)),
+                    "lightgbm": lightgbm.__version__})
+
+
+@dataclass
+class Stacked:
+    """A stacker and its re-ranked probabilities of the validation and test drawings."""
+
+    stacker: Stacker
+    valid: np.ndarray
+    test: np.ndarray | None
+
+
+def stack(m: Members, weights: np.ndarray, mean: str = "arith", k: int = 10,
+          meta: dict[str, pd.DataFrame] | None = None, n_folds: int = 4, params: dict | None = None,
+          seed: int = 0) -> Stacked:
+    """Notebook 04's second level: candidates from the members' weighted ``mean`` (the weights
+    chosen on the blend split), the stacker trained on the blend split, applied to the
+    validation and test drawings. ``meta``: :func:`split_meta`'s tables (None: no drawing
+    metadata among the features)."""
+    if not m.has_blend:
+        raise ValueError("the stacker trains on the blend split, and these predictions have none: pack with "
+                         "data.pack.blend_frac > 0 (or set stack: false)")
+    meta = meta or {}
+    ens = {split: combine([getattr(x, split) for x in m.members], weights, mean) for split in ("valid", "blend")}
+    stacker = fit([x.blend for x in m.members], ens["blend"], m.blend_labels, meta.get("blend"), k, n_folds,
+                  params=params, seed=seed)
+    stacker.info["members"] = [x.name for x in m.members]  # m<j>_... in the features is member j
+    valid = stacker.predict([x.valid for x in m.members], ens["valid"], meta.get("valid"))
+    tests = [x.test for x in m.members]
+    test = None
+    if all(t is not None for t in tests):
+        test = stacker.predict(tests, combine(tests, weights, mean), meta.get("test"))
+    return Stacked(stacker, valid, test)
+
+
+def table_row(s: Stacked, m: Members) -> dict:
+    """The stacker's row for notebook 04's table: validation MAP@3 (the stacker saw none of
+    it), its cross-fitted MAP@3 on the blend split, and the test proxy."""
+    st = s.stacker
+    return {"model": f"stacker (LightGBM, top-{st.k}, {st.rounds} rounds)", "valid_map3": map_at_k(s.valid, m.labels),
+            "blend_map3": st.cv_map3, "test_proxy": None if s.test is None else proxy_score(s.test),
+            "chosen_on": f"blend split ({st.cv_folds} folds grouped by drawing)"}
+
+
+def save(out_dir: str | Path, m: Members, s: Stacked, weights: np.ndarray, mean: str) -> dict[str, Path]:
+    """Write the stacked probabilities like an ensemble (notebook 05 reads them alike) and the
+    stacker beside them."""
+    paths = save_probs(out_dir, m, {"valid": s.valid, "test": s.test}, {
+        "mean": mean, "weights": [float(w) for w in weights],
+        "stacker": {"k": s.stacker.k, "rounds": s.stacker.rounds, "cv_map3": s.stacker.cv_map3,
+                    "features": s.stacker.features}})
+    paths["stacker"] = s.stacker.save(out_dir)
+    return paths
+
+
+def plot_importance(stacker: Stacker, top: int = 15):
+    """The stacker's features by total gain (what its splits gained), largest first."""
+    from matplotlib.figure import Figure
+
+    gain = stacker.booster.feature_importance("gain")
+    order = np.argsort(gain)[::-1][:top][::-1]
+    members = stacker.info.get("members", [])
+
+    def label(name: str) -> str:  # m<j>_prob -> the member's name
+        head, _, what = name.partition("_")
+        j = int(head[1:]) if head[:1] == "m" and head[1:].isdigit() else -1
+        return f"{members[j]} {what}" if 0 <= j < len(members) else name
+
+    fig = Figure(figsize=(7.5, 0.3 * len(order) + 1.2), constrained_layout=True)
+    ax = fig.subplots()
+    ax.barh([label(stacker.features[i]) for i in order], gain[order] / max(gain.sum(), 1e-12))
+    ax.set(xlabel="share of the total gain", title=f"what the stacker uses (top-{stacker.k} candidates)")
+    return fig
+
+
+def add_row(table: pd.DataFrame, s: Stacked | None, m: Members) -> pd.DataFrame:
+    """Notebook 04's table with the stacker's row last (unchanged without a stacker)."""
+    return table if s is None else pd.concat([table, pd.DataFrame([table_row(s, m)])], ignore_index=True)
