@@ -1,14 +1,15 @@
 """``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all) and print tables."""
 import sys
 
-from . import (bench_balance, bench_ensemble, bench_pack, bench_points, bench_real, bench_render, bench_serve,
-               bench_simplify, bench_stacking, bench_synth, bench_timed, bench_train, bench_tta)
+from . import (bench_balance, bench_ensemble, bench_pack, bench_points, bench_real, bench_recognized, bench_render,
+               bench_serve, bench_simplify, bench_stacking, bench_synth, bench_timed, bench_train, bench_tta)
 
 BENCHMARKS = {"pack": bench_pack.run, "render": bench_render.run, "simplify": bench_simplify.run,
               "synth": bench_synth.run, "train": bench_train.run,
               "real": bench_real.run, "balance": bench_balance.run, "points": bench_points.run,
               "timed": bench_timed.run, "tta": bench_tta.run, "serve": bench_serve.run,
-              "ensemble": bench_ensemble.run, "stacking": bench_stacking.run}
+              "ensemble": bench_ensemble.run, "stacking": bench_stacking.run,
+              "recognized": bench_recognized.run}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

@@ -1,12 +1,15 @@
 """Ensembles scored apart from where they are chosen: best single model, weighted arithmetic
-and geometric means, on the real sample and the synthetic competition.
+and geometric means and the LightGBM stacker, on the real sample and the synthetic competition.
 
-Each data set is packed with a stratified validation split (20%) and a stratified blend split
-(15%, disjoint); two models train on the rest with SGDR (two cycles, so two snapshots each):
+Each data set is packed as a timed store (Google's simplified points with their times, from the
+raw files) with a stratified validation split (20%) and a stratified blend split (15%,
+disjoint); two models train on the rest with SGDR (two cycles, so two snapshots each):
 resnet18 on ``mono`` at ``--size`` px (the real-data benchmark's best variant at 32 px) and
 the point model (``--points`` points on a ``--grid``² grid). Notebook 04's choices are made
 on the blend split (the best single snapshot, the greedy weights of each mean) and every row
-is scored on the validation split, which no choice saw. Uncertainty: the standard error of
+is scored on the validation split, which no choice saw. The stacker (notebook 04's ``stack``:
+top-10 candidates of the arithmetic mean, the drawings' metadata from the store) trains on the
+blend split and is scored on validation too. Uncertainty: the standard error of
 each row's MAP@3 over drawings, and of its paired difference to the best single model (the
 same drawings). The best single model is the baseline of the same run. Results go to
 ``benchmarks/_work/results_ensemble.json``. Run: ``python -m benchmarks ensemble``, or
@@ -32,7 +35,7 @@ AUG = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05}
 
 
 def _store(name: str) -> Path:
-    from doodle_utils.data.store import current_manifest, pack
+    from doodle_utils.data.store import current_manifest, find_sources, pack
 
     if name == "real":
         if not SAMPLE.is_dir():
@@ -44,10 +47,10 @@ def _store(name: str) -> Path:
         data = WORK / "synth"
         if not (data / "test_simplified.csv").exists():
             synth.make_competition(data, classes=len(synth.CLASSES), per_class=200, test_per_class=1, seed=0)
-        sources = sorted((data / "train_simplified").glob("*.csv"))
-    target = WORK / f"store_{name}"
-    if current_manifest(target, sources, "simplified", 0.2, 0, blend_frac=0.15) is None:
-        pack(sources, target, workers=1, valid_frac=0.2, blend_frac=0.15, seed=0, kind="simplified", progress=None)
+        sources = find_sources(data, raw=True)[0]  # train_raw/: with times
+    target = WORK / f"store_{name}_timed"
+    if current_manifest(target, sources, "timed", 0.2, 0, blend_frac=0.15) is None:
+        pack(sources, target, workers=1, valid_frac=0.2, blend_frac=0.15, seed=0, kind="timed", progress=None)
     return target
 
 
@@ -62,15 +65,18 @@ def _train(store: Path, out: Path, a, **model) -> Path:
 
 def _rows(members, name: str) -> list[dict]:
     from doodle_utils.metrics import ap_at_k
-    from doodle_utils.postprocess import ensemble
+    from doodle_utils.postprocess import ensemble, stacking
 
     labels, valid = members.labels, [m.valid for m in members.members]
     best, _ = ensemble.choose(members)  # on the blend split, as notebook 04
     rows = [("best single (" + members.members[best].name + ")", valid[best])]
+    weights = {}
     for mean in ("arith", "geom"):
-        _, w = ensemble.choose(members, mean)
+        weights[mean] = w = ensemble.choose(members, mean)[1]
         rows.append((f"weighted {'arithmetic' if mean == 'arith' else 'geometric'} mean "
                      f"({', '.join(f'{x:g}' for x in w)})", ensemble.combine(valid, w, mean)))
+    stacked = stacking.stack(members, weights["arith"], "arith", 10, stacking.members_meta(members))
+    rows.append((f"stacker (LightGBM, top-10, {stacked.stacker.rounds} rounds)", stacked.valid))
     base = ap_at_k(rows[0][1], labels)
     out = []
     for label, probs in rows:

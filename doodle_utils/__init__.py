@@ -10,7 +10,7 @@ Layers, each importing only the ones before it (``tests/test_layers.py`` holds t
 * ``render`` — render variants and their engines (OpenCV, numba, torch, Triton);
 * ``models`` — the image model on a timm trunk and the point model;
 * ``training`` — the configuration, loaders, callbacks, the fastai run and a finished run loaded;
-* ``postprocess`` — ensembles and balancing;
+* ``postprocess`` — ensembles, the stacker and balancing;
 * on top: ``eda``, ``results``, ``prediction`` (a trained model used; ONNX), ``pipeline``,
   ``kaggle``, ``kaggle_emulator``, ``cli``.
 

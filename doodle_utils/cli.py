@@ -1,7 +1,7 @@
 """The ``doodle`` command (also ``python -m doodle_utils``): every non-notebook step.
 
 Subcommands: ``init``, ``synth``, ``simplify``, ``simplify-check``, ``pack``, ``verify``, ``run``,
-``train``, ``balance``, ``submit``, ``check-submission``, ``predict``, ``export``, ``figures``, ``kaggle-bundle``,
+``train``, ``balance``, ``submit``, ``check-submission``, ``predict``, ``export``, ``relabel``, ``figures``, ``kaggle-bundle``,
 ``kaggle-emulate``.
 Heavy modules are imported inside each subcommand so ``doodle --help`` stays instant
 (measured: 0.9 s, against ~8 s to import training's torch and fastai, ~1 s the store's numba
@@ -299,6 +299,24 @@ def _export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _relabel(a: argparse.Namespace) -> int:
+    from .training.relabel import relabel
+
+    if not 0 < a.threshold < 1:
+        print(f"error: --threshold {a.threshold}: a probability between 0 and 1 (the 11th place used 0.9)",
+              file=sys.stderr)
+        return 2
+    try:
+        done = relabel(a.run, a.threshold, a.snapshot, a.out, a.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"relabelled {done['changed']} of {done['unrecognized']} unrecognized training drawings "
+          f"(of {done['training_drawings']}; {done['snapshot']} snapshot, p > {done['threshold']:g}) -> {done['file']}")
+    print(f"train on it: --set unrecognized=relabel --set labels_file={done['file']}")
+    return 0
+
+
 def _figures(a: argparse.Namespace) -> int:
     from .results import copy_readme_figures
 
@@ -551,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "metadata) or model.pkl (fastai's pickle: share it only with people who trust you)")
     s.add_argument("--snapshot", help="which snapshot, e.g. snap_00 (default: the last)")
     s.set_defaults(fn=_export)
+
+    s = _command(sub, "relabel", help="relabel a run's unrecognized training drawings where its model confidently "
+                 "disagrees (a label column beside the store; train on it with unrecognized=relabel)")
+    s.add_argument("run", type=Path, help="a training run folder (<out_dir>/train/<run_label>)")
+    s.add_argument("--threshold", type=float, default=0.9, help="relabel where the model's top guess differs "
+                   "from the label with at least this probability (the 11th place: 0.9)")
+    s.add_argument("--snapshot", help="which snapshot predicts, e.g. snap_00 (default: the last)")
+    s.add_argument("--out", type=Path, help="the label column to write (default: <store>_labels/<run>_<snapshot>_p<threshold>.npy)")
+    s.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    s.set_defaults(fn=_relabel)
 
     s = _command(sub, "figures", help="copy a run's figures over the ones the README shows (make figures)")
     s.add_argument("run_dir", type=Path, help="a finished run, e.g. outputs/smoke")

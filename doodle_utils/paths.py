@@ -57,6 +57,13 @@ def store_path(store_dir: str | Path, name: str) -> Path:
     return Path(store_dir) / name
 
 
+def label_column(store: str | Path, name: str) -> Path:
+    """A label column for the store at ``store``, written beside it (the store itself is never
+    edited): ``<store>_labels/<name>.npy``, with ``<name>.json`` saying how it was made."""
+    store = Path(store)
+    return store.parent / f"{store.name}_labels" / f"{name}.npy"
+
+
 def runs_dir(out_dir: str | Path) -> Path:
     """The folder holding a run folder's training runs, one sub-folder per ``run_label``."""
     return Path(out_dir) / RUNS

@@ -45,6 +45,9 @@ def test_means_and_selection():
         ensemble.combine([GOOD, OTHER], [1, -1])
     w = ensemble.select_weights([GOOD, OTHER], lambda p: map_at_k(p, LABELS))
     assert map_at_k(ensemble.combine([GOOD, OTHER], w), LABELS) >= max(map_at_k(GOOD, LABELS), map_at_k(OTHER, LABELS))
+    for mean in ("arith", "geom"):  # a chunk of rows at a time: the same numbers
+        assert np.array_equal(ensemble.combine([GOOD, OTHER], [2, 1], mean, chunk=3),
+                              ensemble.combine([GOOD, OTHER], [2, 1], mean))
 
 
 def test_runs_are_found_in_the_run_folder_and_in_more_folders(tmp_path):

@@ -6,6 +6,7 @@ kernel's working folder, scored here on the hidden answers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ def chain(tmp_path_factory):
     prof = yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())
     for name, small in SMALL.items():
         prof["notebooks"][name].update(small)
-    prof["data"]["pack"].update(workers=2, valid_frac=0.1)
+    prof["data"]["pack"].update(workers=2, valid_frac=0.1, blend_frac=0.25)  # enough blend drawings to stack
     (root / "kaggle.yaml").write_text(yaml.safe_dump(prof))
     kaggle.bundle(root / "bundle", root / "kaggle.yaml", user="tester")
     runs = run_chain(root / "bundle", comp, root / "sandbox", timeout=900)
@@ -82,6 +83,18 @@ def test_timing_models_get_real_times_from_kaggles_raw_files(chain):
     assert "time3" in rendering["variants"]
     eda = json.loads((chain["runs"]["01_eda"].working / "metrics" / "01_eda.json").read_text())
     assert eda.get("median_duration_s", 0) > 0
+
+
+def test_the_stacker_reads_the_drawings_metadata_from_the_packing_kernel(chain):
+    """04 stacks (the profile's stack: true) with the drawings' country, counts and times, which
+    it reads from the store the packing kernel saved (attached), and 05 submits its output."""
+    ens = chain["runs"]["04_snapshot_ensemble"]
+    meta = json.loads((chain["root"] / "bundle" / ens.name / "kernel-metadata.json").read_text())
+    assert f"tester/{kaggle.kernel_slug(Path('01_eda'))}" in meta["kernel_sources"]  # the packing kernel
+    metrics = json.loads((ens.working / "metrics" / "04_snapshot_ensemble.json").read_text())
+    assert metrics["submitted"] == "stacker" and metrics["stacker_valid_map3"] > 0
+    features = json.loads((ens.working / "ensemble" / "manifest.json").read_text())["stacker"]["features"]
+    assert {"country", "strokes", "points", "duration_ms"} <= set(features)
 
 
 def test_every_kernel_saves_within_kaggles_limit(chain):

@@ -150,7 +150,7 @@ class _Page:
                  f"dialogs: {safe(lambda: [d.text for d in self.css('.jp-Dialog')])}"]
         for mime in ("error", "stderr"):
             sel = f'.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.{mime}"]'
-            lines.append(f"{mime} outputs: {safe(lambda: [o.text[-800:] for o in self.css(sel)])}")
+            lines.append(f"{mime} outputs: {safe(lambda sel=sel: [o.text[-800:] for o in self.css(sel)])}")
         lines.append(f"kernels: {safe(lambda: _get_json(f'{self.base}/api/kernels?token={self.token}'))}")
         if self.log and self.log.exists():
             lines.append("server log (tail):\n" + self.log.read_text(errors="replace")[-3000:])

@@ -88,6 +88,8 @@ def test_the_stacker_learns_what_only_the_metadata_shows_and_scores_on_unseen_dr
     others = out.copy()
     np.put_along_axis(others, cand, -1, axis=1)
     assert (others.max(axis=1) < np.take_along_axis(out, cand, axis=1).min(axis=1)).all()  # candidates first
+    assert np.array_equal(stacking.rescore(ens_v, cand, st.booster.predict(stacking.candidate_table(pv, ens_v, 5, mv)[0]),
+                                           chunk=7), out)  # a chunk of rows at a time: the same table
     st.save(tmp_path)
     again = stacking.Stacker.load(tmp_path)
     assert np.array_equal(again.predict(pv, ens_v, mv), out) and again.rounds == st.rounds

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .. import options
-from .._files import folder_lock, sha256_file, write_text_atomic
+from .._files import folder_lock, save_npy_atomic, sha256_file, write_text_atomic
 from ..paths import store_path
 from . import _parse
 from .drawings import Chunk, DataError, Drawings, SkipReport, has_times, iter_file
@@ -687,6 +687,42 @@ def content_digest(manifest: dict) -> str:
     same files with the same settings keeps it, another split changes it."""
     body = {"kind": manifest["kind"], "arrays": {k: v["sha256"] for k, v in sorted(manifest["arrays"].items())}}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_label_column(path: str | os.PathLike, labels: np.ndarray, store: "Store", about: dict) -> Path:
+    """Write a label per drawing of ``store`` (an index into its words) to ``path`` and, beside
+    it, ``.json`` naming the store by its content and ``about`` (how the labels were made), both
+    atomically. Training reads it with :func:`read_label_column`; the store is not touched."""
+    labels = np.asarray(labels)
+    if labels.shape != (len(store),) or labels.min(initial=0) < -1 or labels.max(initial=0) >= len(store.words):
+        raise ValueError(f"a label column for {store.path} holds one class index per drawing ({len(store)})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_npy_atomic(path, labels.astype(np.int32))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(
+        {"store": str(store.path), "store_content": content_digest(store.manifest), "drawings": len(store),
+         **about}, indent=1))
+    return path
+
+
+def read_label_column(path: str | os.PathLike, store: "Store") -> np.ndarray:
+    """The labels :func:`write_label_column` wrote for ``store``; an error names the file when it
+    is missing, damaged or made for other drawings (the store packed again since)."""
+    path = Path(path)
+    about_path = path.with_suffix(".json")
+    if not path.is_file() or not about_path.is_file():
+        raise FileNotFoundError(f"{path}: no label column there (with its .json); make one with `doodle relabel RUN`")
+    try:
+        about = json.loads(about_path.read_text())
+        labels = np.load(path)
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable label column ({e})") from None
+    if about.get("store_content") != content_digest(store.manifest):
+        raise StoreError(f"{path}: made for other drawings than {store.path} holds now (packed again since?); "
+                         "run `doodle relabel` again")
+    if labels.shape != (len(store),) or labels.min(initial=0) < -1 or labels.max(initial=0) >= len(store.words):
+        raise StoreError(f"{path}: not one class index per drawing of {store.path}")
+    return labels.astype(np.int64)
 
 
 def manifest_checksum(manifest: dict) -> str:

@@ -99,19 +99,26 @@ def load_runs(run_dirs: list[str | Path], skip_mismatched: bool = False) -> Memb
                    {k: man[k] for k in ("valid_store", "test_store") if man.get(k)})
 
 
-def combine(probs: list[np.ndarray], weights: np.ndarray | None = None, mean: str = "arith") -> np.ndarray:
-    """Weighted arithmetic or geometric mean of class probabilities (rows sum to 1)."""
+def combine(probs: list[np.ndarray], weights: np.ndarray | None = None, mean: str = "arith",
+            chunk: int = 16384) -> np.ndarray:
+    """Weighted arithmetic or geometric mean of class probabilities (rows sum to 1), in float64
+    a ``chunk`` of rows at a time (a 1M-drawing blend split needs no float64 copy of it all)."""
     w = np.ones(len(probs)) if weights is None else np.asarray(weights, np.float64)
     if len(w) != len(probs) or (w < 0).any() or w.sum() <= 0:
         raise ValueError("weights must be non-negative, one per member, not all zero")
-    w = w / w.sum()
-    if mean == "arith":
-        out = sum(wi * p.astype(np.float64) for wi, p in zip(w, probs) if wi > 0)
-    elif mean == "geom":
-        out = np.exp(sum(wi * np.log(np.maximum(p.astype(np.float64), 1e-12)) for wi, p in zip(w, probs) if wi > 0))
-    else:
+    if mean not in ("arith", "geom"):
         raise ValueError(f"mean must be 'arith' or 'geom', got {mean!r}")
-    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+    w = w / w.sum()
+    used = [(wi, p) for wi, p in zip(w, probs) if wi > 0]
+    out = np.empty(used[0][1].shape, np.float32)
+    for a in range(0, len(out), chunk):
+        rows = slice(a, a + chunk)
+        if mean == "arith":
+            acc = sum(wi * p[rows].astype(np.float64) for wi, p in used)
+        else:
+            acc = np.exp(sum(wi * np.log(np.maximum(p[rows].astype(np.float64), 1e-12)) for wi, p in used))
+        out[rows] = acc / acc.sum(axis=1, keepdims=True)
+    return out
 
 
 def select_weights(probs: list[np.ndarray], score: Callable[[np.ndarray], float], rounds: int = 20,

@@ -38,6 +38,7 @@ from .ensemble import folds as drawing_folds
 
 META = ("country", "strokes", "points", "duration_ms")  # a drawing's metadata features
 CATEGORICAL = ("class", "country")
+MIN_PER_FOLD = 20  # blend drawings per fold the stacker needs at least
 DEFAULT_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
                   "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
                   "max_cat_to_onehot": 4, "cat_smooth": 10.0, "verbose": -1}
@@ -116,12 +117,17 @@ def _ranks(p: np.ndarray, cand: np.ndarray, chunk: int = 8192) -> np.ndarray:
     return out
 
 
-def candidates(ens: np.ndarray, k: int) -> np.ndarray:
-    """The ensemble's top-``k`` classes per drawing, best first (ties: lower class id)."""
+def candidates(ens: np.ndarray, k: int, chunk: int = 16384) -> np.ndarray:
+    """The ensemble's top-``k`` classes per drawing, best first (ties: lower class id); a
+    ``chunk`` of rows at a time (the partition's indices are as large as the table)."""
     k = min(k, ens.shape[1])
-    part = np.argpartition(-ens, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(ens, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int32)
+    out = np.empty((len(ens), k), np.int32)
+    for a in range(0, len(ens), chunk):
+        e = ens[a:a + chunk]
+        part = np.argpartition(-e, k - 1, axis=1)[:, :k]
+        order = np.lexsort((part, -np.take_along_axis(e, part, axis=1)), axis=1)
+        out[a:a + chunk] = np.take_along_axis(part, order, axis=1)
+    return out
 
 
 def feature_names(n_members: int, meta: pd.DataFrame | None) -> list[str]:
@@ -153,18 +159,23 @@ def candidate_table(probs: list[np.ndarray], ens: np.ndarray, k: int,
     return x, cand
 
 
-def rescore(ens: np.ndarray, cand: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def rescore(ens: np.ndarray, cand: np.ndarray, scores: np.ndarray, chunk: int = 16384) -> np.ndarray:
     """A probability table: the candidates' stacker scores, the other classes the ensemble's
-    probabilities scaled to at most the weakest candidate; rows sum to 1."""
+    probabilities scaled to at most the weakest candidate; rows sum to 1 (float64 a ``chunk``
+    of rows at a time)."""
     n, k = cand.shape
-    s = np.maximum(scores.reshape(n, k).astype(np.float64), 1e-9)
-    out = ens.astype(np.float64).copy()
-    np.put_along_axis(out, cand, 0.0, axis=1)
-    top_rest = out.max(axis=1)
-    scale = np.minimum(1.0, s.min(axis=1) / np.maximum(top_rest, 1e-12))
-    out *= scale[:, None] * 0.999
-    np.put_along_axis(out, cand, s, axis=1)
-    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+    scores = scores.reshape(n, k)
+    result = np.empty(ens.shape, np.float32)
+    for a in range(0, n, chunk):
+        rows = slice(a, a + chunk)
+        s, c = np.maximum(scores[rows].astype(np.float64), 1e-9), cand[rows]
+        out = ens[rows].astype(np.float64)
+        np.put_along_axis(out, c, 0.0, axis=1)
+        scale = np.minimum(1.0, s.min(axis=1) / np.maximum(out.max(axis=1), 1e-12))
+        out *= scale[:, None] * 0.999
+        np.put_along_axis(out, c, s, axis=1)
+        result[rows] = out / out.sum(axis=1, keepdims=True)
+    return result
 
 
 @dataclass
@@ -227,6 +238,9 @@ def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.D
     labels = np.asarray(labels)
     if len(labels) != len(ens):
         raise ValueError(f"{len(labels)} labels for {len(ens)} drawings")
+    if len(labels) < MIN_PER_FOLD * n_folds:
+        raise ValueError(f"{len(labels)} blend drawings: too few for the stacker's {n_folds} folds (at least "
+                         f"{MIN_PER_FOLD * n_folds}); pack with a larger blend_frac, or set stack: false")
     x, cand = candidate_table(probs, ens, k, meta)
     k = cand.shape[1]
     y = (cand == labels[:, None]).reshape(-1).astype(np.float32)

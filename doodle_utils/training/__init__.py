@@ -8,6 +8,7 @@
   :func:`load_run` (a finished run as a Learner that predicts).
 * :mod:`.showing` — fastai's ``show_batch`` / ``plot_top_losses`` for doodle batches.
 * :mod:`.report` — tables and figures of finished runs (notebooks 03 and 06).
+* :mod:`.relabel` — unrecognized training drawings relabelled by a trained run (a label column).
 
 The names below were importable from ``doodle_utils.train`` before the layers became subpackages.
 """

@@ -27,6 +27,7 @@ from .loaders import TTA_VIEWS, Augment
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+UNRECOGNIZED = ("keep", "drop", "downweight", "relabel")  # what training does with unrecognized drawings
 
 
 DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}
@@ -81,6 +82,9 @@ class TrainConfig:
     pseudo_preds: str = ""  # test probabilities (.npy) to pseudo-label from; empty: none
     pseudo_threshold: float = 0.95
     pseudo_frac: float = 0.25
+    unrecognized: str = "keep"  # training drawings the game did not recognize: keep, drop, downweight or relabel
+    unrecognized_weight: float = 0.3  # downweight: how often one is drawn against a recognized drawing (0..1]
+    labels_file: str = ""  # relabel: the label column `doodle relabel` wrote beside the store
     tta: list[str] = field(default_factory=list)  # test-time views averaged into the snapshots' predictions: flip, dropout
     resume: bool = True
     seed: int = 0
@@ -149,6 +153,15 @@ class TrainConfig:
             bad("progressive_sizes", "the first entry must start at epoch 0")
         if any(v not in TTA_VIEWS for v in self.tta):
             bad("tta", f"a list of {sorted(TTA_VIEWS)}")
+        if self.unrecognized not in UNRECOGNIZED:
+            bad("unrecognized", f"one of {UNRECOGNIZED}")
+        if not 0 < self.unrecognized_weight <= 1:
+            bad("unrecognized_weight", "a sampling weight in (0, 1]")
+        if self.unrecognized == "relabel" and not self.labels_file:
+            bad("labels_file", "unrecognized='relabel' trains on a label column: make one with "
+                "`doodle relabel RUN` and name its file here")
+        if self.labels_file and self.unrecognized != "relabel":
+            bad("labels_file", "a label column is read only with unrecognized='relabel'")
         if self.pseudo_preds and not self.test_store_dir:
             bad("pseudo_preds", "pseudo-labelling needs test_store_dir")
         if self.processes < 0:

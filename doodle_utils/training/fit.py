@@ -54,7 +54,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .._files import folder_lock, save_npy_atomic, write_text_atomic
+from .._files import folder_lock, save_npy_atomic, sha256_file, write_text_atomic
 from ..data import Drawings
 from ..data.store import Store, content_digest
 from ..devices import announce, device_choices, world_size
@@ -67,7 +67,7 @@ from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, Grow
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
 from .loaders import (Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, Source,
-                      make_dls)
+                      Unrecognized, make_dls)
 
 log = logging.getLogger("doodle.train")
 
@@ -187,7 +187,7 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
         pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
                                                cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
     return make_dls(cfg.store_dir, batch_spec(cfg, device, pseudo=pseudo), cfg.bs, cfg.test_store_dir,
-                    cfg.num_workers, device)
+                    cfg.num_workers, device, Unrecognized(cfg.unrecognized, cfg.unrecognized_weight, cfg.labels_file))
 
 
 def resolve_processes(processes: int) -> int:
@@ -298,7 +298,9 @@ def _train(cfg: TrainConfig, folder: Path, extra_cbs: list | None, predict: bool
     elif cfg.schedule == "grow_batch":
         trackers.append(GrowBatchOnPlateau(patience=cfg.plateau_patience, factor=cfg.plateau_factor,
                                            max_bs=cfg.max_bs, min_delta=cfg.plateau_min_delta))
-    fp = cfg.fingerprint(world_size(), content_digest(base_dl(dls.train).source.store.manifest))
+    # what it trains on: the store's content and, relabelled, the label column's
+    labels = sha256_file(Path(cfg.labels_file))[:16] if cfg.labels_file else ""
+    fp = cfg.fingerprint(world_size(), content_digest(base_dl(dls.train).source.store.manifest) + labels)
     cbs = [EpochSeed(), Snapshots(snapshots_dir(folder), cfg.snapshot_epochs()), Checkpoint(folder, fp, trackers)]
     if cfg.progressive_sizes:
         cbs.append(ProgressiveResize(cfg.progressive_sizes))

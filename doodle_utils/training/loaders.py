@@ -34,7 +34,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 from ..data import Drawings
-from ..data.store import TIMED_KINDS, Store, as_kind, open_verified
+from ..data.store import TIMED_KINDS, Store, as_kind, open_verified, read_label_column
 from ..models import FEATURES, point_features
 from ..render import RENDERERS, RenderSpec, render, render_packed, scaled
 
@@ -150,6 +150,7 @@ class Source:
         raw_c = np.asarray(st.country[self.idx]).astype(np.int64)
         self.country = remap[np.where(raw_c < 0, len(st.countries), raw_c)]
         self.kind = st.kind
+        self.weights: np.ndarray | None = None  # how often each drawing is sampled (None: alike)
 
     @property
     def store(self) -> Store:
@@ -174,7 +175,9 @@ class Source:
     def subset(self, pos: Sequence[int]) -> "Source":
         """The drawings at positions ``pos``, with their labels."""
         pos = np.asarray(pos, np.int64)
-        return Source(self.store_dir, self.idx[pos], self.labels[pos], country_vocab=self.countries)
+        out = Source(self.store_dir, self.idx[pos], self.labels[pos], country_vocab=self.countries)
+        out.weights = None if self.weights is None else self.weights[pos]
+        return out
 
     def empty(self) -> "DrawingsSource":
         """No drawings, the same vocabularies and kind (what an exported Learner keeps)."""
@@ -353,18 +356,27 @@ class DoodleDL(DataLoader):
     def get_idxs(self) -> list[int]:
         """The epoch's positions; pseudo-labelled ones are encoded as ``-1 - position``."""
         n, rng = self.n, self._rng()
+        weights = getattr(self.source, "weights", None)
         if self.sampling == "sequential":
             idx = np.arange(n) % len(self.source)
-        elif self.sampling == "uniform":
+        elif self.sampling == "uniform" and weights is None:
             reps = math.ceil(n / len(self.source))
             idx = np.concatenate([rng.permutation(len(self.source)) for _ in range(reps)])[:n]
+        elif self.sampling == "uniform":  # each drawing in proportion to its weight
+            idx = rng.choice(len(self.source), n, p=weights / weights.sum())
         else:
             labels = self.source.labels
             classes, inv = np.unique(labels, return_inverse=True)
             members = np.argsort(inv, kind="stable")
             start = np.r_[0, np.cumsum(np.bincount(inv))]
             cls = rng.integers(0, len(classes), n)
-            idx = members[start[cls] + (rng.random(n) * (start[cls + 1] - start[cls])).astype(np.int64)]
+            if weights is None:
+                idx = members[start[cls] + (rng.random(n) * (start[cls + 1] - start[cls])).astype(np.int64)]
+            else:  # a class uniformly, then one of its drawings in proportion to its weight
+                cw = np.r_[0.0, np.cumsum(weights[members])]
+                lo, hi = cw[start[cls]], cw[start[cls + 1]]
+                pos = np.searchsorted(cw, lo + rng.random(n) * (hi - lo), side="right") - 1
+                idx = members[np.clip(pos, start[cls], start[cls + 1] - 1)]
         if self.pseudo is not None:
             k = self._pseudo_per_batch
             n_batches = math.ceil(n / (self.bs - k))
@@ -612,12 +624,49 @@ class DoodleDataLoaders(DataLoaders):
                           device=self.device)
 
 
+@dataclass(frozen=True)
+class Unrecognized:
+    """What training does with its drawings the game did not recognize (``recognized`` false;
+    about one in ten of Kaggle's, much of it noise, while the test set was labelled by people):
+    ``keep`` them; ``drop`` them (the 21st place dropped low-probability drawings); ``downweight``
+    them (each drawn ``weight`` times as often as a recognized drawing: in expectation, the loss
+    weighted alike); or ``relabel`` them with a label column (the 11th place's rule, written by
+    :func:`.relabel.relabel`). Validation is never changed."""
+
+    mode: str = "keep"
+    weight: float = 0.3
+    labels_file: str = ""
+
+    def apply(self, src: Source) -> tuple[Source, str]:
+        """The training source this choice makes of ``src``, and a line saying what changed."""
+        if self.mode == "keep":
+            return src, ""
+        unrec = np.asarray(src.store.recognized)[src.idx] == 0
+        n = f"{int(unrec.sum())} of {len(src)} training drawings unrecognized"
+        if self.mode == "drop":
+            return src.subset(np.flatnonzero(~unrec)), f"{n}: dropped"
+        if self.mode == "downweight":
+            src.weights = np.where(unrec, self.weight, 1.0)
+            return src, f"{n}: drawn at weight {self.weight:g}"
+        if self.mode != "relabel":
+            raise ValueError(f"unrecognized must be keep, drop, downweight or relabel, got {self.mode!r}")
+        labels = read_label_column(self.labels_file, src.store)[src.idx]
+        changed = int((labels != src.labels).sum())
+        src.labels = labels
+        return src, f"{n}: {changed} relabelled from {self.labels_file}"
+
+
 def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir: str | Path | None = None,
-             num_workers: int = 0, device: torch.device | str | None = None):
+             num_workers: int = 0, device: torch.device | str | None = None,
+             unrecognized: Unrecognized = Unrecognized()):
     """:class:`DoodleDataLoaders` (train, valid) on the store's stratified split, and a test
     loader over ``test_store_dir`` (or None); validation and test use ``batches.for_eval()`` and
-    twice the batch size (at least 128)."""
-    train_src, valid_src = Source(store_dir, split="train"), Source(store_dir, split="valid")
+    twice the batch size (at least 128). ``unrecognized``: what the training split does with
+    its unrecognized drawings (a line says what changed)."""
+    train_src, note = unrecognized.apply(Source(store_dir, split="train"))
+    if note:
+        print(f"unrecognized: {note}")
+    valid_src = Source(store_dir, split="valid")
     if len(train_src) == 0 or len(valid_src) == 0:
         raise ValueError(f"{store_dir}: the split has {len(train_src)} training and "
                          f"{len(valid_src)} validation drawings; both must be non-empty")
