@@ -34,7 +34,10 @@ SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
 AUG = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05}
 
 
-def _store(name: str) -> Path:
+def competition_store(name: str, work: Path, kind: str = "timed", blend_frac: float = 0.15) -> Path:
+    """``name`` ("real": the real sample's raw files; else the synthetic competition, 24 classes
+    × 200, made in ``work``) packed into ``work`` as a ``kind`` store with a stratified 20%
+    validation split and a ``blend_frac`` blend split (packed again only when not current)."""
     from doodle_utils.data.store import current_manifest, find_sources, pack
 
     if name == "real":
@@ -44,13 +47,13 @@ def _store(name: str) -> Path:
     else:
         from doodle_utils.data import synth
 
-        data = WORK / "synth"
+        data = work / "synth"
         if not (data / "test_simplified.csv").exists():
             synth.make_competition(data, classes=len(synth.CLASSES), per_class=200, test_per_class=1, seed=0)
-        sources = find_sources(data, raw=True)[0]  # train_raw/: with times
-    target = WORK / f"store_{name}_timed"
-    if current_manifest(target, sources, "timed", 0.2, 0, blend_frac=0.15) is None:
-        pack(sources, target, workers=1, valid_frac=0.2, blend_frac=0.15, seed=0, kind="timed", progress=None)
+        sources = find_sources(data, raw=kind != "simplified")[0]  # train_raw/ for a store with times
+    target = work / f"store_{name}_{kind}"
+    if current_manifest(target, sources, kind, 0.2, 0, blend_frac=blend_frac) is None:
+        pack(sources, target, workers=1, valid_frac=0.2, blend_frac=blend_frac, seed=0, kind=kind, progress=None)
     return target
 
 
@@ -102,7 +105,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name in a.datasets:
         t0 = time.perf_counter()
-        store = _store(name)
+        store = competition_store(name, WORK)
         runs = [_train(store, WORK / f"train_{name}_image", a, variant="mono", size=a.size),
                 _train(store, WORK / f"train_{name}_points", a, model="points", points=a.points, grid=a.grid)]
         members = ensemble.load_runs(runs)

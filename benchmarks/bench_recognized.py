@@ -22,31 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from .bench_ensemble import AUG, ROOT, competition_store
+
 WORK = ROOT / "benchmarks" / "_work" / "recognized"
-SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
-AUG = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05}
 MODES = ("keep", "drop", "downweight", "relabel")
-
-
-def _store(name: str) -> Path:
-    from doodle_utils.data.store import current_manifest, find_sources, pack
-
-    if name == "real":
-        if not SAMPLE.is_dir():
-            raise SystemExit(f"{SAMPLE}: the real sample is not there (use --datasets synthetic)")
-        sources = sorted(SAMPLE.glob("*.ndjson"))
-    else:
-        from doodle_utils.data import synth
-
-        data = WORK / "synth"
-        if not (data / "test_simplified.csv").exists():
-            synth.make_competition(data, classes=len(synth.CLASSES), per_class=200, test_per_class=1, seed=0)
-        sources = find_sources(data)[0]
-    target = WORK / f"store_{name}"
-    if current_manifest(target, sources, "simplified", 0.2, 0) is None:
-        pack(sources, target, workers=1, valid_frac=0.2, seed=0, kind="simplified", progress=None)
-    return target
 
 
 def _train(store: Path, out: Path, a, **choice) -> Path:
@@ -73,7 +52,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name in a.datasets:
         t0 = time.perf_counter()
-        store = _store(name)
+        store = competition_store(name, WORK, "simplified", blend_frac=0.0)
         st = Store(store)
         recognized = np.asarray(st.recognized)[st.valid_idx] != 0
         train_rec = np.asarray(st.recognized)[st.train_idx]

@@ -99,8 +99,8 @@ def test_set_parameter_defaults_keeps_types_and_comments():
 
 
 def test_suite_bundle_attaches_what_each_kernel_reads(tmp_path):
-    """The store is packed once (01) and attached by the notebooks that open it; 04 attaches the
-    training kernels, 05 attaches 04; only the training kernels get a GPU. Whether the paths
+    """The store is packed once (01) and attached by the notebooks that open it (04 stacks with
+    its drawings' metadata); 04 attaches the training kernels, 05 attaches 04; only the training kernels get a GPU. Whether the paths
     are right is what the emulated chain (test_kaggle_chain.py) checks, by running it."""
     folders = {f.name: f for f in kaggle.bundle(tmp_path / "bundle", ROOT / "params" / "kaggle.yaml", user="me")}
     meta = {k: json.loads((f / "kernel-metadata.json").read_text()) for k, f in folders.items()}
@@ -108,7 +108,7 @@ def test_suite_bundle_attaches_what_each_kernel_reads(tmp_path):
     sources = {k: m["kernel_sources"] for k, m in meta.items()}
     assert sources == {"01_eda": [], "02_rendering": ["me/doodle-01-eda"], "03_train": ["me/doodle-01-eda"],
                        "06_point_cnn": ["me/doodle-01-eda"],
-                       "04_snapshot_ensemble": ["me/doodle-03-train", "me/doodle-06-point-cnn"],
+                       "04_snapshot_ensemble": ["me/doodle-01-eda", "me/doodle-03-train", "me/doodle-06-point-cnn"],
                        "05_balance_submit": ["me/doodle-04-snapshot-ensemble"]}
     assert [k for k, m in meta.items() if m["enable_gpu"]] == ["03_train", "06_point_cnn"]
 

@@ -134,6 +134,12 @@ def test_point_model_is_compared_and_ensembled(smoke_run):
     assert ens["chosen_on"] == "blend split" and all(r["blend_map3"] is not None for r in ens["table"])
     best = next(r for r in ens["table"] if r["model"].startswith("best single"))
     assert best["valid_map3"] == pytest.approx(ens["best_single_valid_map3"])
+    # the profile stacks: LightGBM trained on the blend split, its row scored on validation, its
+    # probabilities what 05 balanced into the submission (validated above)
+    stacker = ens["table"][-1]
+    assert ens["submitted"] == "stacker" and stacker["model"].startswith("stacker (LightGBM")
+    assert stacker["chosen_on"].startswith("blend split") and stacker["valid_map3"] == ens["stacker_valid_map3"]
+    assert (out / "ensemble" / "stacker.txt").exists() and "04_stacker_features" in ens["figures"]
     # run folders are named by the settings the smoke profile trains with
     assert m["03_train"]["run"].startswith("resnet18_palette32_")
     assert m["06_point_cnn"]["run"].startswith("points_resnet18_g16_p64_")
