@@ -20,8 +20,8 @@ A profile (``params/*.yaml``) names the run and its parameters::
 Each notebook gets only the parameters its ``parameters`` cell declares (read with
 ``papermill.inspect_notebook``); a key that no notebook declares, a value of the wrong
 type or a missing path is an error before anything runs. ``out_dir`` is always the run's
-folder. A notebook whose code, parameters and inputs are unchanged since its last good run
-is skipped unless ``force``. A failing notebook stops the run with its name, cell and error;
+folder. A notebook whose code, parameters and inputs are unchanged since its last good run,
+and whose files from that run are all still there, is skipped unless ``force``. A failing notebook stops the run with its name, cell and error;
 its executed copy (up to the failure), figures and metrics go to ``failed/<notebook>/`` and
 the last good run's report, figures and metrics stay in place (:class:`_Attempt`).
 """
@@ -503,9 +503,13 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
 
     target = out / nb.name
     prev = state.get(nb.stem, {})
+    gone = [f for f in prev.get("outputs", []) if not (out / f).exists()]
     if not force and prev.get("fingerprint") == fp and prev.get("status") == "ok" and target.exists():
-        log.info(f"{nb.stem}: unchanged since its last run, skipped (--force to re-run)")
-        return NotebookResult(nb.stem, "skipped", 0.0, target)
+        if not gone:
+            log.info(f"{nb.stem}: unchanged since its last run, skipped (--force to re-run)")
+            return NotebookResult(nb.stem, "skipped", 0.0, target)
+        log.info(f"{nb.stem}: unchanged, but {len(gone)} of the files it wrote are gone (e.g. {gone[0]}): running it")
+    before = _written(out)
     if verbose:
         log.info(f"{nb.stem}: running with {json.dumps(params, default=str)}")
     t0 = time.perf_counter()
@@ -535,8 +539,24 @@ def _run_one(nb: Path, out: Path, params: dict, kernel: str, fp: str, state: dic
     headline = _headline(out, nb.stem)
     log.info(f"{nb.stem}: ran in {dt:.0f}s · {_settings(params) or 'defaults'}"
              f"{' · ' + headline if headline else ''} · {target}")
-    state[nb.stem] = {"fingerprint": fp, "status": "ok", "seconds": round(dt, 2)}
+    after = _written(out)
+    state[nb.stem] = {"fingerprint": fp, "status": "ok", "seconds": round(dt, 2),
+                      "outputs": sorted(f for f, stamp in after.items() if before.get(f) != stamp)}
     return NotebookResult(nb.stem, "ran", dt, target)
+
+
+def _written(out: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under the run folder but the runner's own (reports, logs,
+    state, attempts): what a notebook wrote is what changed across its run."""
+    own = {".running", "failed", "run.log", "runner_state.json", "metrics.json"}
+    found = {}
+    for p in out.rglob("*"):
+        rel = p.relative_to(out)
+        if rel.parts[0] in own or (len(rel.parts) == 1 and p.suffix == ".ipynb") or not p.is_file():
+            continue
+        st = p.stat()
+        found[rel.as_posix()] = (st.st_size, st.st_mtime_ns)
+    return found
 
 
 class _Attempt:

@@ -79,6 +79,14 @@ def test_run_records_metrics_and_skips_unchanged(tmp_path, nbs):
     assert len(line) == 1 and " · n=7 · n 7, word y · " in line[0] and line[0].endswith("02_second.ipynb")
     assert "out_dir=" not in line[0]
     assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["skipped", "skipped"]
+    # a file a notebook wrote deleted (say a training run's folder): that notebook runs again
+    state = json.loads((out / "runner_state.json").read_text())
+    assert state["02_second"]["outputs"] == ["metrics/02_second.json"]
+    (out / "metrics" / "02_second.json").unlink()
+    assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["skipped", "ran"]
+    assert (out / "metrics" / "02_second.json").exists()
+    assert "02_second: unchanged, but 1 of the files it wrote are gone (e.g. metrics/02_second.json): running it" \
+        in (out / "run.log").read_text()
     assert [r.status for r in pipeline.run(p, notebooks=nbs, force=True)] == ["ran", "ran"]
     # a changed parameter of the first notebook re-runs it and everything after it
     p2 = profile(tmp_path, params={"n": 7}, notebooks={"01_first": {"word": "w"}})
