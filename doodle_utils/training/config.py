@@ -22,12 +22,11 @@ from ..devices import PRECISIONS, world_size
 from ..models import RESAMPLING, STEMS, check_arch
 from ..paths import run_dir, store_path
 from ..render import RENDERERS
-from .loaders import TTA_VIEWS, Augment
+from .loaders import TTA_VIEWS, UNRECOGNIZED, Augment
 
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-UNRECOGNIZED = ("keep", "drop", "downweight", "relabel")  # what training does with unrecognized drawings
 
 
 DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}

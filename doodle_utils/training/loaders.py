@@ -624,6 +624,9 @@ class DoodleDataLoaders(DataLoaders):
                           device=self.device)
 
 
+UNRECOGNIZED = ("keep", "drop", "downweight", "relabel")  # what training does with unrecognized drawings
+
+
 @dataclass(frozen=True)
 class Unrecognized:
     """What training does with its drawings the game did not recognize (``recognized`` false;
@@ -649,7 +652,7 @@ class Unrecognized:
             src.weights = np.where(unrec, self.weight, 1.0)
             return src, f"{n}: drawn at weight {self.weight:g}"
         if self.mode != "relabel":
-            raise ValueError(f"unrecognized must be keep, drop, downweight or relabel, got {self.mode!r}")
+            raise ValueError(f"unrecognized must be one of {UNRECOGNIZED}, got {self.mode!r}")
         labels = read_label_column(self.labels_file, src.store)[src.idx]
         changed = int((labels != src.labels).sum())
         src.labels = labels
