@@ -106,8 +106,8 @@ def run(argv: list[str] | None = None) -> list[dict]:
     for name in a.datasets:
         t0 = time.perf_counter()
         store = competition_store(name, WORK)
-        runs = [_train(store, WORK / f"train_{name}_image", a, variant="mono", size=a.size),
-                _train(store, WORK / f"train_{name}_points", a, model="points", points=a.points, grid=a.grid)]
+        runs = [_train(store, WORK / f"train_{name}_image_c{a.cycle_len}", a, variant="mono", size=a.size),
+                _train(store, WORK / f"train_{name}_points_c{a.cycle_len}", a, model="points", points=a.points, grid=a.grid)]
         members = ensemble.load_runs(runs)
         rows += _rows(members, name)
         print(f"  {name}: trained and scored in {time.perf_counter() - t0:.0f} s", flush=True)
