@@ -52,12 +52,12 @@ def open_stores(store_dir: str | Path) -> tuple[Store, Store | None]:
 
 def strokes_per_drawing(st: Store) -> np.ndarray:
     """Strokes of every drawing, (D,) int64."""
-    return np.diff(np.asarray(st.stroke_off))
+    return st.stroke_counts()
 
 
 def points_per_drawing(st: Store) -> np.ndarray:
     """Points of every drawing, (D,) int64."""
-    return np.diff(np.asarray(st.point_off))
+    return st.point_counts()
 
 
 def durations_s(raw: Store) -> np.ndarray:
@@ -67,11 +67,7 @@ def durations_s(raw: Store) -> np.ndarray:
     large ``t.npy``, so the result is computed once per opened store (read-only).
     """
     if raw not in _DURATIONS:
-        po = np.asarray(raw.point_off)
-        last = po[1:] - 1
-        ok = po[1:] > po[:-1]
-        out = np.full(len(last), np.nan)
-        out[ok] = np.asarray(raw.t[last[ok]], np.float64) / 1000.0
+        out = raw.durations_ms() / 1000.0
         out.flags.writeable = False
         _DURATIONS[raw] = out
     return _DURATIONS[raw]

@@ -694,7 +694,7 @@ def write_label_column(path: str | os.PathLike, labels: np.ndarray, store: "Stor
     it, ``.json`` naming the store by its content and ``about`` (how the labels were made), both
     atomically. Training reads it with :func:`read_label_column`; the store is not touched."""
     labels = np.asarray(labels)
-    if labels.shape != (len(store),) or labels.min(initial=0) < -1 or labels.max(initial=0) >= len(store.words):
+    if not _one_label_per_drawing(labels, store):
         raise ValueError(f"a label column for {store.path} holds one class index per drawing ({len(store)})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -720,9 +720,14 @@ def read_label_column(path: str | os.PathLike, store: "Store") -> np.ndarray:
     if about.get("store_content") != content_digest(store.manifest):
         raise StoreError(f"{path}: made for other drawings than {store.path} holds now (packed again since?); "
                          "run `doodle relabel` again")
-    if labels.shape != (len(store),) or labels.min(initial=0) < -1 or labels.max(initial=0) >= len(store.words):
+    if not _one_label_per_drawing(labels, store):
         raise StoreError(f"{path}: not one class index per drawing of {store.path}")
     return labels.astype(np.int64)
+
+
+def _one_label_per_drawing(labels: np.ndarray, store: "Store") -> bool:
+    """One class index (into the store's words; -1 none) per drawing of ``store``."""
+    return labels.shape == (len(store),) and labels.min(initial=0) >= -1 and labels.max(initial=0) < len(store.words)
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -955,6 +960,30 @@ class Store:
     def drawing(self, i: int) -> list[np.ndarray]:
         """Drawing ``i`` as a list of stroke arrays."""
         return self.drawings([i]).strokes(0)
+
+    def stroke_counts(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Strokes of each drawing (at ``idx``; all without), int64."""
+        so = np.asarray(self._arrays["stroke_off"])
+        return np.diff(so) if idx is None else so[np.asarray(idx) + 1] - so[np.asarray(idx)]
+
+    def point_counts(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Points of each drawing (at ``idx``; all without), int64."""
+        po = np.asarray(self._arrays["point_off"])
+        return np.diff(po) if idx is None else po[np.asarray(idx) + 1] - po[np.asarray(idx)]
+
+    def durations_ms(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Milliseconds from each drawing's first to its last point (the last point's ``t``;
+        times run in drawing order), float64, NaN for a drawing without points; a store with
+        times only (kinds "timed" and "raw"). Reads one ``t`` a drawing."""
+        if not self.timed:
+            raise ValueError(f"{self.path}: a {self.kind!r} store holds no times")
+        po = np.asarray(self._arrays["point_off"])
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx, np.int64)
+        end = po[idx + 1]
+        ok = end > po[idx]
+        out = np.full(len(idx), np.nan)
+        out[ok] = np.asarray(self._arrays["t"][end[ok] - 1], np.float64)
+        return out
 
     def labels(self, idx: np.ndarray | None = None) -> np.ndarray:
         """Class indices (into ``words``), -1 where unlabelled."""

@@ -44,35 +44,29 @@ DEFAULT_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31
                   "max_cat_to_onehot": 4, "cat_smooth": 10.0, "verbose": -1}
 
 
-def drawing_meta(store: str | Path | Store, idx: np.ndarray | None = None, countries: list[str] | None = None,
-                 chunk: int = 200_000) -> pd.DataFrame:
+def drawing_meta(store: str | Path | Store, idx: np.ndarray | None = None,
+                 countries: list[str] | None = None) -> pd.DataFrame:
     """Per drawing of ``store`` (at ``idx``; all without): ``country`` (an index into
     ``countries``, default the store's own vocabulary; -1 for a country not in it), ``strokes``,
-    ``points`` and, for a store with times, ``duration_ms`` (the drawing's last time)."""
+    ``points`` and, for a store with times, ``duration_ms`` (first to last point)."""
     st = store if isinstance(store, Store) else Store(store, verify="none")
     idx = np.arange(len(st)) if idx is None else np.asarray(idx, np.int64)
-    po, so = np.asarray(st.point_off), np.asarray(st.stroke_off)
     vocab = {c: i for i, c in enumerate(st.countries if countries is None else countries)}
     remap = np.array([vocab.get(c, -1) for c in st.countries] or [-1], np.int32)
     out = {"country": remap[np.asarray(st.country[idx]).astype(np.int64)] if st.countries else
            np.full(len(idx), -1, np.int32),
-           "strokes": (so[idx + 1] - so[idx]).astype(np.int32), "points": (po[idx + 1] - po[idx]).astype(np.int32)}
+           "strokes": st.stroke_counts(idx).astype(np.int32), "points": st.point_counts(idx).astype(np.int32)}
     if st.timed:
-        dur = np.zeros(len(idx), np.float32)
-        for a in range(0, len(idx), chunk):  # each drawing's largest time, a chunk of drawings at a time
-            d = st.drawings(idx[a:a + chunk])
-            if len(d.t):
-                dur[a:a + chunk] = np.maximum.reduceat(d.t, d.stroke_offsets[d.drawing_offsets[:-1]])
-        out["duration_ms"] = dur
+        out["duration_ms"] = st.durations_ms(idx).astype(np.float32)
     return pd.DataFrame(out)
 
 
-def split_meta(store: str | Path, test_store: str | Path | None, valid_idx: np.ndarray,
+def split_meta(store: str | Path | Store, test_store: str | Path | None, valid_idx: np.ndarray,
                blend_idx: np.ndarray, test_key_id: list[str] | None) -> dict[str, pd.DataFrame]:
     """:func:`drawing_meta` of the validation, blend and test drawings the members predicted
     (test rows checked against the predictions' key_ids); ``duration_ms`` only where every
     store has times, countries in the training store's vocabulary."""
-    st = Store(store, verify="none")
+    st = store if isinstance(store, Store) else Store(store, verify="none")
     out = {"valid": drawing_meta(st, valid_idx), "blend": drawing_meta(st, blend_idx)}
     if test_key_id is not None and test_store is not None:
         ts = Store(test_store, verify="none")
@@ -104,7 +98,7 @@ def members_meta(m: Members, store: str | Path | None = None, test_store: str | 
         if idx.max(initial=-1) >= len(st) or not np.array_equal(st.labels(idx), labels):
             raise ValueError(f"{store}: its {split} rows are not the drawings the members predicted "
                              "(packed again since?); pass the store they were trained on")
-    return split_meta(store, test_store, m.valid_idx, m.blend_idx, m.test_key_id)
+    return split_meta(st, test_store, m.valid_idx, m.blend_idx, m.test_key_id)
 
 
 def _ranks(p: np.ndarray, cand: np.ndarray, chunk: int = 8192) -> np.ndarray:
