@@ -20,6 +20,23 @@ def _synth(a: argparse.Namespace) -> int:
     from .data.synth import make_competition
 
     t0 = time.perf_counter()
+    if a.kaggle_size:
+        from .data.fullsize import make_kaggle_size
+
+        done = {"words": 0, "rows": 0}
+
+        def progress(r: dict) -> None:
+            done["words"] += 1
+            done["rows"] += r["rows"]
+            if done["words"] % 34 == 0:
+                print(f"  {done['words']}/340 words, {done['rows']:,} rows, {time.perf_counter() - t0:.0f}s", flush=True)
+
+        summary = make_kaggle_size(a.out_dir, scale=a.scale, raw_fraction=a.raw_fraction, sample_dir=a.sample,
+                                   seed=a.seed, workers=a.workers, progress=progress)
+        summary.pop("sizes")
+        print(json.dumps(summary, indent=1))
+        print(f"Kaggle-size competition written to {a.out_dir} in {time.perf_counter() - t0:.1f}s")
+        return 0
     summary = make_competition(a.out_dir, classes=a.classes, per_class=a.per_class,
                                test_per_class=a.test_per_class, seed=a.seed, unrecognized=a.unrecognized,
                                raw_format=a.raw_format)
@@ -456,6 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--unrecognized", type=float, default=0.06, help="fraction of unrecognized drawings")
     s.add_argument("--raw-format", choices=["csv", "ndjson"], default="csv",
                    help="csv: Kaggle's train_raw/<word>.csv and test_raw.csv; ndjson: Google's train_raw/<word>.ndjson")
+    s.add_argument("--kaggle-size", action="store_true",
+                   help="instead: 340 words, Kaggle's 49.7M training and 112,199 test drawings times --scale, "
+                        "uneven class files (for rehearsing at full size; --classes/--per-class do not apply)")
+    s.add_argument("--scale", type=float, default=1.0, help="with --kaggle-size: fraction of Kaggle's size")
+    s.add_argument("--raw-fraction", type=float, default=0.02,
+                   help="with --kaggle-size: share of each class's rows also written to train_raw/")
+    s.add_argument("--sample", type=Path, default=None,
+                   help="with --kaggle-size: Google's raw ndjson per word to vary (e.g. the real sample's raw/); "
+                        "default: synthetic drawings")
+    s.add_argument("--workers", type=int, default=None, help="with --kaggle-size: processes; default: all cores")
     s.set_defaults(fn=_synth)
 
     s = _command(sub, "simplify", help="Google's raw -> simplified pipeline on an ndjson file")

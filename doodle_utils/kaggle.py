@@ -25,14 +25,12 @@ from typing import Sequence
 import nbformat
 
 from ._files import atomic_path, write_text_atomic
-from .paths import REPO, project_root
+from .paths import CATEGORIES_FILE, REPO, project_root
 from .pipeline import load_profile, notebook_list
 from .versions import tested_versions
 
 COMPETITION = "quickdraw-doodle-recognition"
 PACKAGE = REPO / "doodle_utils"
-# Google's 345 Quick, Draw! categories (its categories.txt); Kaggle's 340 classes are among them
-CATEGORIES_FILE = PACKAGE / "quickdraw_categories.txt"
 LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")

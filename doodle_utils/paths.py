@@ -18,6 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # the folder holding doodle_utils: a checkout, or site-packages
 PROJECT_FOLDERS = ("notebooks", "params")  # what makes a folder a project
 BUNDLED = Path(__file__).resolve().parent / "_project"  # an installed wheel's copies of them (doodle init)
+# Google's 345 Quick, Draw! categories (its categories.txt); Kaggle's 340 classes are among them
+CATEGORIES_FILE = Path(__file__).resolve().parent / "quickdraw_categories.txt"
 KAGGLE_INPUT = Path("/kaggle/input/quickdraw-doodle-recognition")
 KAGGLE_WORKING = Path("/kaggle/working")
 DEFAULT_RUN = "interactive"

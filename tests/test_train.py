@@ -207,6 +207,23 @@ def test_sgdr_restarts_the_lr_and_snapshots_each_cycle(stores, tmp_path):
     assert _cfg(stores, tmp_path, schedule="sgdr", cycles=2, cycle_mult=2).snapshot_epochs() == [1, 3]
 
 
+def test_sgdr_schedule_builds_for_any_cycle_count():
+    """fastai's combine_scheds asserts its shares sum to exactly 1.0; ten cycles of 1/10 (the
+    GPU profile's) summed to 0.9999999999999999 and the run failed before its first batch
+    (found by the full-size rehearsal, benchmarks/bench_scale.py)."""
+    from fastai.callback.schedule import SchedCos, combine_scheds
+
+    from doodle_utils.training.fit import cycle_fractions
+
+    for cycles in range(1, 41):
+        for mult in (1, 2, 3):
+            lens = [mult ** k for k in range(cycles)] if mult > 1 and cycles < 12 else [1] * cycles
+            pcts = cycle_fractions(lens)
+            assert sum(pcts) == 1.0 and all(p > 0 for p in pcts)
+            assert np.allclose(pcts, np.array(lens) / sum(lens))
+            combine_scheds(pcts, [SchedCos(1.0, 0) for _ in lens])  # raises on a sum off by an ulp
+
+
 class Kill(Callback):
     order = 200
 

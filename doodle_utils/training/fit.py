@@ -42,6 +42,8 @@ batches (the learning rate is not scaled).
 """
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 import logging
@@ -162,8 +164,18 @@ def _sgdr_scheduler(cfg: TrainConfig):
     from fastai.callback.schedule import ParamScheduler, SchedCos, combine_scheds
 
     lens = cfg.cycle_lengths()
+    return ParamScheduler({"lr": combine_scheds(cycle_fractions(lens), [SchedCos(cfg.lr, 0) for _ in lens])})
+
+
+def cycle_fractions(lens: list[int]) -> list[float]:
+    """Each cycle's share of the schedule, summing to exactly 1.0 as fastai's
+    ``combine_scheds`` asserts (ten cycles of 1/10 sum to 0.9999999999999999: the last share
+    takes up the rounding)."""
     pcts = [n / sum(lens) for n in lens]
-    return ParamScheduler({"lr": combine_scheds(pcts, [SchedCos(cfg.lr, 0) for _ in lens])})
+    pcts[-1] = 1.0 - sum(pcts[:-1])
+    while sum(pcts) != 1.0:
+        pcts[-1] = math.nextafter(pcts[-1], 2.0 if sum(pcts) < 1.0 else 0.0)
+    return pcts
 
 
 def batch_spec(cfg: TrainConfig, device: torch.device, epoch: int = 0,

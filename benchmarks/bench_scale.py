@@ -1,0 +1,264 @@
+"""A full-size dress rehearsal: a Kaggle-size competition through every step of the suite.
+
+``python -m benchmarks scale [--scale F ...] [--steps a,b] [--force]``: for each scale (default
+0.1 and 1.0 of Kaggle's 49.7M training drawings; the 0.1 run is the baseline the ratios are
+taken against) it makes the competition (:func:`doodle_utils.data.fullsize.make_kaggle_size`,
+varying the real sample's raw drawings) and runs, each as the user would from a shell:
+
+* ``generate``: ``doodle synth --kaggle-size``; ``pack`` and ``pack_timed``: ``doodle pack``
+  (simplified files; the raw fraction, timed); ``verify``: ``doodle verify --full``;
+* ``loader_warm``/``loader_cold``: random batches of the GPU profile's size (512) from the
+  training store, gathered, and rendered at 64 px by the training loader (2 workers), with the
+  store's pages in the page cache, and dropped from it first (``posix_fadvise(DONTNEED)`` on
+  every file, which needs no privileges);
+* ``nb01`` ... ``nb05``: ``doodle run`` of each notebook on a profile made from
+  ``params/kaggle.yaml`` (its split fractions: validation 0.2%, blend 0.5%) with a tiny model
+  (timm's ``test_resnet`` at 32 px, a few batches an epoch), so that every snapshot's
+  validation, blend and test predictions are full size while training costs nothing: 10
+  snapshots from each of notebooks 03 and 06 for notebook 04.
+
+Memory: every step runs as its own process tree, started from this process; its peak is
+the largest sum, over the tree, of each process's resident set size sampled 5 times a
+second from ``/proc`` (so a parent's size never leaks in, unlike a child's ``ru_maxrss``,
+which keeps its parent's size at ``fork``), reported in total and its anonymous part (what
+cannot be dropped; file pages of memory maps count in the total). Disk: the sizes of the
+competition, the stores and the run outputs after each step. Results are kept per scale in
+``benchmarks/_work/scale_<F>/results.json``; steps already measured are not run again
+(``--force`` re-runs them), so a long run can be resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "_work"
+SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
+DOODLE = [sys.executable, "-m", "doodle_utils"]
+STEPS = ("generate", "pack", "pack_timed", "verify", "loader_warm", "loader_cold",
+         "nb01", "nb02", "nb03", "nb06", "nb04", "nb05")
+SAMPLE_HZ = 5
+TRAIN = {"arch": "test_resnet", "size": 32, "bs": 512, "epoch_size": 2048, "schedule": "sgdr", "cycles": 10,
+         "cycle_len": 1, "precision": "fp32", "channels_last": False, "num_workers": 2, "pretrained_path": ""}
+
+LOADER = """
+import json, os, sys, time
+import numpy as np
+from doodle_utils.data.store import Store
+from doodle_utils.render import RenderSpec
+from doodle_utils.training.loaders import BatchSpec, DoodleDL, Source
+
+store, cold, bs, seconds = sys.argv[1], sys.argv[2] == "cold", 512, 20.0
+
+def drop_cache():
+    for root, _, names in os.walk(store):
+        for n in names:
+            fd = os.open(os.path.join(root, n), os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+
+if __name__ == "__main__":
+    if cold:
+        drop_cache()
+    st = Store(store, verify="none")
+    rng = np.random.default_rng(1)
+    k, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        st.drawings(np.sort(rng.integers(0, len(st), bs)))
+        k += 1
+    gather = k * bs / (time.perf_counter() - t0)
+    if cold:
+        drop_cache()
+    src = Source(store, split="train")
+    dl = DoodleDL(src, BatchSpec(render=RenderSpec(size=64), epoch_size=bs * 400), bs=bs, num_workers=2)
+    k, t0 = 0, time.perf_counter()
+    for _ in dl:
+        k += 1
+        if time.perf_counter() - t0 > seconds:
+            break
+    print(json.dumps({"rows": len(st), "gather_rows_s": gather, "loader_images_s": k * bs / (time.perf_counter() - t0)}))
+"""
+
+
+def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
+    """(RSS, anonymous RSS) in bytes, summed over ``proc`` and its descendants."""
+    total = anon = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0, 0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                    elif line.startswith("RssAnon:"):
+                        anon += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total, anon
+
+
+def measure(cmd: list[str], log: Path) -> dict:
+    """Run ``cmd`` (its output to ``log``); wall time, exit code, peak tree RSS and anon RSS."""
+    peak = peak_anon = 0
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = psutil.Process(p.pid)
+        while p.poll() is None:
+            rss, anon = _tree_memory(proc)
+            peak, peak_anon = max(peak, rss), max(peak_anon, anon)
+            time.sleep(1 / SAMPLE_HZ)
+    return {"seconds": time.perf_counter() - t0, "rc": p.returncode, "peak_rss_mb": peak / 2**20,
+            "peak_anon_mb": peak_anon / 2**20}
+
+
+def _bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _profile(work: Path) -> Path:
+    """``params/kaggle.yaml`` pointed at this scale's folders, with the tiny model."""
+    prof = yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())
+    prof.pop("kaggle", None)
+    prof["run_name"] = "scale"
+    prof["output_root"] = str(work / "out")
+    prof["data"]["pack"] = {**prof["data"]["pack"], "workers": 2, "kind": "simplified"}
+    prof["params"].update(data_dir=str(work / "data"), store_dir=str(work / "store"))
+    for nb in ("03_train", "06_point_cnn"):
+        prof["notebooks"][nb] = {**prof["notebooks"][nb], **TRAIN}
+    prof["notebooks"]["06_point_cnn"].update(points=128, grid=32)
+    del prof["notebooks"]["06_point_cnn"]["size"]  # the point model draws no image
+    path = work / "profile.yaml"
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    return path
+
+
+def _commands(work: Path, scale: float) -> dict[str, list[str]]:
+    prof = yaml.safe_load(_profile(work).read_text())
+    pack = prof["data"]["pack"]
+    split = ["--valid-frac", str(pack["valid_frac"]), "--blend-frac", str(pack["blend_frac"]), "--seed",
+             str(pack["seed"]), "--workers", "2"]
+    run = [*DOODLE, "run", str(work / "profile.yaml"), "--only"]
+    return {
+        "generate": [*DOODLE, "synth", str(work / "data"), "--kaggle-size", "--scale", str(scale), "--sample",
+                     str(SAMPLE), "--workers", "2"],
+        "pack": [*DOODLE, "pack", str(work / "data"), str(work / "store"), "--kind", "simplified", *split],
+        "pack_timed": [*DOODLE, "pack", str(work / "data"), str(work / "store_timed"), "--kind", "timed", *split],
+        "verify": [*DOODLE, "verify", str(work / "store" / "train"), "--full"],
+        "loader_warm": [sys.executable, "-c", LOADER, str(work / "store" / "train"), "warm"],
+        "loader_cold": [sys.executable, "-c", LOADER, str(work / "store" / "train"), "cold"],
+        **{f"nb{n}": [*run, n] for n in ("01", "02", "03", "06", "04", "05")},
+    }
+
+
+def _rows(step: str, summary: dict) -> float | None:
+    """What a step processes, for its rows/s."""
+    if step.startswith("loader"):
+        return None
+    if step in ("nb03", "nb06") and summary:  # every snapshot predicts validation, blend and test
+        split = yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())["data"]["pack"]
+        per = round(summary["train_rows"] * (split["valid_frac"] + split["blend_frac"])) + summary["test_rows"]
+        return per * TRAIN["cycles"]
+    if step == "nb05":
+        return summary.get("test_rows")
+    if step == "pack_timed":
+        return summary.get("raw_rows")
+    return summary.get("train_rows")
+
+
+def _summary(log_tail: str) -> dict:
+    """The competition's summary, the JSON object `doodle synth --kaggle-size` prints."""
+    start, end = log_tail.rfind("\n{\n"), log_tail.rfind("\n}")
+    return json.loads(log_tail[start:end + 2]) if 0 <= start < end else {}
+
+
+def run_scale(scale: float, steps: list[str], force: bool = False) -> dict:
+    """Run (or resume) the rehearsal at ``scale``; returns its results by step."""
+    work = WORK / f"scale_{scale:g}"
+    work.mkdir(parents=True, exist_ok=True)
+    res_path = work / "results.json"
+    res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    cmds = _commands(work, scale)
+    if not res.get("summary") and (work / "generate.log").exists():
+        res["summary"] = _summary((work / "generate.log").read_text()[-3000:])
+    for step in steps:
+        if step in res and res[step].get("rc") == 0 and not force:
+            continue
+        print(f"[scale {scale:g}] {step} ...", flush=True)
+        r = measure(cmds[step], work / f"{step}.log")
+        tail = (work / f"{step}.log").read_text()[-3000:]
+        if step == "generate" and r["rc"] == 0:
+            res["summary"] = _summary(tail)
+        if step.startswith("loader") and r["rc"] == 0:
+            r.update(json.loads(tail.strip().splitlines()[-1]))
+        r["disk_gb"] = {name: _bytes(work / name) / 1e9 for name in ("data", "store", "store_timed", "out")}
+        r["when"] = time.strftime("%Y-%m-%d %H:%M")
+        res[step] = r
+        res_path.write_text(json.dumps(res, indent=1))
+        status = "ok" if r["rc"] == 0 else f"FAILED rc={r['rc']} (log: {work / (step + '.log')})"
+        print(f"[scale {scale:g}] {step}: {r['seconds']:.0f}s, peak {r['peak_rss_mb']:,.0f} MB "
+              f"(anon {r['peak_anon_mb']:,.0f} MB) {status}", flush=True)
+        if r["rc"] != 0:
+            print(tail[-1500:], flush=True)
+            break
+    return res
+
+
+def table(results: dict[float, dict]) -> str:
+    """Markdown: per step and scale, time, peak RSS (anon), disk, rows/s; ratios to the smallest scale."""
+    scales = sorted(results)
+    base = scales[0]
+    lines = ["| step | scale | rows | time (s) | rows/s | peak RSS MB (anon) | disk GB after | time × | peak anon × |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for step in STEPS:
+        for s in scales:
+            r = results[s].get(step)
+            if not r:
+                continue
+            summ = results[s].get("summary", {})
+            rows = _rows(step, summ)
+            rate = f"{rows / r['seconds']:,.0f}" if rows else (
+                f"gather {r['gather_rows_s']:,.0f}; loader {r['loader_images_s']:,.0f} img/s"
+                if "gather_rows_s" in r else "")
+            b = results[base].get(step)
+            ratio_t = f"{r['seconds'] / b['seconds']:.1f}" if b and s != base else ""
+            ratio_m = f"{r['peak_anon_mb'] / max(b['peak_anon_mb'], 1):.2f}" if b and s != base else ""
+            disk = sum(r["disk_gb"].values())
+            fail = "" if r["rc"] == 0 else " **failed**"
+            lines.append(f"| {step}{fail} | {s:g} | {rows or '':,} | {r['seconds']:,.0f} | {rate} | "
+                         f"{r['peak_rss_mb']:,.0f} ({r['peak_anon_mb']:,.0f}) | {disk:.1f} | {ratio_t} | {ratio_m} |"
+                         if rows else
+                         f"| {step}{fail} | {s:g} |  | {r['seconds']:,.0f} | {rate} | "
+                         f"{r['peak_rss_mb']:,.0f} ({r['peak_anon_mb']:,.0f}) | {disk:.1f} | {ratio_t} | {ratio_m} |")
+    return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks scale")
+    ap.add_argument("--scale", type=float, action="append", help="fraction of Kaggle's size (repeatable); "
+                    "default: 0.1 and 1.0")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
+    ap.add_argument("--force", action="store_true", help="re-run steps already measured")
+    a = ap.parse_args(argv or [])
+    steps = a.steps.split(",")
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        sys.exit(f"error: unknown step(s) {unknown}; choose from {','.join(STEPS)}")
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
+    results = {s: run_scale(s, steps, a.force) for s in sorted(a.scale or [0.1, 1.0])}
+    print(table(results))
