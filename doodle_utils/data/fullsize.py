@@ -19,17 +19,19 @@ Files (each written atomically, the CSVs streamed; Kaggle's spacing in the drawi
     test_simplified.csv, test_raw.csv, sample_submission.csv
     ../<name>_answers/test_labels.csv
 
-Why hand-written formatting: the suite's :func:`.drawings.write_csv` (pandas plus a JSON string
-per drawing) writes ~20,000 rows/s, 40 minutes per million rows over the 340 files on 2 cores
-would be days; here a compiled kernel writes each line's bytes into a buffer (one pass, no
-Python object per row). key_ids are a 4-round Feistel permutation of the row's global index,
-so they are distinct without a 49.7M-entry set and carry no trace of the class.
+Why hand-written formatting: the suite's :func:`.drawings.write_csv` builds a Python string per
+drawing and goes through pandas, which is fine for the demo's thousands of rows and far too
+slow for 49.7M; here a compiled kernel writes each line's bytes into a buffer (no Python object
+per row): ~71,000 rows/s on 2 cores, Kaggle's size in ~12 minutes (benchmarks/RESULTS.md).
+key_ids are a 4-round Feistel permutation of the row's global index, so they are distinct
+without a 49.7M-entry set and carry no trace of the class.
 """
 from __future__ import annotations
 
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numba
@@ -388,33 +390,27 @@ def _write_class(job: dict) -> dict:
     header = b"countrycode,drawing,key_id,recognized,timestamp,word\n"
     counts = {"unrecognized": 0, "points": 0}
     simple_path, raw_path = out / "train_simplified" / f"{word}.csv", out / "train_raw" / f"{word}.csv"
-    with atomic_path(simple_path) as tmp_s, open(tmp_s, "wb") as fs:
-        raw_ctx = atomic_path(raw_path) if n_raw else None
-        tmp_r = raw_ctx.__enter__() if raw_ctx else None
-        fr = open(tmp_r, "wb") if tmp_r else None
-        try:
-            fs.write(header)
-            if fr:
-                fr.write(header)
-            for a in range(0, n, CHUNK_ROWS):
-                m = min(CHUNK_ROWS, n - a)
-                raw, rec = _chunk_rows(pool, m, rng, job["unrecognized"])
-                sxy, sso, sdo = simplify_packed(raw.xy, raw.stroke_offsets, raw.drawing_offsets)
-                keys = key_ids(np.arange(first + a, first + a + m), job["total"], job["seed"])
-                cidx, secs, frac = _meta_arrays(rng, m)
-                fs.write(_train_lines(sxy, np.zeros(1, np.int32), sso, sdo, False, countries, cidx, keys, rec,
-                                      secs, frac, wbytes).tobytes())
-                counts["unrecognized"] += int((~rec).sum())
-                counts["points"] += len(sxy)
-                if fr and a < n_raw:
-                    k = min(m, n_raw - a)
-                    sub = raw.take(np.arange(k))
-                    fr.write(_train_lines(sub.xy, sub.t, sub.stroke_offsets, sub.drawing_offsets, True, countries,
-                                          cidx[:k], keys[:k], rec[:k], secs[:k], frac[:k], wbytes).tobytes())
-        finally:
-            if fr:
-                fr.close()
-                raw_ctx.__exit__(None, None, None)
+    with ExitStack() as stack:
+        fs = stack.enter_context(open(stack.enter_context(atomic_path(simple_path)), "wb"))
+        fr = stack.enter_context(open(stack.enter_context(atomic_path(raw_path)), "wb")) if n_raw else None
+        fs.write(header)
+        if fr:
+            fr.write(header)
+        for a in range(0, n, CHUNK_ROWS):
+            m = min(CHUNK_ROWS, n - a)
+            raw, rec = _chunk_rows(pool, m, rng, job["unrecognized"])
+            sxy, sso, sdo = simplify_packed(raw.xy, raw.stroke_offsets, raw.drawing_offsets)
+            keys = key_ids(np.arange(first + a, first + a + m), job["total"], job["seed"])
+            cidx, secs, frac = _meta_arrays(rng, m)
+            fs.write(_train_lines(sxy, np.zeros(1, np.int32), sso, sdo, False, countries, cidx, keys, rec,
+                                  secs, frac, wbytes).tobytes())
+            counts["unrecognized"] += int((~rec).sum())
+            counts["points"] += len(sxy)
+            if fr and a < n_raw:
+                k = min(m, n_raw - a)
+                sub = raw.take(np.arange(k))
+                fr.write(_train_lines(sub.xy, sub.t, sub.stroke_offsets, sub.drawing_offsets, True, countries,
+                                      cidx[:k], keys[:k], rec[:k], secs[:k], frac[:k], wbytes).tobytes())
     raw, _ = _chunk_rows(pool, n_test, rng, 0.0)
     sxy, sso, sdo = simplify_packed(raw.xy, raw.stroke_offsets, raw.drawing_offsets)
     keys = key_ids(np.arange(first + n, first + n + n_test), job["total"], job["seed"])
@@ -502,4 +498,4 @@ def make_kaggle_size(out_dir: str | os.PathLike, scale: float = 1.0, raw_fractio
             "words_from_sample": sum(r["from_sample"] for r in done),
             "bytes": {name: folder_bytes(out / name) for name in
                       ("train_simplified", "train_raw", "test_simplified.csv", "test_raw.csv")},
-            "sizes": dict(zip(words, sizes.tolist()))}
+            "sizes": dict(zip(words, sizes.tolist(), strict=True))}
