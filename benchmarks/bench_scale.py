@@ -97,39 +97,44 @@ if __name__ == "__main__":
 """
 
 
-def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
-    """(RSS, anonymous RSS) in bytes, summed over ``proc`` and its descendants."""
-    total = anon = 0
+def _tree_memory(proc: psutil.Process) -> dict[str, int]:
+    """Bytes resident in ``proc`` and its descendants: ``rss`` and ``anon`` (sums of each
+    process's VmRSS and RssAnon: pages shared between a parent and its forked workers count
+    once per process) and ``pss``/``pss_anon`` (proportional set sizes from smaps_rollup: a
+    page shared by n processes counts 1/n in each, so the sum is the tree's real footprint)."""
+    out = dict.fromkeys(("rss", "anon", "pss", "pss_anon"), 0)
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0, 0
+        return out
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "Pss:": "pss", "Pss_Anon:": "pss_anon"}
     for p in procs:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                    elif line.startswith("RssAnon:"):
-                        anon += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total, anon
+        for name in ("status", "smaps_rollup"):
+            try:
+                with open(f"/proc/{p.pid}/{name}") as f:
+                    for line in f:
+                        key = fields.get(line.split(":", 1)[0] + ":")
+                        if key:
+                            out[key] += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+    return out
 
 
 def measure(cmd: list[str], log: Path) -> dict:
-    """Run ``cmd`` (its output to ``log``); wall time, exit code, peak tree RSS and anon RSS."""
-    peak = peak_anon = 0
+    """Run ``cmd`` (its output to ``log``); wall time, exit code and the tree's peak memory
+    (:func:`_tree_memory`, each peak taken over the samples on its own)."""
+    peak = dict.fromkeys(("rss", "anon", "pss", "pss_anon"), 0)
     t0 = time.perf_counter()
     with open(log, "w") as out:
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         proc = psutil.Process(p.pid)
         while p.poll() is None:
-            rss, anon = _tree_memory(proc)
-            peak, peak_anon = max(peak, rss), max(peak_anon, anon)
+            for k, v in _tree_memory(proc).items():
+                peak[k] = max(peak[k], v)
             time.sleep(1 / SAMPLE_HZ)
-    return {"seconds": time.perf_counter() - t0, "rc": p.returncode, "peak_rss_mb": peak / 2**20,
-            "peak_anon_mb": peak_anon / 2**20}
+    return {"seconds": time.perf_counter() - t0, "rc": p.returncode,
+            **{f"peak_{k}_mb": v / 2**20 for k, v in peak.items()}}
 
 
 def _bytes(path: Path) -> int:
@@ -218,8 +223,8 @@ def run_scale(scale: float, steps: list[str], force: bool = False) -> dict:
         res[step] = r
         res_path.write_text(json.dumps(res, indent=1))
         status = "ok" if r["rc"] == 0 else f"FAILED rc={r['rc']} (log: {work / (step + '.log')})"
-        print(f"[scale {scale:g}] {step}: {r['seconds']:.0f}s, peak {r['peak_rss_mb']:,.0f} MB "
-              f"(anon {r['peak_anon_mb']:,.0f} MB) {status}", flush=True)
+        print(f"[scale {scale:g}] {step}: {r['seconds']:.0f}s, peak PSS {r['peak_pss_mb']:,.0f} MB "
+              f"(anon {r['peak_pss_anon_mb']:,.0f} MB) {status}", flush=True)
         if r["rc"] != 0:
             print(tail[-1500:], flush=True)
             break
@@ -227,31 +232,31 @@ def run_scale(scale: float, steps: list[str], force: bool = False) -> dict:
 
 
 def table(results: dict[float, dict]) -> str:
-    """Markdown: per step and scale, time, peak RSS (anon), disk, rows/s; ratios to the smallest scale."""
+    """Markdown: per step and scale, time, rows/s, peak PSS (anon part), the sum of RSS, disk
+    after it; the time and peak-PSS-anon ratios to the smallest scale."""
     scales = sorted(results)
     base = scales[0]
-    lines = ["| step | scale | rows | time (s) | rows/s | peak RSS MB (anon) | disk GB after | time × | peak anon × |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| step | scale | rows | time (s) | rows/s | peak PSS MB (anon) | peak ΣRSS MB | disk GB after "
+             "| time × | PSS anon × |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for step in STEPS:
         for s in scales:
             r = results[s].get(step)
             if not r:
                 continue
-            summ = results[s].get("summary", {})
-            rows = _rows(step, summ)
-            rate = f"{rows / r['seconds']:,.0f}" if rows else (
-                f"gather {r['gather_rows_s']:,.0f}; loader {r['loader_images_s']:,.0f} img/s"
-                if "gather_rows_s" in r else "")
+            rows = _rows(step, results[s].get("summary", {}))
+            if "gather_rows_s" in r:
+                rate = (f"gather {r['gather_rows_s']:,.0f}; loader {r['loader_images_s']:,.0f} img/s"
+                        + (f"; {r['cached_at_start']:.0%} cached" if "cached_at_start" in r else ""))
+            else:
+                rate = f"{rows / r['seconds']:,.0f}" if rows else ""
             b = results[base].get(step)
             ratio_t = f"{r['seconds'] / b['seconds']:.1f}" if b and s != base else ""
-            ratio_m = f"{r['peak_anon_mb'] / max(b['peak_anon_mb'], 1):.2f}" if b and s != base else ""
-            disk = sum(r["disk_gb"].values())
+            pss = (f"{r['peak_pss_mb']:,.0f} ({r['peak_pss_anon_mb']:,.0f})" if "peak_pss_mb" in r else "—")
+            ratio_m = (f"{r['peak_pss_anon_mb'] / max(b['peak_pss_anon_mb'], 1):.2f}"
+                       if b and s != base and "peak_pss_mb" in r and "peak_pss_mb" in b else "")
             fail = "" if r["rc"] == 0 else " **failed**"
-            lines.append(f"| {step}{fail} | {s:g} | {rows or '':,} | {r['seconds']:,.0f} | {rate} | "
-                         f"{r['peak_rss_mb']:,.0f} ({r['peak_anon_mb']:,.0f}) | {disk:.1f} | {ratio_t} | {ratio_m} |"
-                         if rows else
-                         f"| {step}{fail} | {s:g} |  | {r['seconds']:,.0f} | {rate} | "
-                         f"{r['peak_rss_mb']:,.0f} ({r['peak_anon_mb']:,.0f}) | {disk:.1f} | {ratio_t} | {ratio_m} |")
+            lines.append(f"| {step}{fail} | {s:g} | {f'{rows:,}' if rows else ''} | {r['seconds']:,.0f} | {rate} | "
+                         f"{pss} | {r['peak_rss_mb']:,.0f} | {sum(r['disk_gb'].values()):.1f} | {ratio_t} | {ratio_m} |")
     return "\n".join(lines)
 
 
