@@ -2,8 +2,13 @@
 
 Everything is computed from the store's arrays with vectorised numpy (offsets, labels,
 country and recognized flags, raw times), so the same calls run on the synthetic default
-and on the full competition (~50M drawings). Only the plots of individual drawings (example
-grids) and the pen speed read drawings, from a random sample.
+and on the full competition (~50M drawings). The tables stream over the store in chunks of
+:data:`CHUNK_ROWS` drawings, adding up per-class histograms of the stroke and point counts
+(exact quantiles come from them), so their memory does not grow with the store: at Kaggle's
+49.7M drawings whole-store int64 arrays and a sort took notebook 01 to 2.3 GB (the full-size
+rehearsal, ``python -m benchmarks scale``). Durations (stores with times) still use one
+array of every drawing. Only the plots of individual drawings (example grids) and the pen
+speed read drawings, from a random sample.
 
 Per-drawing arrays: :func:`strokes_per_drawing`, :func:`points_per_drawing`,
 :func:`durations_s`, :func:`pen_speed`; helpers :func:`group_quantiles` (per-class quantiles
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 import weakref
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +35,7 @@ from .data import Drawings
 from .data.store import Store
 from .paths import store_path
 
+CHUNK_ROWS = 4_000_000  # drawings per step of the streamed tables (~150 MB of temporaries)
 OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
 _VALUE_BITS = 40  # grouped quantiles pack (group, value) into one int64: values < 2**40
 RECOGNIZED_COLOR, UNRECOGNIZED_COLOR, OUTLIER_COLOR = "tab:blue", "tab:orange", "tab:red"
@@ -126,6 +132,42 @@ def group_quantiles(groups: np.ndarray, values: np.ndarray, n_groups: int, qs: S
     return out
 
 
+def _chunks(n: int) -> Iterator[np.ndarray]:
+    for a in range(0, n, CHUNK_ROWS):
+        yield np.arange(a, min(a + CHUNK_ROWS, n))
+
+
+def count_histograms(st: Store, per_drawing: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(len(st.words) + 1, max + 1)`` int64: per class (the last row: drawings without a
+    label), how many drawings have each value of a non-negative integer ``per_drawing(idx)``
+    (e.g. ``st.stroke_counts``), streamed over the store :data:`CHUNK_ROWS` at a time."""
+    n = len(st.words)
+    hist = np.zeros((n + 1, 1), np.int64)
+    for idx in _chunks(len(st)):
+        v = np.asarray(per_drawing(idx), np.int64)
+        g = st.labels(idx).astype(np.int64)
+        g[g < 0] = n
+        width = max(hist.shape[1], int(v.max()) + 1 if len(v) else 1)
+        if width > hist.shape[1]:
+            hist = np.pad(hist, ((0, 0), (0, width - hist.shape[1])))
+        hist += np.bincount(g * width + v, minlength=hist.size).reshape(hist.shape)
+    return hist
+
+
+def histogram_quantiles(hist: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of each row of a histogram of integer values (``hist[g, v]`` = how many times
+    ``v``), interpolated linearly like :func:`numpy.quantile`; NaN for an empty row."""
+    cum = np.cumsum(hist, axis=1)
+    out = np.full((len(hist), len(qs)), np.nan)
+    for g in np.flatnonzero(cum[:, -1] > 0):
+        pos = np.asarray(qs, np.float64) * (cum[g, -1] - 1)
+        lo = np.floor(pos)
+        a = np.searchsorted(cum[g], lo, side="right")  # the value at rank r: first v with cum > r
+        b = np.searchsorted(cum[g], np.ceil(pos), side="right")
+        out[g] = a + (b - a) * (pos - lo)
+    return out
+
+
 def robust_z(x: np.ndarray) -> np.ndarray:
     """Modified z-score ``0.6745 (x - median) / MAD`` (Iglewicz & Hoaglin 1993).
 
@@ -143,12 +185,22 @@ def robust_z(x: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- tables
 
-def _share_true(groups: np.ndarray, rec: np.ndarray, n: int) -> np.ndarray:
-    """Per group, the share of rows with ``rec == 1`` among rows where it is known (>= 0)."""
-    known = rec >= 0
-    yes = np.bincount(groups[known], (rec[known] == 1).astype(np.float64), minlength=n)
+def _flag_counts(st: Store, groups_of: Callable[[np.ndarray], np.ndarray], n: int) -> tuple[np.ndarray, ...]:
+    """Per group (``groups_of(idx)``, in ``[0, n)``), drawings, drawings whose recognized flag
+    is known, and recognized drawings, streamed over the store."""
+    total, known, yes = (np.zeros(n, np.int64) for _ in range(3))
+    for idx in _chunks(len(st)):
+        g = np.asarray(groups_of(idx), np.int64)
+        rec = np.asarray(st.recognized[idx[0]:idx[-1] + 1])
+        total += np.bincount(g, minlength=n)
+        known += np.bincount(g[rec >= 0], minlength=n)
+        yes += np.bincount(g[rec == 1], minlength=n)
+    return total, known, yes
+
+
+def _share(yes: np.ndarray, known: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return yes / np.bincount(groups[known], minlength=n)
+        return yes / known
 
 
 def class_table(st: Store, raw: Store | None = None) -> pd.DataFrame:
@@ -164,24 +216,30 @@ def class_table(st: Store, raw: Store | None = None) -> pd.DataFrame:
         st: labelled store (kind "simplified" or "raw").
         raw: optional raw store of the same drawings, for durations.
     """
-    y, n = st.labels(), len(st.words)
-    lab = y >= 0
-    counts = np.bincount(y[lab], minlength=n)
-    s = group_quantiles(y, strokes_per_drawing(st), n, (0.5, 0.9))
-    p = group_quantiles(y, points_per_drawing(st), n, (0.5, 0.9))
+    n = len(st.words)
+
+    def groups(idx: np.ndarray) -> np.ndarray:
+        g = st.labels(idx).astype(np.int64)
+        return np.where(g < 0, n, g)
+
+    counts, known, yes = _flag_counts(st, groups, n + 1)
+    strokes, points = count_histograms(st, st.stroke_counts), count_histograms(st, st.point_counts)
+    s, p = histogram_quantiles(strokes[:n], (0.5, 0.9)), histogram_quantiles(points[:n], (0.5, 0.9))
     t = pd.DataFrame({
-        "drawings": counts,
-        "recognized_share": _share_true(y[lab], np.asarray(st.recognized)[lab], n),
+        "drawings": counts[:n],
+        "recognized_share": _share(yes[:n], known[:n]),
         "strokes_median": s[:, 0], "strokes_p90": s[:, 1],
         "points_median": p[:, 0], "points_p90": p[:, 1],
     }, index=pd.Index(st.words, name="word"))
+    # every drawing's (labelled or not) histograms and flags, for summary()
+    t.attrs.update(strokes=strokes.sum(axis=0), points=points.sum(axis=0), flags=(int(known.sum()), int(yes.sum())))
     if raw is not None:
         ms = np.round(durations_s(raw) * 1000.0)
         ms = np.where(np.isnan(ms), -1, ms).astype(np.int64)
         ry = np.where(ms >= 0, raw.labels(), -1)
         med = pd.Series(group_quantiles(ry, ms, len(raw.words), (0.5,))[:, 0] / 1000.0, index=raw.words)
         t["duration_median_s"] = med.reindex(t.index).to_numpy()
-    t["robust_z"] = robust_z(counts)
+    t["robust_z"] = robust_z(counts[:n])
     t["outlier"] = np.abs(t["robust_z"]) > OUTLIER_Z
     return t
 
@@ -196,28 +254,38 @@ def country_table(st: Store, top: int = 15, word: str | None = None) -> pd.DataF
         top: how many countries (the most frequent).
         word: only drawings of this class.
     """
-    c = np.asarray(st.country).astype(np.int64)
-    rec = np.asarray(st.recognized)
-    if word is not None:
-        sel = st.labels() == st.words.index(word)
-        c, rec = c[sel], rec[sel]
     n = max(len(st.countries), 1)
-    counts = np.bincount(c, minlength=n)
-    t = pd.DataFrame({"drawings": counts, "share": counts / max(len(c), 1),
-                      "recognized_share": _share_true(c, rec, n)},
+    want = None if word is None else st.words.index(word)
+
+    def groups(idx: np.ndarray) -> np.ndarray:  # another class's drawings to the extra group n
+        c = np.asarray(st.country[idx[0]:idx[-1] + 1], np.int64)
+        return c if want is None else np.where(st.labels(idx) == want, c, n)
+
+    counts, known, yes = (a[:n] for a in _flag_counts(st, groups, n + 1))
+    t = pd.DataFrame({"drawings": counts, "share": counts / max(counts.sum(), 1),
+                      "recognized_share": _share(yes, known)},
                      index=pd.Index(st.countries or [""], name="country"))
     return t[t.drawings > 0].sort_values("drawings", ascending=False, kind="stable").head(top)
 
 
 def summary(st: Store, table: pd.DataFrame, raw: Store | None = None) -> dict:
     """Headline numbers of the EDA (what the notebook records): counts, shares and medians."""
-    rec = np.asarray(st.recognized)
+    if {"strokes", "points", "flags"} <= set(table.attrs):  # class_table's whole-store counts
+        strokes, points, (known, yes) = table.attrs["strokes"], table.attrs["points"], table.attrs["flags"]
+    else:
+        strokes = count_histograms(st, st.stroke_counts).sum(axis=0)
+        points = count_histograms(st, st.point_counts).sum(axis=0)
+        _, k, y = _flag_counts(st, lambda idx: np.zeros(len(idx), np.int64), 1)
+        known, yes = int(k[0]), int(y[0])
+    countries = np.zeros(max(len(st.countries), 1), np.int64)
+    for idx in _chunks(len(st)):
+        countries += np.bincount(np.asarray(st.country[idx[0]:idx[-1] + 1], np.int64), minlength=len(countries))
     out = {
         "n_drawings": len(st), "n_classes": len(st.words),
-        "n_countries": int(np.count_nonzero(np.bincount(np.asarray(st.country), minlength=1))),
-        "recognized_share": float((rec == 1).sum() / max((rec >= 0).sum(), 1)),
-        "median_strokes": float(np.median(strokes_per_drawing(st))),
-        "median_points": float(np.median(points_per_drawing(st))),
+        "n_countries": int(np.count_nonzero(countries)),
+        "recognized_share": float(yes / max(known, 1)),
+        "median_strokes": float(histogram_quantiles(strokes[None], (0.5,))[0, 0]),
+        "median_points": float(histogram_quantiles(points[None], (0.5,))[0, 0]),
         "n_outlier_classes": int(table.outlier.sum()),
         "outlier_classes": table.index[table.outlier].tolist(),
     }
@@ -324,29 +392,42 @@ def _log_bins(values: np.ndarray, n: int = 40, integer: bool = False) -> np.ndar
     return np.geomspace(lo, max(hi, lo * 1.01), n + 1)
 
 
+DENSITY_SAMPLE = 2_000_000  # drawings behind the distribution plots (all of a smaller store)
+
+
+def _density_rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Every row of a store up to :data:`DENSITY_SAMPLE`, else that many at random, sorted."""
+    return np.arange(n) if n <= DENSITY_SAMPLE else np.unique(rng.integers(0, n, DENSITY_SAMPLE))
+
+
 def plot_distributions(st: Store, raw: Store | None = None, sample: int = 20_000,
                        rng: np.random.Generator | None = None) -> Figure:
     """Strokes and points per drawing; with a raw store also duration and pen speed.
 
     Recognized and unrecognized drawings are drawn as separate densities. Values beyond the
     0.1/99.9 percentiles are clipped into the end bins. Strokes, points and durations use
-    every drawing; pen speed (ink length / pen-down time) a random ``sample`` of raw drawings.
+    every drawing of a store up to :data:`DENSITY_SAMPLE` drawings, else that many drawn at
+    random (the densities do not change visibly; the memory stays bounded at Kaggle's size);
+    pen speed (ink length / pen-down time) a random ``sample`` of raw drawings.
     """
     rng = rng or np.random.default_rng(0)
     fig = Figure(figsize=(11, 7.5 if raw is not None else 3.8), layout="constrained")
     axes = fig.subplots(2 if raw is not None else 1, 2, squeeze=False).ravel()
-    rec = np.asarray(st.recognized)
-    s = strokes_per_drawing(st)
+    some = _density_rows(len(st), rng)
+    rec = np.asarray(st.recognized[some])
+    s = st.stroke_counts(some)
     hi = max(int(np.quantile(s, 0.999)) if len(s) else 1, 1)
+    of = "" if len(some) == len(st) else f"; {len(some):,} of {len(st):,} drawings"
     _density(axes[0], s.astype(np.float64), rec, np.arange(0.5, hi + 1.5), log=False)
-    axes[0].set(xlabel=f"strokes per drawing (clipped at {hi})", ylabel="density")
-    p = points_per_drawing(st).astype(np.float64)
+    axes[0].set(xlabel=f"strokes per drawing (clipped at {hi}{of})", ylabel="density")
+    p = st.point_counts(some).astype(np.float64)
     _density(axes[1], p, rec, _log_bins(p, integer=True), log=True)
-    axes[1].set(xlabel=f"points per drawing ({st.kind}, log scale)", ylabel="density")
+    axes[1].set(xlabel=f"points per drawing ({st.kind}, log scale{of})", ylabel="density")
     if raw is not None:
+        some_raw = _density_rows(len(raw), rng)
         rrec = np.asarray(raw.recognized)
-        d = durations_s(raw)
-        _density(axes[2], d, rrec, _log_bins(d), log=True)
+        d = durations_s(raw)[some_raw]
+        _density(axes[2], d, rrec[some_raw], _log_bins(d), log=True)
         axes[2].set(xlabel="duration, first to last point (s, log scale)", ylabel="density")
         idx = np.sort(rng.choice(len(raw), size=min(sample, len(raw)), replace=False))
         v = pen_speed(raw.drawings(idx))

@@ -238,3 +238,36 @@ def test_notebook_runs_and_records_metrics(comp, stores):
     done = nbformat.read(comp["root"] / "01_eda.out.ipynb", as_version=4)
     images = sum("image/png" in o.get("data", {}) for c in done.cells if c.cell_type == "code" for o in c.outputs)
     assert images == len(m["figures"])  # every figure saved is also shown
+
+
+def test_histogram_quantiles_match_numpy():
+    rng = np.random.default_rng(1)
+    v = [rng.integers(0, 50, n) for n in (1, 2, 7, 500)]
+    hist = np.zeros((5, 50), np.int64)
+    for g, vals in enumerate(v):
+        np.add.at(hist[g], vals, 1)
+    got = eda.histogram_quantiles(hist, (0.0, 0.1, 0.5, 0.9, 1.0))
+    for g, vals in enumerate(v):
+        np.testing.assert_allclose(got[g], np.quantile(vals, [0.0, 0.1, 0.5, 0.9, 1.0]))
+    assert np.isnan(got[4]).all()
+
+
+def test_tables_are_the_same_streamed_in_small_chunks(stores, monkeypatch):
+    """The tables stream over the store CHUNK_ROWS drawings at a time (bounded memory at
+    Kaggle's size); chunks of 37 drawings, which split classes and countries, change nothing."""
+    st, raw = stores
+    whole = (eda.class_table(st, raw), eda.country_table(st, top=50), eda.country_table(st, top=50, word=st.words[1]))
+    s_whole = eda.summary(st, whole[0], raw)
+    monkeypatch.setattr(eda, "CHUNK_ROWS", 37)
+    assert len(st) > 5 * 37
+    parts = (eda.class_table(st, raw), eda.country_table(st, top=50), eda.country_table(st, top=50, word=st.words[1]))
+    for a, b in zip(whole, parts, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert eda.summary(st, parts[0], raw) == s_whole
+    # summary without class_table's counts (a table from elsewhere) computes them itself
+    bare = parts[0].copy()
+    bare.attrs.clear()
+    assert eda.summary(st, bare, raw) == s_whole
+    # the medians are those of every drawing
+    assert s_whole["median_strokes"] == float(np.median(st.stroke_counts()))
+    assert s_whole["median_points"] == float(np.median(st.point_counts()))
