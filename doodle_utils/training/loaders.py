@@ -360,8 +360,13 @@ class DoodleDL(DataLoader):
         if self.sampling == "sequential":
             idx = np.arange(n) % len(self.source)
         elif self.sampling == "uniform" and weights is None:
-            reps = math.ceil(n / len(self.source))
-            idx = np.concatenate([rng.permutation(len(self.source)) for _ in range(reps)])[:n]
+            # whole passes as permutations, the rest as distinct positions drawn directly: an
+            # epoch of 2,048 from Kaggle's 49.7M drawings no longer shuffles all 49.7M (3-5 s
+            # and 400 MB an epoch, found by the full-size rehearsal)
+            full, rest = divmod(n, len(self.source))
+            parts = [rng.permutation(len(self.source)) for _ in range(full)]
+            parts += [rng.choice(len(self.source), rest, replace=False)] if rest else []
+            idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         elif self.sampling == "uniform":  # each drawing in proportion to its weight
             idx = rng.choice(len(self.source), n, p=weights / weights.sum())
         else:
