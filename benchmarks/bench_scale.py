@@ -178,14 +178,14 @@ def _commands(work: Path, scale: float) -> dict[str, list[str]]:
     }
 
 
-def _rows(step: str, summary: dict) -> float | None:
+def _rows(step: str, summary: dict, r: dict) -> float | None:
     """What a step processes, for its rows/s."""
     if step.startswith("loader"):
         return None
     if step in ("nb03", "nb06", "nb04") and summary:  # every snapshot predicts validation, blend and test
         split = yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())["data"]["pack"]
         per = round(summary["train_rows"] * (split["valid_frac"] + split["blend_frac"])) + summary["test_rows"]
-        return per * TRAIN["cycles"] * (2 if step == "nb04" else 1)  # 04 reads both runs' snapshots
+        return per * TRAIN["cycles"] * (r.get("runs", 2) if step == "nb04" else 1)  # 04 reads every run's snapshots
     if step == "nb05":
         return summary.get("test_rows")
     if step == "pack_timed":
@@ -218,6 +218,8 @@ def run_scale(scale: float, steps: list[str], force: bool = False) -> dict:
             res["summary"] = _summary(tail)
         if step.startswith("loader") and r["rc"] == 0:
             r.update(json.loads(tail.strip().splitlines()[-1]))
+        if step == "nb04":  # how many training runs it ensembled (10 snapshots each)
+            r["runs"] = sum(p.is_dir() for p in (work / "out" / "scale" / "train").glob("*"))
         r["disk_gb"] = {name: _bytes(work / name) / 1e9 for name in ("data", "store", "store_timed", "out")}
         r["when"] = time.strftime("%Y-%m-%d %H:%M")
         res[step] = r
@@ -243,7 +245,7 @@ def table(results: dict[float, dict]) -> str:
             r = results[s].get(step)
             if not r:
                 continue
-            rows = _rows(step, results[s].get("summary", {}))
+            rows = _rows(step, results[s].get("summary", {}), r)
             if "gather_rows_s" in r:
                 rate = (f"gather {r['gather_rows_s']:,.0f}; loader {r['loader_images_s']:,.0f} img/s"
                         + (f"; {r['cached_at_start']:.0%} cached" if "cached_at_start" in r else ""))
