@@ -371,6 +371,18 @@ class NotebookResult:
     error: str = ""
 
 
+def package_digest() -> str:
+    """SHA-256 of the ``doodle_utils`` sources the notebooks call: part of every notebook's
+    fingerprint, so a changed package (an upgrade, an edit) runs the notebooks again rather
+    than keeping reports made by the old code (found by the full-size rehearsal, which changed
+    the EDA's code and got the old report back)."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def _fingerprint(nb: Path, params: dict, inputs: dict[str, str], upstream: str) -> str:
     h = hashlib.sha256()
     h.update(nb.read_bytes())
@@ -428,7 +440,7 @@ def _run_locked(prof: Profile, per_nb: dict, nbs_all: list[Path], chosen: list[P
     log.setLevel(logging.DEBUG)  # run.log keeps every line; the console's handler decides what it shows
     try:
         log.info(f"run {prof.run_name} from {prof.path} into {out}")
-        inputs = prepare_data(prof)
+        inputs = {**prepare_data(prof), "doodle_utils": package_digest()}
         state_path = out / "runner_state.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         results: list[NotebookResult] = []

@@ -96,6 +96,18 @@ def test_run_records_metrics_and_skips_unchanged(tmp_path, nbs):
     assert [r.status for r in pipeline.run(p3, notebooks=nbs)] == ["skipped", "ran"]
 
 
+def test_a_changed_package_runs_the_notebooks_again(tmp_path, nbs, monkeypatch):
+    """The fingerprint covers doodle_utils' sources: an upgraded or edited package re-runs
+    every notebook instead of keeping reports the old code made."""
+    p = profile(tmp_path, params={"n": 7})
+    assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["ran", "ran"]
+    assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["skipped", "skipped"]
+    digest = pipeline.package_digest()
+    assert len(digest) == 64 and digest == pipeline.package_digest()
+    monkeypatch.setattr(pipeline, "package_digest", lambda: "0" * 64)  # as after an edit of eda.py
+    assert [r.status for r in pipeline.run(p, notebooks=nbs)] == ["ran", "ran"]
+
+
 def test_only_and_from(tmp_path, nbs):
     p = profile(tmp_path)
     assert [r.name for r in pipeline.run(p, notebooks=nbs, only="02")] == ["02_second"]
