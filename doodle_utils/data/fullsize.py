@@ -200,6 +200,14 @@ def _put_bytes(buf, pos, src):
 
 
 @numba.njit(cache=True)
+def _put_sep(buf, pos):
+    """Kaggle's list separator ``", "``."""
+    buf[pos] = 44
+    buf[pos + 1] = 32
+    return pos + 2
+
+
+@numba.njit(cache=True)
 def _put_drawing(buf, pos, xy, t, so, do, i, timed):
     """``"[[[x, ...], [y, ...]], ...]"`` (with ``[t, ...]`` when ``timed``), quoted."""
     buf[pos] = 34  # '"'
@@ -207,23 +215,17 @@ def _put_drawing(buf, pos, xy, t, so, do, i, timed):
     pos += 2
     for s in range(do[i], do[i + 1]):
         if s > do[i]:
-            buf[pos] = 44
-            buf[pos + 1] = 32
-            pos += 2
+            pos = _put_sep(buf, pos)
         buf[pos] = 91
         pos += 1
         for dim in range(3 if timed else 2):
             if dim:
-                buf[pos] = 44
-                buf[pos + 1] = 32
-                pos += 2
+                pos = _put_sep(buf, pos)
             buf[pos] = 91
             pos += 1
             for p in range(so[s], so[s + 1]):
                 if p > so[s]:
-                    buf[pos] = 44
-                    buf[pos + 1] = 32
-                    pos += 2
+                    pos = _put_sep(buf, pos)
                 v = t[p] if dim == 2 else int(xy[p, dim])
                 pos = _put_int(buf, pos, v)
             buf[pos] = 93
