@@ -137,6 +137,13 @@ def _chunks(n: int) -> Iterator[np.ndarray]:
         yield np.arange(a, min(a + CHUNK_ROWS, n))
 
 
+def _class_groups(st: Store, idx: np.ndarray) -> np.ndarray:
+    """Class index of each drawing at ``idx``; ``len(st.words)`` for one without a label."""
+    g = st.labels(idx).astype(np.int64)
+    g[g < 0] = len(st.words)
+    return g
+
+
 def count_histograms(st: Store, per_drawing: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``(len(st.words) + 1, max + 1)`` int64: per class (the last row: drawings without a
     label), how many drawings have each value of a non-negative integer ``per_drawing(idx)``
@@ -145,8 +152,7 @@ def count_histograms(st: Store, per_drawing: Callable[[np.ndarray], np.ndarray])
     hist = np.zeros((n + 1, 1), np.int64)
     for idx in _chunks(len(st)):
         v = np.asarray(per_drawing(idx), np.int64)
-        g = st.labels(idx).astype(np.int64)
-        g[g < 0] = n
+        g = _class_groups(st, idx)
         width = max(hist.shape[1], int(v.max()) + 1 if len(v) else 1)
         if width > hist.shape[1]:
             hist = np.pad(hist, ((0, 0), (0, width - hist.shape[1])))
@@ -217,12 +223,7 @@ def class_table(st: Store, raw: Store | None = None) -> pd.DataFrame:
         raw: optional raw store of the same drawings, for durations.
     """
     n = len(st.words)
-
-    def groups(idx: np.ndarray) -> np.ndarray:
-        g = st.labels(idx).astype(np.int64)
-        return np.where(g < 0, n, g)
-
-    counts, known, yes = _flag_counts(st, groups, n + 1)
+    counts, known, yes = _flag_counts(st, lambda idx: _class_groups(st, idx), n + 1)
     strokes, points = count_histograms(st, st.stroke_counts), count_histograms(st, st.point_counts)
     s, p = histogram_quantiles(strokes[:n], (0.5, 0.9)), histogram_quantiles(points[:n], (0.5, 0.9))
     t = pd.DataFrame({
