@@ -46,7 +46,8 @@ SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
 DOODLE = [sys.executable, "-m", "doodle_utils"]
 STEPS = ("generate", "pack", "pack_timed", "verify", "loader_warm", "loader_cold",
          "nb01", "nb02", "nb03", "nb06", "nb04", "nb05")
-SAMPLE_HZ = 5
+SAMPLE_HZ = 5  # memory samples a second for a step's first minute, then SLOW_HZ
+SLOW_HZ = 1  # reading smaps_rollup of processes mapping ~9 GB 5x a second took ~0.4 core
 TRAIN = {"arch": "test_resnet", "size": 32, "bs": 512, "epoch_size": 2048, "schedule": "sgdr", "cycles": 10,
          "cycle_len": 1, "precision": "fp32", "channels_last": False, "num_workers": 2, "pretrained_path": ""}
 
@@ -128,7 +129,8 @@ def _tree_memory(proc: psutil.Process) -> dict[str, int]:
 
 def measure(cmd: list[str], log: Path) -> dict:
     """Run ``cmd`` (its output to ``log``); wall time, exit code and the tree's peak memory
-    (:func:`_tree_memory`, each peak taken over the samples on its own)."""
+    (:func:`_tree_memory`, each peak taken over the samples on its own; 5 samples a second for
+    the first minute, then one, so that the sampler's own CPU stays small on long steps)."""
     peak = dict.fromkeys(("rss", "anon", "pss", "pss_anon"), 0)
     t0 = time.perf_counter()
     with open(log, "w") as out:
@@ -137,7 +139,7 @@ def measure(cmd: list[str], log: Path) -> dict:
         while p.poll() is None:
             for k, v in _tree_memory(proc).items():
                 peak[k] = max(peak[k], v)
-            time.sleep(1 / SAMPLE_HZ)
+            time.sleep(1 / (SAMPLE_HZ if time.perf_counter() - t0 < 60 else SLOW_HZ))
     return {"seconds": time.perf_counter() - t0, "rc": p.returncode,
             **{f"peak_{k}_mb": v / 2**20 for k, v in peak.items()}}
 

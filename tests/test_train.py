@@ -81,6 +81,26 @@ def test_sampling_is_seeded_per_epoch_and_balanced(stores):
     assert uni[0] > 3 * uni[1:].max()
 
 
+def test_sampling_tables_are_made_once_per_labels_and_weights(stores):
+    """Balanced sampling's class grouping and weighted sampling's running sum are sorts and
+    sums over the whole split: made once, not every epoch, and again when labels change."""
+    src = Source(stores[0], split="train")
+    dl = DoodleDL(src, BatchSpec(sampling="balanced", epoch_size=600), bs=10)
+    dl.get_idxs()
+    groups = src.class_groups()
+    dl.epoch = 1
+    dl.get_idxs()
+    assert src.class_groups() is groups
+    classes, members, start = groups
+    assert (src.labels[members] == np.repeat(classes, np.diff(start))).all() and members.dtype == src.idx.dtype
+    src.labels = src.labels.copy()
+    assert src.class_groups() is not groups
+    src.weights = np.where(np.arange(len(src)) % 2, np.float32(1), np.float32(0))
+    cdf = src.cumulative_weights()
+    idx = np.asarray(DoodleDL(src, BatchSpec(sampling="uniform", epoch_size=600), bs=10).get_idxs())
+    assert src.cumulative_weights() is cdf and (idx % 2 == 1).all()  # weight 0: never drawn
+
+
 def test_uniform_epochs_are_distinct_draws_without_touching_the_whole_source(stores):
     """An epoch smaller than the source draws distinct positions without a permutation of the
     whole source (at 49.7M drawings that cost 3-5 s and 400 MB an epoch); a larger one is whole
@@ -102,6 +122,43 @@ def test_uniform_epochs_are_distinct_draws_without_touching_the_whole_source(sto
     b = idxs(100, 250)
     assert sorted(b[:100]) == list(range(100)) and sorted(b[100:200]) == list(range(100))
     assert len(np.unique(b[200:])) == 50
+
+
+def test_a_source_keeps_two_bytes_a_drawing_per_array_and_batches_carry_int64(stores, monkeypatch):
+    """Positions, labels and countries are kept narrow (Kaggle's 49.7M drawings took 24 bytes
+    each as int64: 1.2 GB, found by the full-size rehearsal), mapped a chunk at a time, with the
+    values of the int64 version; batches still carry int64 classes and countries."""
+    import tracemalloc
+
+    from doodle_utils.training import loaders
+
+    st = Store(stores[0])
+    ref = Source(stores[0], split="train")
+    monkeypatch.setattr(loaders, "CHUNK", 7)
+    src = Source(stores[0], split="train")
+    assert (src.idx.dtype, src.labels.dtype, src.country.dtype) == (np.int16,) * 3
+    assert src.idx.tolist() == np.flatnonzero(~np.asarray(st.valid)).tolist()
+    assert src.labels.tolist() == np.asarray(st.word)[src.idx].tolist() == ref.labels.tolist()
+    assert src.country.tolist() == ref.country.tolist()
+    x, c, y = DoodleDL(src, BatchSpec(render=RenderSpec(size=16), sampling="sequential"), bs=8).one_batch()
+    assert c.dtype == y.dtype == torch.int64 and y.tolist() == src.labels[:8].tolist()
+
+    # a store of 2M drawings (its arrays made here, like a store's memory-maps): the source
+    # allocates what it keeps and small chunks, not int64 copies
+    n = 2_000_000
+    big = type("BigStore", (), {"__len__": lambda self: n, "words": [f"w{i}" for i in range(340)],
+                                "countries": ["US", "GB"], "kind": "simplified",
+                                "word": np.arange(n, dtype=np.int16) % 340, "country": np.zeros(n, np.uint16)})()
+    big.labels = lambda idx: big.word[idx]
+    idx = np.arange(n, dtype=np.int32)
+    monkeypatch.setattr(loaders, "open_verified", lambda path: big)
+    monkeypatch.setattr(loaders, "CHUNK", 1 << 16)
+    tracemalloc.start()
+    huge = Source("big", idx)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (huge.idx.dtype, huge.labels.dtype, huge.country.dtype) == (np.int32, np.int16, np.int16)
+    assert peak < 6 * n, peak  # labels and countries 2 bytes each, plus chunks (int64 copies: 24+)
 
 
 def test_batches_are_rendered_images_with_country_and_label(stores):

@@ -34,7 +34,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 from ..data import Drawings
-from ..data.store import TIMED_KINDS, Store, as_kind, open_verified, read_label_column
+from ..data.store import TIMED_KINDS, Store, as_kind, index_dtype, open_verified, read_label_column
 from ..models import FEATURES, point_features
 from ..render import RENDERERS, RenderSpec, render, render_packed, scaled
 
@@ -127,9 +127,17 @@ def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
 TTA_VIEWS = {"flip": Augment(flip=1.0), "dropout": Augment(stroke_dropout=0.1)}
 
 
+CHUNK = 1 << 22  # drawings a source maps at a time when it is made (temporaries stay small)
+
+
 class Source:
     """Drawings a loader samples from: a store (opened lazily, so workers reopen it) and the
-    indices of one split, with labels (the store's classes, or given ones for pseudo-labels)."""
+    indices of one split, with labels (the store's classes, or given ones for pseudo-labels).
+
+    Positions, labels and country indices are kept in the narrowest integer type that holds
+    them (:func:`..data.store.index_dtype`): 8 bytes a drawing of Kaggle's 49.7M where int64
+    took 24 (1.2 GB, in the main process and, copy-on-write, its loader workers; found by the
+    full-size rehearsal). Batches carry them as int64, as losses and embeddings expect."""
 
     def __init__(self, store_dir: str | Path, idx: np.ndarray | None = None,
                  labels: np.ndarray | None = None, split: str | None = None,
@@ -138,18 +146,24 @@ class Source:
         self._store: Store | None = None
         st = self.store
         if idx is None:
-            idx = {"train": st.train_idx, "valid": st.valid_idx, "blend": st.blend_idx, None: np.arange(len(st))}[split]
-        self.idx = np.asarray(idx, np.int64)
-        self.labels = (st.labels(self.idx) if labels is None else np.asarray(labels)).astype(np.int64)
+            idx = {"train": st.train_idx, "valid": st.valid_idx, "blend": st.blend_idx,
+                   None: np.arange(len(st), dtype=index_dtype(len(st)))}[split]
+        self.idx = np.asarray(idx).astype(index_dtype(len(st)), copy=False)
         self.words = st.words
+        self.labels = st.labels(self.idx) if labels is None else np.asarray(labels)
+        self.labels = self.labels.astype(index_dtype(len(self.words)), copy=False)
         self.countries = list(st.countries) if country_vocab is None else list(country_vocab)
         # country indices in ``countries`` (another store's vocabulary for test drawings);
         # a country the vocabulary lacks gets the extra index len(countries)
         pos = {c: i for i, c in enumerate(self.countries)}
-        remap = np.array([pos.get(c, len(self.countries)) for c in st.countries] + [len(self.countries)])
-        raw_c = np.asarray(st.country[self.idx]).astype(np.int64)
-        self.country = remap[np.where(raw_c < 0, len(st.countries), raw_c)]
+        remap = np.array([pos.get(c, len(self.countries)) for c in st.countries] + [len(self.countries)],
+                         index_dtype(len(self.countries)))
+        self.country = np.empty(len(self.idx), remap.dtype)
+        for s in range(0, len(self.idx), CHUNK):
+            raw_c = np.asarray(st.country[self.idx[s:s + CHUNK]]).astype(np.int64)
+            self.country[s:s + CHUNK] = remap[np.where(raw_c < 0, len(st.countries), raw_c)]
         self.kind = st.kind
+        self._cache: dict[str, Any] = {}  # sampling tables (class_groups, cumulative_weights)
         self.weights: np.ndarray | None = None  # how often each drawing is sampled (None: alike)
 
     @property
@@ -159,7 +173,25 @@ class Source:
         return self._store
 
     def __getstate__(self):
-        return {**self.__dict__, "_store": None}
+        return {**self.__dict__, "_store": None, "_cache": {}}
+
+    def class_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(classes, members, start): the classes present, and positions grouped by class
+        (class ``classes[k]``'s are ``members[start[k]:start[k + 1]]``), for balanced sampling;
+        made once for these labels (a sort of the whole split: too costly for every epoch)."""
+        if self._cache.get("labels") is not self.labels:
+            classes, inv = np.unique(self.labels, return_inverse=True)
+            members = np.argsort(inv, kind="stable").astype(self.idx.dtype)
+            start = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(classes)))]
+            self._cache.update(labels=self.labels, groups=(classes, members, start))
+        return self._cache["groups"]
+
+    def cumulative_weights(self) -> np.ndarray:
+        """The running sum of :attr:`weights` (float64), made once for these weights: a drawing
+        is drawn in proportion to its weight by a search in it."""
+        if self._cache.get("weights") is not self.weights:
+            self._cache.update(weights=self.weights, cdf=np.cumsum(self.weights, dtype=np.float64))
+        return self._cache["cdf"]
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -368,12 +400,15 @@ class DoodleDL(DataLoader):
             parts += [rng.choice(len(self.source), rest, replace=False)] if rest else []
             idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         elif self.sampling == "uniform":  # each drawing in proportion to its weight
-            idx = rng.choice(len(self.source), n, p=weights / weights.sum())
+            cdf = self.source.cumulative_weights()
+            idx = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
         else:
-            labels = self.source.labels
-            classes, inv = np.unique(labels, return_inverse=True)
-            members = np.argsort(inv, kind="stable")
-            start = np.r_[0, np.cumsum(np.bincount(inv))]
+            if isinstance(self.source, Source):
+                classes, members, start = self.source.class_groups()
+            else:
+                classes, inv = np.unique(self.source.labels, return_inverse=True)
+                members = np.argsort(inv, kind="stable")
+                start = np.r_[0, np.cumsum(np.bincount(inv))]
             cls = rng.integers(0, len(classes), n)
             if weights is None:
                 idx = members[start[cls] + (rng.random(n) * (start[cls + 1] - start[cls])).astype(np.int64)]
@@ -425,7 +460,8 @@ class DoodleDL(DataLoader):
             d = augment(d, self.aug, self._rng(1, int(pos[0]), len(pos)))
         # test drawings have no class (-1); fastai computes a loss on every batch it predicts,
         # so they carry class 0, which nothing reads
-        y_t, c_t = torch.from_numpy(np.maximum(y, 0)), torch.from_numpy(country)
+        y_t = torch.from_numpy(np.maximum(y, 0).astype(np.int64))
+        c_t = torch.from_numpy(np.asarray(country, np.int64))
         if self.input == "points":
 
             feats, mask = point_features(d, self.points, self.resample)
@@ -654,13 +690,13 @@ class Unrecognized:
         if self.mode == "drop":
             return src.subset(np.flatnonzero(~unrec)), f"{n}: dropped"
         if self.mode == "downweight":
-            src.weights = np.where(unrec, self.weight, 1.0)
+            src.weights = np.where(unrec, np.float32(self.weight), np.float32(1))
             return src, f"{n}: drawn at weight {self.weight:g}"
         if self.mode != "relabel":
             raise ValueError(f"unrecognized must be one of {UNRECOGNIZED}, got {self.mode!r}")
         labels = read_label_column(self.labels_file, src.store)[src.idx]
         changed = int((labels != src.labels).sum())
-        src.labels = labels
+        src.labels = labels.astype(src.labels.dtype)
         return src, f"{n}: {changed} relabelled from {self.labels_file}"
 
 
