@@ -6,13 +6,14 @@ and on the full competition (~50M drawings). The tables stream over the store in
 :data:`CHUNK_ROWS` drawings, adding up per-class histograms of the stroke and point counts
 (exact quantiles come from them), so their memory does not grow with the store: at Kaggle's
 49.7M drawings whole-store int64 arrays and a sort took notebook 01 to 2.3 GB (the full-size
-rehearsal, ``python -m benchmarks scale``). Durations (stores with times) still use one
-array of every drawing. Only the plots of individual drawings (example grids) and the pen
+rehearsal, ``python -m benchmarks scale``); durations (stores with times) are histogrammed in
+whole milliseconds the same way (:func:`duration_histograms`). Only the plots of individual drawings (example grids) and the pen
 speed read drawings, from a random sample.
 
 Per-drawing arrays: :func:`strokes_per_drawing`, :func:`points_per_drawing`,
-:func:`durations_s`, :func:`pen_speed`; helpers :func:`group_quantiles` (per-class quantiles
-with one sort) and :func:`robust_z` (the outlier rule). Tables: :func:`class_table`,
+:func:`durations_s`, :func:`pen_speed`; helpers :func:`count_histograms` and
+:func:`histogram_quantiles` (per-class histograms streamed over the store, and their exact
+quantiles) and :func:`robust_z` (the outlier rule). Tables: :func:`class_table`,
 :func:`country_table`; the notebook's metrics: :func:`summary`.
 Figures (each returns a :class:`matplotlib.figure.Figure`, made without pyplot so nothing is
 left open): :func:`plot_class_counts`, :func:`plot_recognized_share`,
@@ -22,7 +23,6 @@ left open): :func:`plot_class_counts`, :func:`plot_recognized_share`,
 from __future__ import annotations
 
 import math
-import weakref
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -36,10 +36,10 @@ from .data.store import Store
 from .paths import store_path
 
 CHUNK_ROWS = 4_000_000  # drawings per step of the streamed tables (~150 MB of temporaries)
+DURATION_CAP_MS = 60_000  # durations are histogrammed in whole ms up to here (the game allowed 20 s;
+# the longest of the real sample's 9,570 raw drawings: 42 s): at most 164 MB of counts for 340 classes
 OUTLIER_Z = 3.5  # modified z-score above which a class count is an outlier (Iglewicz & Hoaglin)
-_VALUE_BITS = 40  # grouped quantiles pack (group, value) into one int64: values < 2**40
 RECOGNIZED_COLOR, UNRECOGNIZED_COLOR, OUTLIER_COLOR = "tab:blue", "tab:orange", "tab:red"
-_DURATIONS: "weakref.WeakKeyDictionary[Store, np.ndarray]" = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------- stores and per-drawing arrays
@@ -66,17 +66,24 @@ def points_per_drawing(st: Store) -> np.ndarray:
     return st.point_counts()
 
 
-def durations_s(raw: Store) -> np.ndarray:
-    """Seconds from a drawing's first to its last point (the last point's ``t``), (D,) float64.
+def durations_s(raw: Store, idx: np.ndarray | None = None) -> np.ndarray:
+    """Seconds from a drawing's first to its last point (the last point's ``t``), float64, for
+    the drawings at ``idx`` (every drawing without: one float64 each, 0.4 GB at Kaggle's size;
+    the tables use :func:`duration_histograms` instead). NaN for a drawing without points."""
+    return raw.durations_ms(idx) / 1000.0
 
-    Drawings without points get NaN. Reading one ``t`` per drawing touches most pages of a
-    large ``t.npy``, so the result is computed once per opened store (read-only).
-    """
-    if raw not in _DURATIONS:
-        out = raw.durations_ms() / 1000.0
-        out.flags.writeable = False
-        _DURATIONS[raw] = out
-    return _DURATIONS[raw]
+
+def _duration_ms(raw: Store, idx: np.ndarray) -> np.ndarray:
+    """Whole milliseconds first to last point, at most :data:`DURATION_CAP_MS`; -1 without points."""
+    ms = raw.durations_ms(idx)
+    return np.where(np.isnan(ms), -1, np.minimum(np.round(ms), DURATION_CAP_MS)).astype(np.int64)
+
+
+def duration_histograms(raw: Store) -> np.ndarray:
+    """Per class (the last row: unlabelled), how many drawings last each whole millisecond
+    (:func:`count_histograms`; longer than :data:`DURATION_CAP_MS` counted there, which moves a
+    median only where most of a class lasts that long; drawings without points left out)."""
+    return count_histograms(raw, lambda idx: _duration_ms(raw, idx))
 
 
 def pen_speed(d: Drawings) -> np.ndarray:
@@ -100,38 +107,6 @@ def pen_speed(d: Drawings) -> np.ndarray:
         return np.where(down > 0, ink / (down / 1000.0), np.nan)
 
 
-def group_quantiles(groups: np.ndarray, values: np.ndarray, n_groups: int, qs: Sequence[float]) -> np.ndarray:
-    """Quantiles of non-negative integer ``values`` within each group, without a Python loop.
-
-    One sort of ``group << 40 | value`` keys, then each quantile is read at its rank in every
-    group, interpolated linearly like :func:`numpy.quantile`. Rows with a negative group are
-    ignored; values are clipped to ``[0, 2**40)``.
-
-    Args:
-        groups: (N,) group index per row (-1: ignore).
-        values: (N,) integer values.
-        n_groups: number of groups.
-        qs: quantiles in [0, 1].
-
-    Returns:
-        (n_groups, len(qs)) float64, NaN for empty groups.
-    """
-    keep = np.asarray(groups) >= 0
-    g = np.asarray(groups)[keep].astype(np.int64)
-    v = np.clip(np.asarray(values)[keep], 0, (1 << _VALUE_BITS) - 1).astype(np.int64)
-    vals = np.sort((g << _VALUE_BITS) | v) & ((1 << _VALUE_BITS) - 1)
-    counts = np.bincount(g, minlength=n_groups)
-    start = np.cumsum(counts) - counts
-    out = np.full((n_groups, len(qs)), np.nan)
-    has = counts > 0
-    for j, q in enumerate(qs):
-        pos = q * (counts[has] - 1)
-        lo = np.floor(pos).astype(np.int64)
-        a, b = vals[start[has] + lo], vals[start[has] + np.ceil(pos).astype(np.int64)]
-        out[has, j] = a + (b - a) * (pos - lo)
-    return out
-
-
 def _chunks(n: int) -> Iterator[np.ndarray]:
     for a in range(0, n, CHUNK_ROWS):
         yield np.arange(a, min(a + CHUNK_ROWS, n))
@@ -146,13 +121,16 @@ def _class_groups(st: Store, idx: np.ndarray) -> np.ndarray:
 
 def count_histograms(st: Store, per_drawing: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``(len(st.words) + 1, max + 1)`` int64: per class (the last row: drawings without a
-    label), how many drawings have each value of a non-negative integer ``per_drawing(idx)``
-    (e.g. ``st.stroke_counts``), streamed over the store :data:`CHUNK_ROWS` at a time."""
+    label), how many drawings have each value of an integer ``per_drawing(idx)`` (e.g.
+    ``st.stroke_counts``; a negative value leaves the drawing out), streamed over the store
+    :data:`CHUNK_ROWS` at a time."""
     n = len(st.words)
     hist = np.zeros((n + 1, 1), np.int64)
     for idx in _chunks(len(st)):
         v = np.asarray(per_drawing(idx), np.int64)
         g = _class_groups(st, idx)
+        if len(v) and v.min() < 0:
+            g, v = g[v >= 0], v[v >= 0]
         width = max(hist.shape[1], int(v.max()) + 1 if len(v) else 1)
         if width > hist.shape[1]:
             hist = np.pad(hist, ((0, 0), (0, width - hist.shape[1])))
@@ -235,11 +213,10 @@ def class_table(st: Store, raw: Store | None = None) -> pd.DataFrame:
     # every drawing's (labelled or not) histograms and flags, for summary()
     t.attrs.update(strokes=strokes.sum(axis=0), points=points.sum(axis=0), flags=(int(known.sum()), int(yes.sum())))
     if raw is not None:
-        ms = np.round(durations_s(raw) * 1000.0)
-        ms = np.where(np.isnan(ms), -1, ms).astype(np.int64)
-        ry = np.where(ms >= 0, raw.labels(), -1)
-        med = pd.Series(group_quantiles(ry, ms, len(raw.words), (0.5,))[:, 0] / 1000.0, index=raw.words)
-        t["duration_median_s"] = med.reindex(t.index).to_numpy()
+        dur = duration_histograms(raw)
+        med = histogram_quantiles(dur[:len(raw.words)], (0.5,))[:, 0] / 1000.0
+        t["duration_median_s"] = pd.Series(med, index=raw.words).reindex(t.index).to_numpy()
+        t.attrs["durations"] = dur.sum(axis=0)  # every drawing's, for summary()
     t["robust_z"] = robust_z(counts[:n])
     t["outlier"] = np.abs(t["robust_z"]) > OUTLIER_Z
     return t
@@ -291,7 +268,8 @@ def summary(st: Store, table: pd.DataFrame, raw: Store | None = None) -> dict:
         "outlier_classes": table.index[table.outlier].tolist(),
     }
     if raw is not None:
-        out["median_duration_s"] = float(np.nanmedian(durations_s(raw)))
+        dur = table.attrs["durations"] if "durations" in table.attrs else duration_histograms(raw).sum(axis=0)
+        out["median_duration_s"] = float(histogram_quantiles(dur[None], (0.5,))[0, 0] / 1000.0)
     return out
 
 
@@ -427,7 +405,7 @@ def plot_distributions(st: Store, raw: Store | None = None, sample: int = 20_000
     if raw is not None:
         some_raw = _density_rows(len(raw), rng)
         rrec = np.asarray(raw.recognized)
-        d = durations_s(raw)[some_raw]
+        d = durations_s(raw, some_raw)
         _density(axes[2], d, rrec[some_raw], _log_bins(d), log=True)
         axes[2].set(xlabel="duration, first to last point (s, log scale)", ylabel="density")
         idx = np.sort(rng.choice(len(raw), size=min(sample, len(raw)), replace=False))

@@ -102,16 +102,6 @@ def test_robust_z_by_hand():
     assert (eda.robust_z(np.full(5, 7)) == 0).all()
 
 
-def test_group_quantiles_match_numpy():
-    rng = np.random.default_rng(0)
-    g = rng.integers(-1, 4, 500)  # -1 rows ignored, group 4 of 5 left empty
-    v = rng.integers(0, 1000, 500)
-    got = eda.group_quantiles(g, v, 5, (0.0, 0.5, 0.9, 1.0))
-    for k in range(4):
-        np.testing.assert_allclose(got[k], np.quantile(v[g == k], [0.0, 0.5, 0.9, 1.0]))
-    assert np.isnan(got[4]).all()
-
-
 def test_country_table_matches_meta(comp, stores):
     st, meta = stores[0], comp["meta"]
     ct = eda.country_table(st, top=5)
@@ -271,3 +261,11 @@ def test_tables_are_the_same_streamed_in_small_chunks(stores, monkeypatch):
     # the medians are those of every drawing
     assert s_whole["median_strokes"] == float(np.median(st.stroke_counts()))
     assert s_whole["median_points"] == float(np.median(st.point_counts()))
+    ms = raw.durations_ms()
+    assert s_whole["median_duration_s"] == pytest.approx(float(np.nanmedian(ms)) / 1000)
+    # durations are counted in whole ms up to the cap (the histogram's width), longer ones at it
+    cap = int(np.nanmedian(ms)) // 2
+    monkeypatch.setattr(eda, "DURATION_CAP_MS", cap)
+    dur = eda.duration_histograms(raw)
+    assert dur.shape[1] == cap + 1 and dur.sum() == np.count_nonzero(~np.isnan(ms))
+    assert dur[:, cap].sum() == np.count_nonzero(np.round(ms) >= cap)
