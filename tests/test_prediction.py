@@ -47,6 +47,41 @@ def _doodle(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_predictions_are_added_batch_by_batch_with_fastais_numbers(run, valid_file, monkeypatch):
+    """predict_views adds each batch's probabilities into one array (fastai's get_preds keeps
+    three copies of a split: ~1 GB for the blend split at Kaggle's size); the numbers are those
+    of get_preds, views averaged, with a last batch shorter than the rest."""
+    import math
+
+    import torch
+
+    from doodle_utils import prediction
+    from doodle_utils.training import load_run, predict_views
+
+    learn = load_run(run)
+    dl = learn.dls.test_dl(prediction.read_drawings(valid_file[0])[1]).new(bs=7)
+    assert dl.n % 7
+    want, _ = learn.get_preds(dl=dl, reorder=False)
+    got = predict_views(learn, dl)
+    assert got.dtype == torch.float32 and got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+    flipped, _ = learn.get_preds(dl=dl.new(batches=dl.batches.tta_views(["flip"])[1]), reorder=False)
+    assert not torch.allclose(want, flipped, atol=1e-3)
+    assert torch.allclose(predict_views(learn, dl, ["flip"]), (want + flipped) / 2, atol=1e-6)
+    # and fastai gathered no batch of its own (what held the split's copies)
+    import fastai.learner
+
+    held = []
+
+    class Spy(fastai.learner.GatherPredsCallback):
+        def after_batch(self):
+            super().after_batch()
+            held.append(len(self.preds) + len(self.targets))
+
+    monkeypatch.setattr(fastai.learner, "GatherPredsCallback", Spy)
+    predict_views(learn, dl, ["flip"])
+    assert len(held) == 2 * math.ceil(dl.n / 7) and not any(held)
+
+
 def test_a_loaded_run_predicts_what_training_recorded(run, valid_file):
     from doodle_utils import prediction
 

@@ -72,7 +72,10 @@ def test_label_columns_are_checked_against_their_store(six_class_stores, four_cl
 
 
 def test_relabel_changes_only_confident_disagreements_on_unrecognized_drawings_and_trains_on_them(
-        six_class_stores, tmp_path, capsys):
+        six_class_stores, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    relabel_module = importlib.import_module("doodle_utils.training.relabel")  # the module, not the function
     store = six_class_stores[0]
     manifest_before = (store / "manifest.json").read_bytes()
     first = train(tiny_train_config(six_class_stores, tmp_path / "keep", epochs=1), predict=False).folder
@@ -91,6 +94,11 @@ def test_relabel_changes_only_confident_disagreements_on_unrecognized_drawings_a
     assert np.array_equal(changed, unrec[expect])  # recognized, validation and blend drawings keep theirs
     assert np.array_equal(column[changed], probs.argmax(1)[expect])
     assert (store / "manifest.json").read_bytes() == manifest_before  # the store is not edited
+    # predicted a chunk at a time (Kaggle's ~5M unrecognized drawings are 6.8 GB of probabilities)
+    monkeypatch.setattr(relabel_module, "CHUNK", 4)
+    assert len(unrec) > 2 * 4
+    again = relabel(first, threshold, out=tmp_path / "chunked.npy")
+    assert np.array_equal(np.load(again["file"]), column) and again["changed"] == done["changed"]
     # a run on the relabelled column trains on the new labels (and is another run)
     cfg = tiny_train_config(six_class_stores, tmp_path / "relabelled", epochs=1, unrecognized="relabel",
                             labels_file=done["file"])

@@ -64,7 +64,7 @@ from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
 from ..render import RenderSpec
-from .callbacks import (NEXT_CHECKPOINT, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
+from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
@@ -492,14 +492,23 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
 def predict_views(learn, dl: DoodleDL, tta: Sequence[str] = ()) -> torch.Tensor:
     """Class probabilities of ``dl``'s drawings, in order: the mean over the plain view and
     each test-time view in ``tta`` (:data:`.loaders.TTA_VIEWS`; the same drawings flipped, or
-    with strokes dropped, by the loader's seed)."""
+    with strokes dropped, by the loader's seed). A Learner's batches are added into one float32
+    array as they come (:class:`.callbacks.AddProbs`)."""
     base = base_dl(dl)
-    total = None
-    for spec in base.batches.tta_views(tta):
+    rows, views = base.n, base.batches.tta_views(tta)
+    out = None
+    for spec in views:
         view = dl if spec == base.batches else base.new(batches=spec)
-        probs, _ = learn.get_preds(dl=view, reorder=False)
-        total = probs.float() if total is None else total + probs.float()
-    return total / (len(tta) + 1)
+        if not hasattr(learn, "validation_context"):  # an ONNX model (prediction.OnnxModel): whole
+            p = learn.get_preds(dl=view, reorder=False)[0].numpy() / len(views)
+            out = p if out is None else out + p
+            continue
+        add = AddProbs(rows, out, 1 / len(views))  # batch by batch: no split-sized copies
+        learn.get_preds(dl=view, reorder=False, with_preds=False, with_targs=False, cbs=[add])
+        if add.pos != rows:
+            raise RuntimeError(f"predicted {add.pos} of {rows} drawings")
+        out = add.out
+    return torch.from_numpy(out if out is not None else np.zeros((0, len(base.vocab)), np.float32))
 
 
 def predict_snapshots(learn, snaps: list[Path], valid_dl: DoodleDL, test_dl: DoodleDL | None,

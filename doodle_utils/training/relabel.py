@@ -18,8 +18,11 @@ import torch
 
 from ..data.store import Store, write_label_column
 from ..paths import label_column
-from .fit import load_run
+from .fit import load_run, predict_views
 from .loaders import Source
+
+CHUNK = 1 << 18  # unrecognized drawings predicted at a time: Kaggle's ~5M at once would be
+# 6.8 GB of float32 probabilities (340 classes); only each one's top guess is kept
 
 
 def relabel(run: str | Path, threshold: float = 0.9, snapshot: str | None = None, out: str | Path | None = None,
@@ -37,15 +40,15 @@ def relabel(run: str | Path, threshold: float = 0.9, snapshot: str | None = None
         raise ValueError(f"{run}: its model predicts other classes than {store_dir} holds")
     train = st.train_idx
     unrec = train[np.asarray(st.recognized)[train] == 0]
-    column = st.labels().astype(np.int64)
-    changed = np.zeros(0, np.int64)
-    if len(unrec):
-        src = Source(store_dir, idx=unrec, country_vocab=learn.dls.valid.source.countries)
-        probs = learn.get_preds(dl=learn.dls.valid.new(source=src))[0].float().numpy()
-        guess, p = probs.argmax(axis=1), probs.max(axis=1)
-        change = (guess != column[unrec]) & (p > threshold)
-        changed = unrec[change]
-        column[changed] = guess[change]
+    column = st.labels().astype(np.int32)
+    guess, p = np.zeros(len(unrec), np.int32), np.zeros(len(unrec), np.float32)
+    for a in range(0, len(unrec), CHUNK):
+        src = Source(store_dir, idx=unrec[a:a + CHUNK], country_vocab=learn.dls.valid.source.countries)
+        probs = predict_views(learn, learn.dls.valid.new(source=src)).numpy()
+        guess[a:a + CHUNK], p[a:a + CHUNK] = probs.argmax(axis=1), probs.max(axis=1)
+    change = (guess != column[unrec]) & (p > threshold)
+    changed = unrec[change]
+    column[changed] = guess[change]
     out = Path(out) if out else label_column(store_dir, f"{run.name}_{snapshot or 'last'}_p{threshold:g}")
     before = st.labels(changed)
     moves: dict[str, int] = {}
