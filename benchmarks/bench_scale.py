@@ -18,12 +18,14 @@ varying the real sample's raw drawings) and runs, each as the user would from a 
   validation, blend and test predictions are full size while training costs nothing: 10
   snapshots from each of notebooks 03 and 06 for notebook 04.
 
-Memory: every step runs as its own process tree, started from this process; its peak is
-the largest sum, over the tree, of each process's resident set size sampled 5 times a
-second from ``/proc`` (so a parent's size never leaks in, unlike a child's ``ru_maxrss``,
-which keeps its parent's size at ``fork``), reported in total and its anonymous part (what
-cannot be dropped; file pages of memory maps count in the total). Disk: the sizes of the
-competition, the stores and the run outputs after each step. Results are kept per scale in
+Memory: every step runs as its own process tree, started from this process; its peaks are
+taken over samples of ``/proc`` (5 a second for a step's first minute, then one: reading
+``smaps_rollup`` of processes mapping ~9 GB 5 times a second took ~0.4 of a core) of the tree's
+proportional set size (``Pss``: a page a forked loader worker shares with its parent counts
+once) and its anonymous part (what cannot be dropped; the store's file pages count in the
+total), beside the sum of each process's resident set size. A parent's size never leaks in,
+unlike a child's ``ru_maxrss``, which keeps its parent's size at ``fork``. Disk: the sizes of
+the competition, the stores and the run outputs after each step. Results are kept per scale in
 ``benchmarks/_work/scale_<F>/results.json``; steps already measured are not run again
 (``--force`` re-runs them), so a long run can be resumed.
 """
