@@ -16,7 +16,12 @@ varying the real sample's raw drawings) and runs, each as the user would from a 
   (timm's ``test_resnet`` at 32 px; the point model on 64 points and a 16² grid, ~4,700
   drawings/s on 2 cores where 128 points on 32² manage ~1,100; 4 batches an epoch), so that every snapshot's
   validation, blend and test predictions are full size while training costs nothing: 10
-  snapshots from each of notebooks 03 and 06 for notebook 04.
+  snapshots from each of notebooks 03 and 06 for notebook 04;
+* ``kaggle``: the same notebooks as Kaggle kernels, ``doodle kaggle-bundle`` of
+  ``params/kaggle.yaml`` (its ``/kaggle`` paths; the tiny models, a simplified store) then
+  ``doodle kaggle-emulate`` on this scale's competition: each kernel in Kaggle's mounts without
+  network, the first packing the store into its working folder, the others attaching the
+  kernels before them.
 
 Memory: every step runs as its own process tree, started from this process; its peaks are
 taken over samples of ``/proc`` (5 a second for a step's first minute, then one: reading
@@ -34,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -47,7 +53,7 @@ WORK = ROOT / "benchmarks" / "_work"
 SAMPLE = ROOT.parent / "shared" / "quickdraw_sample" / "raw"
 DOODLE = [sys.executable, "-m", "doodle_utils"]
 STEPS = ("generate", "pack", "pack_timed", "verify", "loader_warm", "loader_cold",
-         "nb01", "nb02", "nb03", "nb06", "nb04", "nb05")
+         "nb01", "nb02", "nb03", "nb06", "nb04", "nb05", "kaggle")
 SAMPLE_HZ = 5  # memory samples a second for a step's first minute, then SLOW_HZ
 SLOW_HZ = 1  # reading smaps_rollup of processes mapping ~9 GB 5x a second took ~0.4 core
 TRAIN = {"arch": "test_resnet", "size": 32, "bs": 512, "epoch_size": 2048, "schedule": "sgdr", "cycles": 10,
@@ -152,20 +158,35 @@ def _bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
-def _profile(work: Path) -> Path:
-    """``params/kaggle.yaml`` pointed at this scale's folders, with the tiny model."""
-    prof = yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())
-    prof.pop("kaggle", None)
-    prof["run_name"] = "scale"
-    prof["output_root"] = str(work / "out")
+def _tiny(prof: dict) -> dict:
+    """A profile's pack on 2 workers to a simplified store, and its training notebooks on the
+    tiny models (:data:`TRAIN`)."""
     prof["data"]["pack"] = {**prof["data"]["pack"], "workers": 2, "kind": "simplified"}
-    prof["params"].update(data_dir=str(work / "data"), store_dir=str(work / "store"))
     for nb in ("03_train", "06_point_cnn"):
         prof["notebooks"][nb] = {**prof["notebooks"][nb], **TRAIN}
     prof["notebooks"]["06_point_cnn"].update(points=64, grid=16)  # the point model's own cost 4x below 128/32's
     del prof["notebooks"]["06_point_cnn"]["size"]  # the point model draws no image
+    return prof
+
+
+def _profile(work: Path) -> Path:
+    """``params/kaggle.yaml`` pointed at this scale's folders, with the tiny model."""
+    prof = _tiny(yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text()))
+    prof.pop("kaggle", None)
+    prof["run_name"] = "scale"
+    prof["output_root"] = str(work / "out")
+    prof["params"].update(data_dir=str(work / "data"), store_dir=str(work / "store"))
     path = work / "profile.yaml"
     path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    return path
+
+
+def _kaggle_profile(work: Path) -> Path:
+    """``params/kaggle.yaml`` with its Kaggle paths (``/kaggle/input``, ``/kaggle/working``) and
+    the tiny models, for the kernel chain."""
+    path = work / "kaggle_profile.yaml"
+    path.write_text(yaml.safe_dump(_tiny(yaml.safe_load((ROOT / "params" / "kaggle.yaml").read_text())),
+                                   sort_keys=False))
     return path
 
 
@@ -175,6 +196,7 @@ def _commands(work: Path, scale: float) -> dict[str, list[str]]:
     split = ["--valid-frac", str(pack["valid_frac"]), "--blend-frac", str(pack["blend_frac"]), "--seed",
              str(pack["seed"]), "--workers", "2"]
     run = [*DOODLE, "run", str(work / "profile.yaml"), "--force", "--only"]  # --force: a changed package re-runs
+    bundle, sandbox = work / "kaggle_bundle", work / "kaggle_sandbox"
     return {
         "generate": [*DOODLE, "synth", str(work / "data"), "--kaggle-size", "--scale", str(scale), "--sample",
                      str(SAMPLE), "--workers", "2"],
@@ -184,6 +206,11 @@ def _commands(work: Path, scale: float) -> dict[str, list[str]]:
         "loader_warm": [sys.executable, "-c", LOADER, str(work / "store" / "train"), "warm"],
         "loader_cold": [sys.executable, "-c", LOADER, str(work / "store" / "train"), "cold"],
         **{f"nb{n}": [*run, n] for n in ("01", "02", "03", "06", "04", "05")},
+        # the kernel chain as Kaggle runs it: a fresh store packed inside the first kernel, the
+        # others attaching the kernels before them (doodle kaggle-emulate: Kaggle's mounts, no network)
+        "kaggle": ["bash", "-c", f"rm -rf {shlex.quote(str(bundle))} {shlex.quote(str(sandbox))} && "
+                   f"{shlex.join([*DOODLE, 'kaggle-bundle', str(bundle), '--profile', str(_kaggle_profile(work))])} && "
+                   f"{shlex.join([*DOODLE, 'kaggle-emulate', str(bundle), str(work / 'data'), str(sandbox)])}"],
     }
 
 
@@ -229,7 +256,8 @@ def run_scale(scale: float, steps: list[str], force: bool = False) -> dict:
             r.update(json.loads(tail.strip().splitlines()[-1]))
         if step == "nb04":  # how many training runs it ensembled (10 snapshots each)
             r["runs"] = sum(p.is_dir() for p in (work / "out" / "scale" / "train").glob("*"))
-        r["disk_gb"] = {name: _bytes(work / name) / 1e9 for name in ("data", "store", "store_timed", "out")}
+        r["disk_gb"] = {name: _bytes(work / name) / 1e9
+                        for name in ("data", "store", "store_timed", "out", "kaggle_sandbox")}
         r["when"] = time.strftime("%Y-%m-%d %H:%M")
         res[step] = r
         res_path.write_text(json.dumps(res, indent=1))
