@@ -9,9 +9,11 @@ and point counts, and, where every store involved holds times, how long it took 
 
 The stacker is trained on the blend split only. Its folds are drawn per drawing (stratified by
 class, :func:`.ensemble.folds`), so a drawing's candidates never straddle folds; the folds pick
-the number of boosting rounds (early stopping on held-out log-loss) and give a cross-fitted
-MAP@3 on the blend split; the model is then refit on the whole blend split with that number of
-rounds. Scored on the validation split, which neither the ensemble's weights nor the stacker
+the number of boosting rounds (each stops early on its held-out log-loss; the mean of their
+best rounds) and give a cross-fitted MAP@3 on the blend split; the model is then refit on the
+whole blend split with that number of rounds. The folds train one after the other and
+predictions are made a block of rows at a time, so the memory that grows with the blend split
+is the candidate table and LightGBM's binned copy of it (:func:`fit`). Scored on the validation split, which neither the ensemble's weights nor the stacker
 saw. Its scores replace the candidates' probabilities; the other classes keep the ensemble's,
 scaled below the weakest candidate; rows sum to 1, so notebook 05 balances the result like any
 ensemble.
@@ -31,7 +33,7 @@ import pandas as pd
 
 from .._files import write_text_atomic
 from ..data.store import Store
-from ..metrics import map_at_k
+from ..metrics import ap_at_k, map_at_k
 from .balance import proxy_score
 from .ensemble import Members, combine, save_probs
 from .ensemble import folds as drawing_folds
@@ -39,6 +41,7 @@ from .ensemble import folds as drawing_folds
 META = ("country", "strokes", "points", "duration_ms")  # a drawing's metadata features
 CATEGORICAL = ("class", "country")
 MIN_PER_FOLD = 20  # blend drawings per fold the stacker needs at least
+PREDICT_ROWS = 262_144  # candidate rows scored at a time (46 MB of features at 46 columns)
 DEFAULT_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
                   "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
                   "max_cat_to_onehot": 4, "cat_smooth": 10.0, "verbose": -1}
@@ -132,25 +135,27 @@ def feature_names(n_members: int, meta: pd.DataFrame | None) -> list[str]:
 def candidate_table(probs: list[np.ndarray], ens: np.ndarray, k: int,
                     meta: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(features, candidates): one row per (drawing, candidate) in drawing order, ``k`` rows a
-    drawing, columns as :func:`feature_names`; ``candidates`` (drawings, k) class ids."""
+    drawing, columns as :func:`feature_names`; ``candidates`` (drawings, k) class ids. Each
+    column is written into the float32 table as it is made (4 bytes a feature a row and nothing
+    more: at Kaggle's size with 20 members the table is 2.5M rows x 46 features)."""
     cand = candidates(ens, k)
     n, k = cand.shape
-    cols = [cand, np.broadcast_to(np.arange(k), (n, k)), np.take_along_axis(ens, cand, axis=1)]
+    if meta is not None and len(meta) != n:
+        raise ValueError(f"metadata for {len(meta)} drawings, probabilities for {n}")
     for p in probs:
         if p.shape != ens.shape:
             raise ValueError(f"member probabilities of shape {p.shape}, the ensemble's are {ens.shape}")
-        cols += [np.take_along_axis(p, cand, axis=1), _ranks(p, cand)]
+    x = np.empty((n, k, len(feature_names(len(probs), meta))), np.float32)
+    x[:, :, 0], x[:, :, 1], x[:, :, 2] = cand, np.arange(k), np.take_along_axis(ens, cand, axis=1)
+    for j, p in enumerate(probs):
+        x[:, :, 3 + 2 * j] = np.take_along_axis(p, cand, axis=1)
+        x[:, :, 4 + 2 * j] = _ranks(p, cand)
     if meta is not None:
-        if len(meta) != n:
-            raise ValueError(f"metadata for {len(meta)} drawings, probabilities for {n}")
-        cols += [np.broadcast_to(meta[c].to_numpy(np.float32)[:, None], (n, k)) for c in meta.columns]
-    x = np.empty((n * k, len(cols)), np.float32)
-    for j, c in enumerate(cols):
-        x[:, j] = np.asarray(c, np.float32).reshape(-1)
-    if meta is not None and "country" in meta:
-        j = len(cols) - len(meta.columns) + list(meta.columns).index("country")
-        x[x[:, j] < 0, j] = np.nan  # a country outside the vocabulary: missing
-    return x, cand
+        for j, c in enumerate(meta.columns, 3 + 2 * len(probs)):
+            x[:, :, j] = meta[c].to_numpy(np.float32)[:, None]
+            if c == "country":
+                x[x[:, :, j] < 0, j] = np.nan  # a country outside the vocabulary: missing
+    return x.reshape(n * k, -1), cand
 
 
 def rescore(ens: np.ndarray, cand: np.ndarray, scores: np.ndarray, chunk: int = 16384) -> np.ndarray:
@@ -189,8 +194,14 @@ class Stacker:
         if feature_names(len(probs), meta) != self.features:
             raise ValueError(f"the stacker was trained on features {self.features}, "
                              f"given {feature_names(len(probs), meta)}")
-        x, cand = candidate_table(probs, ens, self.k, meta)
-        return rescore(ens, cand, self.booster.predict(x, num_threads=_threads()))
+        out = np.empty(ens.shape, np.float32)
+        step = max(1, PREDICT_ROWS // self.k)  # drawings a block: their candidate table, not all of it
+        for a in range(0, len(ens), step):
+            rows = slice(a, a + step)
+            x, cand = candidate_table([p[rows] for p in probs], ens[rows], self.k,
+                                      None if meta is None else meta.iloc[rows])
+            out[rows] = rescore(ens[rows], cand, self.booster.predict(x, num_threads=_threads()))
+        return out
 
     def save(self, folder: str | Path) -> Path:
         """``stacker.txt`` (LightGBM's own model format) and ``stacker.json`` in ``folder``."""
@@ -221,12 +232,29 @@ def row_folds(labels: np.ndarray, k: int, n_folds: int, seed: int = 0) -> np.nda
     return np.repeat(drawing_folds(np.asarray(labels), n_folds, seed), k)
 
 
+def _map3(ens: np.ndarray, cand: np.ndarray, scores: np.ndarray, labels: np.ndarray, chunk: int = 16384) -> float:
+    """MAP@3 of :func:`rescore`'s table, made and ranked a ``chunk`` of drawings at a time."""
+    n, k = cand.shape
+    scores = scores.reshape(n, k)
+    total = sum(ap_at_k(rescore(ens[a:a + chunk], cand[a:a + chunk], scores[a:a + chunk]), labels[a:a + chunk]).sum()
+                for a in range(0, n, chunk))
+    return float(total / n)
+
+
 def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.DataFrame | None = None,
         k: int = 10, n_folds: int = 4, max_rounds: int = 1000, params: dict | None = None,
         seed: int = 0) -> Stacker:
     """Train the stacker on labelled drawings (the blend split): grouped, class-stratified
-    folds choose the rounds by early stopping and give the cross-fitted MAP@3; then one model
-    on all of them."""
+    folds choose the rounds and give the cross-fitted MAP@3; then one model on all of them.
+
+    Memory, which grows with the blend split: the candidate table (4 bytes a feature a row) and
+    LightGBM's binned copy of it, made once (``free_raw_data``: LightGBM keeps no float copy,
+    and its fold subsets are cut from the binned data). The folds are trained one after the
+    other, each stopping early on its own held-out log-loss (30 rounds without a gain), so one
+    fold's subsets and booster are alive at a time (``lightgbm.cv`` trains them side by side:
+    at Kaggle's size 2.5M candidate rows took ~4x the memory). The final model's rounds are the
+    mean of the folds' best rounds; each fold's held-out drawings are scored by its own model at
+    its best round."""
     import lightgbm
 
     labels = np.asarray(labels)
@@ -242,19 +270,25 @@ def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.D
     cats = [c for c in CATEGORICAL if c in names]
     prm = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": _threads()}
     fold_of = row_folds(labels, k, n_folds, seed)
-    splits = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(n_folds)]
-    data = lightgbm.Dataset(x, y, feature_name=names, categorical_feature=cats, free_raw_data=False)
-    cv = lightgbm.cv({**prm, "metric": "binary_logloss"}, data, num_boost_round=max_rounds, folds=splits,
-                     callbacks=[lightgbm.early_stopping(30, verbose=False)], return_cvbooster=True)
-    rounds = len(cv["valid binary_logloss-mean"])
-    oof = np.empty(len(y), np.float64)
-    for booster, (_, rows) in zip(cv["cvbooster"].boosters, splits):
-        oof[rows] = booster.predict(x[rows], num_iteration=rounds)
-    cv_map3 = map_at_k(rescore(ens, cand, oof), labels)
+    data = lightgbm.Dataset(x, y, feature_name=names, categorical_feature=cats, params=prm).construct()
+    oof, best = np.empty(len(y), np.float64), []
+    for f in range(n_folds):
+        held = fold_of == f
+        booster = lightgbm.train({**prm, "metric": "binary_logloss"}, data.subset(np.flatnonzero(~held)),
+                                 num_boost_round=max_rounds, valid_sets=[data.subset(np.flatnonzero(held))],
+                                 callbacks=[lightgbm.early_stopping(30, verbose=False)])
+        best.append(booster.best_iteration or max_rounds)
+        for a in range(0, len(y), PREDICT_ROWS):  # the held-out rows a block at a time: no copy of a fold
+            rows = np.flatnonzero(held[a:a + PREDICT_ROWS]) + a
+            if len(rows):
+                oof[rows] = booster.predict(x[rows], num_iteration=best[-1])
+        del booster
+    cv_map3 = _map3(ens, cand, oof, labels)
+    rounds = max(1, round(float(np.mean(best))))
     booster = lightgbm.train(prm, data, num_boost_round=rounds)
     return Stacker(booster, k, names, rounds, float(cv_map3), n_folds,
                    {"drawings": int(len(labels)), "rows": int(len(y)), "candidate_recall": float(y.sum() / len(labels)),
-                    "lightgbm": lightgbm.__version__})
+                    "fold_rounds": best, "lightgbm": lightgbm.__version__})
 
 
 @dataclass
