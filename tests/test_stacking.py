@@ -189,7 +189,7 @@ def test_training_the_stacker_holds_its_candidate_table_a_few_times_not_once_per
     """Kaggle's blend split made 2.5M candidate rows, and the stacker's fit took ~4 GB: LightGBM
     kept a float copy of each fold's rows and ``lightgbm.cv`` trained the four folds side by
     side. Measured in a fresh process (its anonymous memory sampled while it fits): the peak
-    growth is a few times the float32 candidate table (6-6.6x here, LightGBM's fixed buffers
+    growth is a few times the float32 candidate table (5.6-6.6x here, LightGBM's fixed buffers
     among it; 12.6-13x before)."""
     import subprocess
     import sys

@@ -247,9 +247,10 @@ def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.D
     """Train the stacker on labelled drawings (the blend split): grouped, class-stratified
     folds choose the rounds and give the cross-fitted MAP@3; then one model on all of them.
 
-    Memory, which grows with the blend split: the candidate table (4 bytes a feature a row) and
-    LightGBM's binned copy of it, made once (``free_raw_data``: LightGBM keeps no float copy,
-    and its fold subsets are cut from the binned data). The folds are trained one after the
+    Memory, which grows with the blend split: the candidate table (4 bytes a feature a row)
+    while LightGBM bins it, then only LightGBM's binned copy (it keeps no float copy, and its
+    fold subsets are cut from the binned data); a fold's held-out rows are made again from the
+    probabilities a block at a time to be scored. The folds are trained one after the
     other, each stopping early on its own held-out log-loss (30 rounds without a gain), so one
     fold's subsets and booster are alive at a time (``lightgbm.cv`` trains them side by side:
     at Kaggle's size 2.5M candidate rows took ~4x the memory). The final model's rounds are the
@@ -264,24 +265,25 @@ def fit(probs: list[np.ndarray], ens: np.ndarray, labels: np.ndarray, meta: pd.D
         raise ValueError(f"{len(labels)} blend drawings: too few for the stacker's {n_folds} folds (at least "
                          f"{MIN_PER_FOLD * n_folds}); pack with a larger blend_frac, or set stack: false")
     x, cand = candidate_table(probs, ens, k, meta)
-    k = cand.shape[1]
+    n, k = cand.shape
     y = (cand == labels[:, None]).reshape(-1).astype(np.float32)
     names = feature_names(len(probs), meta)
     cats = [c for c in CATEGORICAL if c in names]
     prm = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": _threads()}
-    fold_of = row_folds(labels, k, n_folds, seed)
+    fold_of = row_folds(labels, k, n_folds, seed)  # a drawing's k rows in one fold
     data = lightgbm.Dataset(x, y, feature_name=names, categorical_feature=cats, params=prm).construct()
-    oof, best = np.empty(len(y), np.float64), []
+    del x  # LightGBM trains on its binned copy; held-out rows are made again a block at a time below
+    oof, best = np.empty((n, k), np.float64), []
     for f in range(n_folds):
-        held = fold_of == f
-        booster = lightgbm.train({**prm, "metric": "binary_logloss"}, data.subset(np.flatnonzero(~held)),
-                                 num_boost_round=max_rounds, valid_sets=[data.subset(np.flatnonzero(held))],
+        held = np.flatnonzero(fold_of[::k] == f)  # the fold's drawings
+        booster = lightgbm.train({**prm, "metric": "binary_logloss"}, data.subset(np.flatnonzero(fold_of != f)),
+                                 num_boost_round=max_rounds, valid_sets=[data.subset(np.flatnonzero(fold_of == f))],
                                  callbacks=[lightgbm.early_stopping(30, verbose=False)])
         best.append(booster.best_iteration or max_rounds)
-        for a in range(0, len(y), PREDICT_ROWS):  # the held-out rows a block at a time: no copy of a fold
-            rows = np.flatnonzero(held[a:a + PREDICT_ROWS]) + a
-            if len(rows):
-                oof[rows] = booster.predict(x[rows], num_iteration=best[-1])
+        for a in range(0, len(held), PREDICT_ROWS // k):
+            idx = held[a:a + PREDICT_ROWS // k]
+            xb, _ = candidate_table([p[idx] for p in probs], ens[idx], k, None if meta is None else meta.iloc[idx])
+            oof[idx] = booster.predict(xb, num_iteration=best[-1]).reshape(-1, k)
         del booster
     cv_map3 = _map3(ens, cand, oof, labels)
     rounds = max(1, round(float(np.mean(best))))
@@ -311,11 +313,12 @@ def stack(m: Members, weights: np.ndarray, mean: str = "arith", k: int = 10,
         raise ValueError("the stacker trains on the blend split, and these predictions have none: pack with "
                          "data.pack.blend_frac > 0 (or set stack: false)")
     meta = meta or {}
-    ens = {split: combine([getattr(x, split) for x in m.members], weights, mean) for split in ("valid", "blend")}
-    stacker = fit([x.blend for x in m.members], ens["blend"], m.blend_labels, meta.get("blend"), k, n_folds,
+    blend = [x.blend for x in m.members]  # each split's ensemble made when it is used: one alive at a time
+    stacker = fit(blend, combine(blend, weights, mean), m.blend_labels, meta.get("blend"), k, n_folds,
                   params=params, seed=seed)
     stacker.info["members"] = [x.name for x in m.members]  # m<j>_... in the features is member j
-    valid = stacker.predict([x.valid for x in m.members], ens["valid"], meta.get("valid"))
+    valid = [x.valid for x in m.members]
+    valid = stacker.predict(valid, combine(valid, weights, mean), meta.get("valid"))
     tests = [x.test for x in m.members]
     test = None
     if all(t is not None for t in tests):
