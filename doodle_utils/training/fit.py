@@ -17,6 +17,11 @@ by ``cycle_mult - 1`` and so cannot do equal cycles); ``plateau`` (constant LR, 
 ``grow_batch`` (constant LR, the batch size multiplied by ``plateau_factor`` instead:
 "don't decay the learning rate, increase the batch size").
 
+The learner is :class:`.learner.LeanLearner` (events sent only to the callbacks that handle
+them), with :class:`.learner.CrossEntropyFlat` (fastai's loss on plain tensors) and, for
+``opt="adamw"``, :class:`.learner.LeanOptimWrapper`: the training loop's host time per step
+(``python -m benchmarks train``, host rows).
+
 Checkpoints are written by :class:`Checkpoint` rather than fastai's ``SaveModelCallback``
 because a killed run must never leave a half-written file or a split state. Each epoch commits
 once: the weights go to ``checkpoint.next.pth``, then ``state.json`` (with the epoch and the
@@ -68,6 +73,7 @@ from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, DeviceLoss, Epoch
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
+from .learner import CrossEntropyFlat, LeanLearner, LeanOptimWrapper
 from .loaders import (Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, Source,
                       Unrecognized, make_dls)
 
@@ -105,8 +111,6 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     import fastai.callback.fp16  # noqa: F401  (adds Learner.to_bf16 / to_fp16)
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
     from fastai.callback.channelslast import ChannelsLast
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
     from fastai.metrics import accuracy
     from fastai.optimizer import SGD, Adam
 
@@ -124,7 +128,7 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     cbs = list(extra_cbs or [])
     if cfg.channels_last:
         cbs.append(ChannelsLast())
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=cfg.label_smoothing),
+    learn = LeanLearner(dls, model, loss_func=CrossEntropyFlat(label_smoothing=cfg.label_smoothing),
                     opt_func=opt_func, metrics=[map3, accuracy, top3_accuracy], wd=cfg.wd,
                     path=cfg.out_dir, model_dir=".", cbs=cbs)
     dev = dls.device or pick_device()
@@ -155,9 +159,7 @@ def _torch_adamw(params, lr: float, **kwargs):
     Adam it also decays norm weights and biases. Why: fastai's Adam steps each parameter in
     Python, several small kernels each, which on a GPU costs more host time than resnet18's
     whole step (see benchmarks/RESULTS.md, training throughput)."""
-    from fastai.optimizer import OptimWrapper
-
-    return OptimWrapper(params, opt=torch.optim.AdamW, lr=lr, betas=(0.9, 0.99), eps=1e-5, **kwargs)
+    return LeanOptimWrapper(params, opt=torch.optim.AdamW, lr=lr, betas=(0.9, 0.99), eps=1e-5, **kwargs)
 
 
 def _sgdr_scheduler(cfg: TrainConfig):
