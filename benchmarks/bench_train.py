@@ -210,6 +210,7 @@ def host_time(bs: int = 512, steps: int = HOST_STEPS) -> list[dict]:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    WORK.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="host_", dir=WORK))
     cfg = TrainConfig(store_dir=str(_host_store()), out_dir=str(out), arch="resnet18", size=16, bs=bs,
                       epoch_size=bs * steps, cycles=1, lr=1e-3, augment={}, render_on="cpu", num_workers=0,
