@@ -8,7 +8,7 @@ fastai sends each of a training step's ~8 events (``before_batch``, ``after_pred
 the event looks it up through its learner and then the model (fastcore's ``GetAttr``) before
 doing nothing. With the suite's ~12 callbacks that is ~100 calls and ~900 failed attribute
 lookups a step: on the CPU, with a model whose compute is negligible, the suite's training loop
-took 3.5x a plain PyTorch loop's host time per step (``python -m benchmarks train``, host
+took 3.7-3.9x a plain PyTorch loop's host time per step (1.5-1.7x with this module) (``python -m benchmarks train``, host
 rows), and on a GPU each of those microseconds is one the device may wait for. Here each event
 goes to the callbacks whose class defines it, in fastai's order; ``after_fit`` still goes to
 every callback (fastai resets each one's ``run`` flag there). The table is made once per event
