@@ -48,6 +48,7 @@ def _doodle(*args, cwd) -> subprocess.CompletedProcess:
     (["train", "--set", "cycle=2"], "unknown training parameter(s) ['cycle']; did you mean 'cycles'?"),
     (["train", "--set", "arch=resnet_18"], "arch='resnet_18': not a timm model; did you mean resnet18"),
     (["train", "--set", "schedule=cosine"], "schedule='cosine': one of"),
+    (["train", "--set", "compile=fast"], "compile='fast': one of ('off', 'default'"),
     (["train", "--set", "x=["], "not a YAML value"),
     (["train", "--set", "novalue"], "expected KEY=VALUE"),
 ])

@@ -14,7 +14,8 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
-from fastai.learner import AvgSmoothLoss
+from fastai.learner import AvgLoss, AvgMetric, AvgSmoothLoss
+from fastai.torch_core import find_bs
 
 from .._files import atomic_path, sha256_file, write_text_atomic
 from ..devices import world_size
@@ -302,21 +303,63 @@ class _OnDevice(AvgSmoothLoss):
         self.val = loss + self.beta * (self.val - loss)
 
 
+class DeviceMetric(AvgMetric):
+    """fastai's ``AvgMetric`` (a batch metric averaged over the validation set, weighted by
+    batch size) with its running total kept on the device: fastai's copies every batch's value
+    to the host (``learn.to_detach``), a wait for the GPU per validation batch; here the total
+    is read once, when the recorder asks for the epoch's value. The value is this process's
+    (as fastai's: a scalar metric is not gathered across processes)."""
+
+    def reset(self):
+        self.total, self.count = None, 0
+
+    def accumulate(self, learn):
+        bs = find_bs(learn.yb)
+        v = self.func(learn.pred, *learn.yb).detach().float() * bs
+        self.total = v if self.total is None else self.total + v
+        self.count += bs
+
+    @property
+    def value(self):
+        return float(self.total) / self.count if self.count else None
+
+
+class DeviceAvgLoss(AvgLoss):
+    """fastai's validation loss (``AvgLoss``) with its running total kept on the device (see
+    :class:`DeviceMetric`)."""
+
+    def reset(self):
+        self.total, self.count = None, 0
+
+    def accumulate(self, learn):
+        bs = find_bs(learn.yb)
+        v = learn.loss.mean().detach().float() * bs
+        self.total = v if self.total is None else self.total + v
+        self.count += bs
+
+    @property
+    def value(self):
+        return float(self.total) / self.count if self.count else None
+
+
 class DeviceLoss(Callback):
-    """Keeps fastai's smoothed training loss on the GPU.
+    """Keeps fastai's smoothed training loss and the validation loss on the device.
 
     fastai's ``AvgSmoothLoss`` copies every batch's loss to the host, and its progress bar
     prints it every batch: each is a wait for the GPU, after which it sits idle while the host
     queues the next batch. Here the running mean stays on the device; the loss history is
     copied once per epoch (before anything reads it) and the progress bar shows the loss every
-    50 batches (:class:`QuietProgress`).
+    50 batches (:class:`QuietProgress`). The validation loss is summed on the device too
+    (:class:`DeviceAvgLoss`); the metrics are :class:`DeviceMetric` (``build_learner``).
     """
 
     order = -10  # before the Recorder resets its smoothed loss
 
     def before_fit(self):
-        if hasattr(self.learn, "recorder"):
-            self.learn.recorder.smooth_loss = _OnDevice(beta=self.learn.recorder.smooth_loss.beta)
+        rec = getattr(self.learn, "recorder", None)
+        if rec is not None:
+            rec.smooth_loss = _OnDevice(beta=rec.smooth_loss.beta)
+            object.__setattr__(rec, "loss", DeviceAvgLoss())  # fastai's Callback warns of a learner's name
 
     def after_epoch(self):
         rec = getattr(self.learn, "recorder", None)

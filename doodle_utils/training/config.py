@@ -27,6 +27,9 @@ from .loaders import TTA_VIEWS, UNRECOGNIZED, Augment
 SCHEDULES = ("one_cycle", "sgdr", "plateau", "grow_batch")
 MODELS = ("image", "points")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# torch.compile modes (``compile``): "off", or torch.compile's own mode names; the last two capture
+# the step in CUDA graphs on a GPU (a fixed batch shape; inductor skips the capture on a CPU)
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}
@@ -77,7 +80,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     precision: str = "auto"  # "auto" (devices.device_choices), "fp32", "bf16" or "fp16"
     channels_last: bool = False  # the trunk in channels-last memory format (the grid already is)
-    compile: bool = False  # torch.compile the model
+    compile: str = "off"  # torch.compile the model: off, default, reduce-overhead or max-autotune (CUDA graphs); true = default
     pseudo_preds: str = ""  # test probabilities (.npy) to pseudo-label from; empty: none
     pseudo_threshold: float = 0.95
     pseudo_frac: float = 0.25
@@ -99,6 +102,10 @@ class TrainConfig:
     resample: str = "length"  # which points: spread along the pen path ("length") or the drawing's own ("index")
     ink: bool = False  # one of the point_dim features is the constant 1 (marks the cells the pen crossed)
 
+    def __post_init__(self):
+        if isinstance(self.compile, bool):  # the parameter was a switch before it had modes
+            self.compile = "default" if self.compile else "off"
+
     def check(self) -> None:
         """Raise ValueError naming the parameter that cannot work."""
         def bad(name: str, why: str):
@@ -111,6 +118,8 @@ class TrainConfig:
             bad("schedule", f"one of {SCHEDULES}")
         if self.precision not in PRECISIONS:
             bad("precision", f"one of {PRECISIONS}")
+        if self.compile not in COMPILE_MODES:
+            bad("compile", f"one of {COMPILE_MODES} (or true/false)")
         if self.opt not in OPTIMIZERS:
             bad("opt", f"one of {OPTIMIZERS}")
         if self.model not in MODELS:
@@ -213,6 +222,8 @@ class TrainConfig:
     def _digest(self, skip: tuple[str, ...], **changed: Any) -> str:
         """SHA-256 (hex) of the settings but ``skip``, with ``changed`` put in."""
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip} | changed
+        if "compile" in d:  # hashed as the switch it was: run names and resumes made before the modes stay
+            d["compile"] = d["compile"] != "off"
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 

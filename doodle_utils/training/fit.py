@@ -20,7 +20,18 @@ by ``cycle_mult - 1`` and so cannot do equal cycles); ``plateau`` (constant LR, 
 The learner is :class:`.learner.LeanLearner` (events sent only to the callbacks that handle
 them), with :class:`.learner.CrossEntropyFlat` (fastai's loss on plain tensors) and, for
 ``opt="adamw"``, :class:`.learner.LeanOptimWrapper`: the training loop's host time per step
-(``python -m benchmarks train``, host rows).
+(``python -m benchmarks train``, host rows). The smoothed training loss, the validation loss
+and the metrics are summed on the device and read once an epoch (:class:`.callbacks.DeviceLoss`,
+:class:`.callbacks.DeviceMetric`), not copied to the host every batch.
+
+``compile`` (a ``torch.compile`` mode, or "off"): the model is compiled in place
+(``nn.Module.compile``: its state dict keeps its names, so checkpoints and snapshots load into
+an eager model); inductor compiles the forward and, through AOTAutograd, the backward pass;
+"reduce-overhead" and "max-autotune" also capture them in CUDA graphs on a GPU (one graph per
+batch shape: training batches have one, ``drop_last``). The optimizer step stays PyTorch's
+(``foreach`` AdamW for ``opt="adamw"``). What each mode is worth on a GPU is measured by
+``python -m benchmarks train`` (the compiled step limit beside the eager one); the tests check
+that a compiled step gives eager PyTorch's loss and gradients on the same batch.
 
 Checkpoints are written by :class:`Checkpoint` rather than fastai's ``SaveModelCallback``
 because a killed run must never leave a half-written file or a split state. Each epoch commits
@@ -69,7 +80,7 @@ from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
 from ..render import RenderSpec
-from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, DeviceLoss, EpochSeed, GrowBatchOnPlateau, History,
+from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, DeviceLoss, DeviceMetric, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
@@ -129,23 +140,22 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
     if cfg.channels_last:
         cbs.append(ChannelsLast())
     learn = LeanLearner(dls, model, loss_func=CrossEntropyFlat(label_smoothing=cfg.label_smoothing),
-                    opt_func=opt_func, metrics=[map3, accuracy, top3_accuracy], wd=cfg.wd,
-                    path=cfg.out_dir, model_dir=".", cbs=cbs)
+                        opt_func=opt_func, metrics=[DeviceMetric(m) for m in (map3, accuracy, top3_accuracy)],
+                        wd=cfg.wd, path=cfg.out_dir, model_dir=".", cbs=cbs)
     dev = dls.device or pick_device()
     choice = device_choices(dev, cfg.precision)  # ValueError: a mixed precision without CUDA
     if announce_device:
         announce(choice)
     if choice.precision != "fp32":  # fastai's MixedPrecision; fp16 scales the loss (GradScaler)
         learn = learn.to_bf16() if choice.precision == "bf16" else learn.to_fp16()
-    if cfg.compile:
-        learn.model.compile()
+    if cfg.compile != "off":  # in place: the state dict keeps its names (checkpoints, snapshots)
+        learn.model.compile(mode=cfg.compile)
     if cfg.accumulate > 1:
         from fastai.callback.training import GradientAccumulation
         learn.add_cb(GradientAccumulation(n_acc=cfg.bs * cfg.accumulate))
     progress = [cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"]
     learn.remove_cbs(progress)
-    if dev.type == "cuda":
-        learn.add_cb(DeviceLoss())
+    learn.add_cb(DeviceLoss())
     if cfg.progress:
         learn.add_cb(QuietProgress() if dev.type == "cuda" or not progress else progress[0])
     return learn
@@ -422,7 +432,7 @@ def launch(cfg: TrainConfig, processes: int, predict: bool = True) -> TrainResul
         done = json.loads(result_file.read_text())
     device = pick_device()
     dls, _ = make_loaders(cfg, device)
-    learn = build_learner(dataclasses.replace(cfg, compile=False), dls, len(base_dl(dls.train).source.countries))
+    learn = build_learner(dataclasses.replace(cfg, compile="off"), dls, len(base_dl(dls.train).source.countries))
     learn.load("checkpoint", with_opt=False, device=device)
     return TrainResult(learn, Path(cfg.out_dir), [Path(x) for x in done["snapshots"]], done["resumed_from"],
                        {k: {s: Path(v) for s, v in d.items()} for k, d in done["preds"].items()},

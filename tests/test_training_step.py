@@ -1,0 +1,108 @@
+"""The training step on the device: ``compile`` modes give eager PyTorch's loss and gradients on
+the same batch, and validation keeps its metrics on the device (read once an epoch, not once a
+batch)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from doodle_utils.metrics import map_at_k
+from doodle_utils.training import TrainConfig, build_learner, make_loaders
+
+from conftest import tiny_train_config
+
+HOST_READS = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__"}
+
+
+@pytest.fixture(scope="module")
+def stores(four_class_stores):
+    return four_class_stores
+
+
+def _learner(stores, tmp_path, **kw):
+    cfg = tiny_train_config(stores, tmp_path / "run", **kw)
+    dls, _ = make_loaders(cfg, torch.device("cpu"))
+    return build_learner(cfg, dls, len(dls.train.source.countries), announce_device=False)
+
+
+def _loss_and_grads(learn, batch):
+    learn.model.train()
+    *xb, yb = batch
+    learn.model.zero_grad(set_to_none=True)
+    loss = learn.loss_func(learn.model(*xb), yb)
+    loss.backward()
+    return loss.detach(), {n: p.grad.detach().clone() for n, p in learn.model.named_parameters()}
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile's CPU code generation needs a C++ compiler")
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_compiled_step_gives_the_eager_loss_and_gradients_on_the_same_batch(stores, tmp_path, mode):
+    torch.manual_seed(0)
+    eager = _learner(stores, tmp_path, precision="fp32")
+    compiled = _learner(stores, tmp_path, precision="fp32", compile=mode)
+    compiled.model.load_state_dict(eager.model.state_dict())
+    batch = next(iter(eager.dls.train))
+    loss_e, grads_e = _loss_and_grads(eager, batch)
+    loss_c, grads_c = _loss_and_grads(compiled, batch)
+    assert compiled.model._compiled_call_impl is not None  # the learner's model is the compiled one
+    assert torch.allclose(loss_c, loss_e, rtol=1e-5, atol=1e-6), (loss_c, loss_e)
+    assert grads_c.keys() == grads_e.keys()
+    for name, g in grads_e.items():
+        assert torch.allclose(grads_c[name], g, rtol=1e-3, atol=1e-5), name
+    # the state dict keeps its names: a compiled run's checkpoints load into an eager model
+    assert compiled.model.state_dict().keys() == eager.model.state_dict().keys()
+
+
+def test_compile_was_a_switch_and_a_run_named_then_keeps_its_name():
+    for old, mode in ((False, "off"), (True, "default")):
+        cfg = TrainConfig(store_dir="s", out_dir="o/x", compile=old)
+        assert cfg.compile == mode
+    # labels and fingerprints recorded before compile had modes (the suite at cd6114a)
+    assert TrainConfig(store_dir="s", out_dir="o/x").default_label() == "resnet18_palette32_67a36d"
+    assert TrainConfig(store_dir="s", out_dir="o/x", compile="max-autotune").fingerprint(1, "abc") == \
+        "9478a822e947f6d9"
+    with pytest.raises(ValueError, match="compile='fast': one of"):
+        TrainConfig(store_dir="s", out_dir="o/x", compile="fast").check()
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts the calls that read a tensor's value on the host (on a GPU: a wait for it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in HOST_READS:
+            self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _validate(learn, batches: int):
+    dl = learn.dls.valid
+    learn.dls.valid = dl.new(bs=-(-dl.n // batches))
+    assert len(learn.dls.valid) == batches
+    with _HostReads() as reads:
+        values = learn.validate()
+    learn.dls.valid = dl
+    return values, reads.n
+
+
+def test_validation_reads_its_loss_and_metrics_once_not_once_a_batch(stores, tmp_path):
+    torch.manual_seed(0)
+    learn = _learner(stores, tmp_path)
+    (loss2, *mets2), reads2 = _validate(learn, 2)
+    (loss6, *mets6), reads6 = _validate(learn, 6)
+    assert reads6 == reads2, (reads2, reads6)  # fastai's AvgMetric: one more read per metric a batch
+    # the same values however the drawings are batched, and the metric over the whole split
+    assert loss6 == pytest.approx(loss2, rel=1e-5) and mets6 == pytest.approx(mets2, rel=1e-5)
+    probs, labels = learn.get_preds(dl=learn.dls.valid)
+    assert mets2[0] == pytest.approx(map_at_k(probs.numpy(), labels.numpy()), rel=1e-5)
+    assert mets2[1] == pytest.approx(float(np.mean(probs.numpy().argmax(1) == labels.numpy())), rel=1e-5)
+    names = [m.name for m in learn.metrics]
+    assert names == ["map3", "accuracy", "top3_accuracy"]  # the columns of history.csv
