@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
 from doodle_utils.metrics import map_at_k
-from doodle_utils.training import TrainConfig, build_learner, make_loaders
+from doodle_utils.training import TrainConfig, build_learner, load_run, make_loaders, train
 
 from conftest import tiny_train_config
 
@@ -23,10 +24,12 @@ def stores(four_class_stores):
     return four_class_stores
 
 
-def _learner(stores, tmp_path, **kw):
+def _learner(stores, tmp_path, device="cpu", **kw):
     cfg = tiny_train_config(stores, tmp_path / "run", **kw)
-    dls, _ = make_loaders(cfg, torch.device("cpu"))
-    return build_learner(cfg, dls, len(dls.train.source.countries), announce_device=False)
+    dls, _ = make_loaders(cfg, torch.device(device))
+    learn = build_learner(cfg, dls, len(dls.train.source.countries), announce_device=False)
+    learn.model.to(device)
+    return learn
 
 
 def _loss_and_grads(learn, batch):
@@ -38,13 +41,19 @@ def _loss_and_grads(learn, batch):
     return loss.detach(), {n: p.grad.detach().clone() for n, p in learn.model.named_parameters()}
 
 
-@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
-                    reason="torch.compile's CPU code generation needs a C++ compiler")
+NO_COMPILER = shutil.which("c++") is None and shutil.which("g++") is None
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.skipif(NO_COMPILER, reason="torch.compile's CPU code generation needs a C++ compiler")
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_a_compiled_step_gives_the_eager_loss_and_gradients_on_the_same_batch(stores, tmp_path, mode):
+def test_a_compiled_step_gives_the_eager_loss_and_gradients_on_the_same_batch(stores, tmp_path, monkeypatch,
+                                                                              mode, device):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # eager and compiled in plain fp32
     torch.manual_seed(0)
-    eager = _learner(stores, tmp_path, precision="fp32")
-    compiled = _learner(stores, tmp_path, precision="fp32", compile=mode)
+    eager = _learner(stores, tmp_path, device, precision="fp32")
+    compiled = _learner(stores, tmp_path, device, precision="fp32", compile=mode)
     compiled.model.load_state_dict(eager.model.state_dict())
     batch = next(iter(eager.dls.train))
     loss_e, grads_e = _loss_and_grads(eager, batch)
@@ -56,6 +65,33 @@ def test_a_compiled_step_gives_the_eager_loss_and_gradients_on_the_same_batch(st
         assert torch.allclose(grads_c[name], g, rtol=1e-3, atol=1e-5), name
     # the state dict keeps its names: a compiled run's checkpoints load into an eager model
     assert compiled.model.state_dict().keys() == eager.model.state_dict().keys()
+
+
+@pytest.mark.skipif(NO_COMPILER, reason="torch.compile's CPU code generation needs a C++ compiler")
+def test_a_compiled_run_trains_validates_resumes_and_predicts(stores, tmp_path):
+    """The user's path: `compile` set in a run's parameters, through training (CUDA graphs on a
+    GPU), validation (the model in eval mode: another graph), a resumed epoch and the snapshots'
+    predictions; its checkpoint loads into an eager model."""
+    from fastai.callback.core import Callback
+
+    class Kill(Callback):
+        order = 200
+
+        def after_epoch(self):
+            assert self.learn.model._compiled_call_impl is not None  # the model trained is the compiled one
+            raise KeyboardInterrupt("killed after the first epoch")
+
+    kw = dict(compile="reduce-overhead" if torch.cuda.is_available() else "default", epochs=2, schedule="one_cycle")
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_train_config(stores, tmp_path / "run", **kw), extra_cbs=[Kill()], predict=False)
+    done = train(tiny_train_config(stores, tmp_path / "run", **{**kw, "resume": True}))
+    assert done.resumed_from == 1
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert len(hist) == 2 and np.isfinite(hist[["train_loss", "valid_loss", "map3"]].to_numpy()).all()
+    probs = np.load(done.preds[done.snapshots[-1].stem]["valid"]).astype(np.float32)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-2)
+    eager = load_run(tmp_path / "run")  # an eager learner of the same run
+    assert eager.model._compiled_call_impl is None
 
 
 def test_compile_was_a_switch_and_a_run_named_then_keeps_its_name():
@@ -106,3 +142,27 @@ def test_validation_reads_its_loss_and_metrics_once_not_once_a_batch(stores, tmp
     assert mets2[1] == pytest.approx(float(np.mean(probs.numpy().argmax(1) == labels.numpy())), rel=1e-5)
     names = [m.name for m in learn.metrics]
     assert names == ["map3", "accuracy", "top3_accuracy"]  # the columns of history.csv
+
+
+def test_a_resident_run_trains_the_same_model_as_the_host_loader(stores, tmp_path, monkeypatch):
+    """`resident=True` in a run's parameters: the same batches (tests/test_resident.py), so on
+    the CPU the same losses, metrics and weights, epoch for epoch, as the host loader's run
+    rendering on the device (here the CPU: render_packed's torch engine, as the resident path)."""
+    import dataclasses
+
+    from doodle_utils.training import fit
+    from doodle_utils.training.resident import ResidentDL
+
+    spec = fit.batch_spec
+    monkeypatch.setattr(fit, "batch_spec", lambda *a, **k: dataclasses.replace(spec(*a, **k), render_on="gpu"))
+    kw = dict(epochs=2, augment={"flip": 0.5, "rotate": 10, "scale": 0.1, "stroke_dropout": 0.1}, opt="adamw")
+    host = train(tiny_train_config(stores, tmp_path / "host", **kw), predict=False)
+    dev = train(tiny_train_config(stores, tmp_path / "dev", resident=True, **kw), predict=False)
+    assert isinstance(dev.learn.dls.train, ResidentDL) and not isinstance(host.learn.dls.train, ResidentDL)
+    cols = ["train_loss", "valid_loss", "map3", "accuracy"]
+    a, b = (pd.read_csv(tmp_path / f / "history.csv")[cols] for f in ("host", "dev"))
+    pd.testing.assert_frame_equal(a, b)
+    for (name, p), q in zip(host.learn.model.state_dict().items(), dev.learn.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    with pytest.raises(ValueError, match="resident=True: the point model"):
+        tiny_train_config(stores, tmp_path / "pts", resident=True, model="points").check()

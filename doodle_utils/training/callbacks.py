@@ -358,8 +358,9 @@ class DeviceLoss(Callback):
     def before_fit(self):
         rec = getattr(self.learn, "recorder", None)
         if rec is not None:
-            rec.smooth_loss = _OnDevice(beta=rec.smooth_loss.beta)
-            object.__setattr__(rec, "loss", DeviceAvgLoss())  # fastai's Callback warns of a learner's name
+            # set on the recorder itself (fastai's Callback.__setattr__ warns: the learner has these names too)
+            object.__setattr__(rec, "smooth_loss", _OnDevice(beta=rec.smooth_loss.beta))
+            object.__setattr__(rec, "loss", DeviceAvgLoss())
 
     def after_epoch(self):
         rec = getattr(self.learn, "recorder", None)
@@ -368,6 +369,18 @@ class DeviceLoss(Callback):
         for i, v in enumerate(rec.losses):  # the epoch's (the GPU has finished them: no wait)
             if isinstance(v, torch.Tensor) and v.device.type != "cpu":
                 rec.losses[i] = v.detach().cpu()
+
+
+class CudaGraphSteps(Callback):
+    """Marks each batch as a new step for ``torch.compile``'s CUDA graphs (``compile`` modes
+    "reduce-overhead" and "max-autotune"): a replay overwrites the last one's outputs, and
+    fastai still holds the last batch's prediction (``learn.pred``) when the next begins, so
+    the graphs are told where a step starts rather than left to infer it."""
+
+    order = -20
+
+    def before_batch(self):
+        torch.compiler.cudagraph_mark_step_begin()
 
 
 class QuietProgress(ProgressCallback):

@@ -30,6 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # torch.compile modes (``compile``): "off", or torch.compile's own mode names; the last two capture
 # the step in CUDA graphs on a GPU (a fixed batch shape; inductor skips the capture on a CPU)
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 DEFAULT_AUGMENT = {"flip": 0.5, "rotate": 8.0, "scale": 0.1, "shift": 0.05, "stroke_dropout": 0.05}
@@ -65,6 +66,7 @@ class TrainConfig:
     augment: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
     render_on: str = "auto"  # "cpu", "gpu", or "auto": the GPU when there is one
     num_workers: int = 0  # loader processes (CPU rendering runs there)
+    resident: bool = False  # training batches gathered, augmented and rendered in GPU memory (the store held there)
     schedule: str = "sgdr"  # one_cycle, sgdr, plateau or grow_batch
     epochs: int = 3  # for one_cycle, plateau and grow_batch (sgdr: cycles x cycle_len)
     cycles: int = 2  # SGDR cycles (one snapshot each)
@@ -147,6 +149,11 @@ class TrainConfig:
             bad("arch", "not a timm model; " + str(e).split(": ", 1)[-1])
         if self.render_on not in ("auto", "cpu", "gpu"):
             bad("render_on", "'auto', 'cpu' or 'gpu'")
+        if self.resident and self.model == "points":
+            bad("resident", "the point model's features are made on the host (loader workers); resident "
+                "batches are images")
+        if self.resident and self.render_on == "cpu":
+            bad("resident", "resident batches are rendered on the device: render_on 'auto' or 'gpu'")
         if self.render_on == "gpu" and not torch.cuda.is_available():
             bad("render_on", "no CUDA device here")
         for name in ("bs", "epochs", "cycles", "cycle_len", "cycle_mult", "accumulate", "size"):
@@ -232,9 +239,11 @@ class TrainConfig:
 # where a run reads and writes, and how it is run: not part of a run's name (settings_hash)
 # (tta changes predictions, not the weights: a run predicted with and without it is one run, its
 # manifest saying which)
-LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes", "tta")
+# (resident: where batches are made, not which: the same batches as the host loader's)
+LABEL_IGNORES = ("store_dir", "out_dir", "test_store_dir", "resume", "progress", "num_workers", "processes", "tta",
+                 "resident")
 # how a run is run, and its own folder: not part of what a checkpoint must match (fingerprint)
-FINGERPRINT_IGNORES = ("resume", "progress", "num_workers", "out_dir", "processes", "tta")
+FINGERPRINT_IGNORES = ("resume", "progress", "num_workers", "out_dir", "processes", "tta", "resident")
 
 RUN_PARAMETERS = {"data_dir": "competition folder; empty: the default (doodle_utils.paths)",
                   "store_dir": "packed stores (train/, test/); empty: the default",

@@ -80,11 +80,12 @@ from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
 from ..render import RenderSpec
-from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, DeviceLoss, DeviceMetric, EpochSeed, GrowBatchOnPlateau, History,
+from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, CudaGraphSteps, DeviceLoss, DeviceMetric, EpochSeed, GrowBatchOnPlateau, History,
                         ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
-from .config import FINGERPRINT_IGNORES, TrainConfig, config_from_params
+from .config import CUDA_GRAPH_MODES, FINGERPRINT_IGNORES, TrainConfig, config_from_params
 from .learner import CrossEntropyFlat, LeanLearner, LeanOptimWrapper
+from .resident import ResidentDL
 from .loaders import (Augment, BatchSpec, DoodleDataLoaders, DoodleDL, DrawingsSource, PseudoLabels, Source,
                       Unrecognized, make_dls)
 
@@ -150,6 +151,8 @@ def build_learner(cfg: TrainConfig, dls, n_countries: int, extra_cbs: list | Non
         learn = learn.to_bf16() if choice.precision == "bf16" else learn.to_fp16()
     if cfg.compile != "off":  # in place: the state dict keeps its names (checkpoints, snapshots)
         learn.model.compile(mode=cfg.compile)
+        if cfg.compile in CUDA_GRAPH_MODES:
+            learn.add_cb(CudaGraphSteps())
     if cfg.accumulate > 1:
         from fastai.callback.training import GradientAccumulation
         learn.add_cb(GradientAccumulation(n_acc=cfg.bs * cfg.accumulate))
@@ -211,7 +214,8 @@ def make_loaders(cfg: TrainConfig, device: torch.device):
         pseudo = PseudoLabels.from_predictions(cfg.test_store_dir, np.load(cfg.pseudo_preds),
                                                cfg.pseudo_threshold, cfg.pseudo_frac, vocab)
     return make_dls(cfg.store_dir, batch_spec(cfg, device, pseudo=pseudo), cfg.bs, cfg.test_store_dir,
-                    cfg.num_workers, device, Unrecognized(cfg.unrecognized, cfg.unrecognized_weight, cfg.labels_file))
+                    cfg.num_workers, device, Unrecognized(cfg.unrecognized, cfg.unrecognized_weight, cfg.labels_file),
+                    loader=ResidentDL if cfg.resident else DoodleDL)
 
 
 def resolve_processes(processes: int) -> int:
@@ -473,7 +477,8 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
     ``learn.dls.test_dl``, ``learn.export``): its configuration and vocabularies (no data), the
     weights of ``snapshot`` (``snap_NN``; default the last), on ``device`` (default: the CPU).
     Validation settings: no augmentation, the last epoch's image size (what the recorded
-    predictions of every snapshot used). FileNotFoundError names what the folder lacks."""
+    predictions of every snapshot used); the model eager whatever the run's ``compile``.
+    FileNotFoundError names what the folder lacks."""
     from fastai.torch_core import get_model
 
     run = Path(run)
@@ -487,7 +492,9 @@ def load_run(run: str | Path, snapshot: str | None = None, device: torch.device 
                                 f"of each cycle)")
     if snapshot is not None and snapshot not in names:
         raise FileNotFoundError(f"{run}: no snapshot {snapshot!r} (there are {', '.join(names)})")
-    cfg = config_from_params({**json.loads((run / "config.json").read_text()), "progress": False, "resume": True})
+    # eager: compiling (the run's ``compile``) would cost more than a prediction of a few drawings saves
+    cfg = config_from_params({**json.loads((run / "config.json").read_text()), "progress": False, "resume": True,
+                              "compile": "off"})
     vocab = run_vocab(run, cfg)
     dev = torch.device(device or "cpu")
     batches = batch_spec(cfg, dev, epoch=cfg.n_epochs - 1).for_eval()  # the size validation ended at

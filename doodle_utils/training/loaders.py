@@ -20,6 +20,11 @@ Augmentations act on coordinates before rendering (:class:`Augment`). How a load
 batches is one :class:`BatchSpec`, shared by a run's loaders.
 Pseudo-labelling mixes a fixed number of confidently predicted test drawings into every
 training batch (:class:`PseudoLabels`).
+
+``make_dls(..., loader=ResidentDL)`` builds :class:`.resident.ResidentDL` loaders instead: the
+store is copied to the device once and each batch is gathered, augmented and rendered there
+(no batch crosses PCIe, only its positions and random numbers), giving the same batches as
+``render_on="gpu"`` for the same seed; see :mod:`.resident` for its memory and limits.
 """
 from __future__ import annotations
 
@@ -72,16 +77,24 @@ class Augment:
                                    self.stroke_dropout))
 
 
+def kept_strokes(lens: np.ndarray, drawing_offsets: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`drop_strokes`' choice, a bool per stroke: each kept with probability ``1 - p``
+    (one ``rng.random`` per stroke), and a drawing that would lose all keeps its longest."""
+    per_drawing = np.diff(drawing_offsets)
+    drawing_of_stroke = np.repeat(np.arange(len(per_drawing)), per_drawing)
+    keep = rng.random(len(lens)) >= p
+    kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(per_drawing))
+    for i in np.flatnonzero((kept == 0) & (per_drawing > 0)):
+        s0, s1 = drawing_offsets[i], drawing_offsets[i + 1]
+        keep[s0 + int(np.argmax(lens[s0:s1]))] = True
+    return keep
+
+
 def drop_strokes(d: Drawings, p: float, rng: np.random.Generator) -> Drawings:
     """Drop each stroke with probability ``p``; a drawing that would lose all keeps its longest."""
     lens = np.diff(d.stroke_offsets)
-    per_drawing = np.diff(d.drawing_offsets)
-    drawing_of_stroke = np.repeat(np.arange(len(d)), per_drawing)
-    keep = rng.random(len(lens)) >= p
-    kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(d))
-    for i in np.flatnonzero((kept == 0) & (per_drawing > 0)):
-        s0, s1 = d.drawing_offsets[i], d.drawing_offsets[i + 1]
-        keep[s0 + int(np.argmax(lens[s0:s1]))] = True
+    drawing_of_stroke = np.repeat(np.arange(len(d)), np.diff(d.drawing_offsets))
+    keep = kept_strokes(lens, d.drawing_offsets, p, rng)
     kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(d)).astype(np.int64)
     stroke_offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(lens[keep], out=stroke_offsets[1:])
@@ -89,6 +102,25 @@ def drop_strokes(d: Drawings, p: float, rng: np.random.Generator) -> Drawings:
     np.cumsum(kept, out=drawing_offsets[1:])
     pt_keep = np.repeat(keep, lens)
     return Drawings(d.xy[pt_keep], None if d.t is None else d.t[pt_keep], stroke_offsets, drawing_offsets, d.in_frame)
+
+
+def affine_params(n: int, aug: Augment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`augment`'s random transform of ``n`` drawings, drawn from ``rng`` (flip, scale,
+    rotation, shear, shift, in that order): the matrices (n, 2, 2) acting about the centre
+    127.5 and the shifts (n, 2) in canvas units, float64."""
+    flip = np.where(rng.random(n) < aug.flip, -1.0, 1.0)
+    s = 1 + rng.uniform(-aug.scale, aug.scale, n)
+    a = np.deg2rad(rng.uniform(-aug.rotate, aug.rotate, n))
+    sh = rng.uniform(-aug.shear, aug.shear, n)
+    t = rng.uniform(-aug.shift, aug.shift, (n, 2)) * 256
+    # per drawing: M = scale * R(a) @ [[1, sh], [0, 1]] @ diag(flip, 1), about the centre 127.5
+    c, si = np.cos(a), np.sin(a)
+    m = np.empty((n, 2, 2))
+    m[:, 0, 0] = s * c * flip
+    m[:, 0, 1] = s * (c * sh - si)
+    m[:, 1, 0] = s * si * flip
+    m[:, 1, 1] = s * (si * sh + c)
+    return m, t
 
 
 def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
@@ -102,18 +134,7 @@ def augment(d: Drawings, aug: Augment, rng: np.random.Generator) -> Drawings:
     xy = d.xy.astype(np.float32)
     if d.raw:  # to the 0..255 frame first, so the transform acts about the drawing's centre
         xy = scaled(d).astype(np.float32)
-    flip = np.where(rng.random(n) < aug.flip, -1.0, 1.0)
-    s = 1 + rng.uniform(-aug.scale, aug.scale, n)
-    a = np.deg2rad(rng.uniform(-aug.rotate, aug.rotate, n))
-    sh = rng.uniform(-aug.shear, aug.shear, n)
-    t = rng.uniform(-aug.shift, aug.shift, (n, 2)) * 256
-    # per drawing: M = scale * R(a) @ [[1, sh], [0, 1]] @ diag(flip, 1), about the centre 127.5
-    c, si = np.cos(a), np.sin(a)
-    m = np.empty((n, 2, 2))
-    m[:, 0, 0] = s * c * flip
-    m[:, 0, 1] = s * (c * sh - si)
-    m[:, 1, 0] = s * si * flip
-    m[:, 1, 1] = s * (si * sh + c)
+    m, t = affine_params(n, aug, rng)
     mp = np.repeat(m, counts, axis=0)
     tp = np.repeat(t, counts, axis=0)
     v = xy - 127.5
@@ -702,11 +723,14 @@ class Unrecognized:
 
 def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir: str | Path | None = None,
              num_workers: int = 0, device: torch.device | str | None = None,
-             unrecognized: Unrecognized = Unrecognized()):
+             unrecognized: Unrecognized = Unrecognized(), loader: type["DoodleDL"] | None = None):
     """:class:`DoodleDataLoaders` (train, valid) on the store's stratified split, and a test
     loader over ``test_store_dir`` (or None); validation and test use ``batches.for_eval()`` and
     twice the batch size (at least 128). ``unrecognized``: what the training split does with
-    its unrecognized drawings (a line says what changed)."""
+    its unrecognized drawings (a line says what changed). ``loader``: the loaders' class,
+    :class:`DoodleDL` by default; :class:`.resident.ResidentDL` makes the batches in device
+    memory (the stores copied to ``device`` once; ``num_workers`` unused): the same batches,
+    ValueError when a store does not fit in the device's free memory."""
     train_src, note = unrecognized.apply(Source(store_dir, split="train"))
     if note:
         print(f"unrecognized: {note}")
@@ -716,10 +740,11 @@ def make_dls(store_dir: str | Path, batches: BatchSpec, bs: int, test_store_dir:
                          f"{len(valid_src)} validation drawings; both must be non-empty")
     pin = torch.device(device).type == "cuda" if device is not None else False
     common = dict(num_workers=num_workers, device=device, pin_memory=pin)
-    train = DoodleDL(train_src, batches, bs=bs, drop_last=True, **common)
+    loader = loader or DoodleDL
+    train = loader(train_src, batches, bs=bs, drop_last=True, **common)
     eval_bs, evaluate = max(bs, 64) * 2, batches.for_eval()
-    valid = DoodleDL(valid_src, evaluate, bs=eval_bs, **common)
+    valid = loader(valid_src, evaluate, bs=eval_bs, **common)
     test = None
     if test_store_dir:
-        test = DoodleDL(Source(test_store_dir, country_vocab=train_src.countries), evaluate, bs=eval_bs, **common)
+        test = loader(Source(test_store_dir, country_vocab=train_src.countries), evaluate, bs=eval_bs, **common)
     return DoodleDataLoaders(train, valid, device=device), test
