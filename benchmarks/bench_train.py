@@ -418,7 +418,7 @@ def run() -> dict:
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
     workers = min(8, os.cpu_count() or 1) if cuda else 0
-    bs, steps, e2e_steps = (512, 30, 100) if cuda else (64, 4, WARM_BATCHES + 4)
+    bs, steps, e2e_steps = (512, 30, 100) if cuda else (64, 12, WARM_BATCHES + 8)
     variants = ("host", "compiled", "resident", "resident+compiled") if cuda else ("host", "compiled")
     _store()
     out: dict = {"device": name, "compile_mode": COMPILE_MODE, "rows": [], "memory": [], "skipped": []}
