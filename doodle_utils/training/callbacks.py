@@ -303,43 +303,39 @@ class _OnDevice(AvgSmoothLoss):
         self.val = loss + self.beta * (self.val - loss)
 
 
-class DeviceMetric(AvgMetric):
+class _DeviceTotal:
+    """A batch-size-weighted running total kept on the device, read (one copy) as a float."""
+
+    def reset(self):
+        self.total, self.count = None, 0
+
+    def _add(self, v: torch.Tensor, bs: int) -> None:
+        v = v.detach().float() * bs
+        self.total = v if self.total is None else self.total + v
+        self.count += bs
+
+    @property
+    def value(self):
+        return float(self.total) / self.count if self.count else None
+
+
+class DeviceMetric(_DeviceTotal, AvgMetric):
     """fastai's ``AvgMetric`` (a batch metric averaged over the validation set, weighted by
     batch size) with its running total kept on the device: fastai's copies every batch's value
     to the host (``learn.to_detach``), a wait for the GPU per validation batch; here the total
     is read once, when the recorder asks for the epoch's value. The value is this process's
     (as fastai's: a scalar metric is not gathered across processes)."""
 
-    def reset(self):
-        self.total, self.count = None, 0
-
     def accumulate(self, learn):
-        bs = find_bs(learn.yb)
-        v = self.func(learn.pred, *learn.yb).detach().float() * bs
-        self.total = v if self.total is None else self.total + v
-        self.count += bs
-
-    @property
-    def value(self):
-        return float(self.total) / self.count if self.count else None
+        self._add(self.func(learn.pred, *learn.yb), find_bs(learn.yb))
 
 
-class DeviceAvgLoss(AvgLoss):
+class DeviceAvgLoss(_DeviceTotal, AvgLoss):
     """fastai's validation loss (``AvgLoss``) with its running total kept on the device (see
     :class:`DeviceMetric`)."""
 
-    def reset(self):
-        self.total, self.count = None, 0
-
     def accumulate(self, learn):
-        bs = find_bs(learn.yb)
-        v = learn.loss.mean().detach().float() * bs
-        self.total = v if self.total is None else self.total + v
-        self.count += bs
-
-    @property
-    def value(self):
-        return float(self.total) / self.count if self.count else None
+        self._add(learn.loss.mean(), find_bs(learn.yb))
 
 
 class DeviceLoss(Callback):
