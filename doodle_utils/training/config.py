@@ -82,7 +82,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     precision: str = "auto"  # "auto" (devices.device_choices), "fp32", "bf16" or "fp16"
     channels_last: bool = False  # the trunk in channels-last memory format (the grid already is)
-    compile: str = "off"  # torch.compile the model: off, default, reduce-overhead or max-autotune (CUDA graphs); true = default
+    compile: str = "off"  # torch.compile the model: off, default, reduce-overhead or max-autotune (CUDA graphs); true is default
     pseudo_preds: str = ""  # test probabilities (.npy) to pseudo-label from; empty: none
     pseudo_threshold: float = 0.95
     pseudo_frac: float = 0.25
