@@ -36,6 +36,18 @@ def test_notebooks_are_committed_clean_and_parameterised():
         assert nb.metadata.kernelspec == {"name": "python3", "language": "python", "display_name": installed}, path
 
 
+def test_papermill_reads_every_line_of_every_parameters_cell():
+    """A parameter line papermill cannot parse (an '=' in its comment did it) is dropped with a
+    log line: the notebook runs, but the parameter cannot be set from a profile or the CLI."""
+    import papermill as pm
+
+    for path in pipeline.notebook_list():
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        lines = [x for x in cell.source.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+        names = {x.split("=")[0].split(":")[0].strip() for x in lines}
+        assert names - set(pm.inspect_notebook(str(path))) == set(), path.name
+
+
 def test_the_git_filter_keeps_outputs_out_of_commits(tmp_path):
     """What `make setup` installs in a clone: a notebook saved by JupyterLab with outputs is
     staged without them (the working copy keeps them), and the committed notebooks pass through
