@@ -80,8 +80,8 @@ from ..metrics import map3, map_at_k, top3_accuracy
 from ..models import DoodleNet, PointCNN
 from ..paths import preds_dir, snapshots_dir
 from ..render import RenderSpec
-from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, CudaGraphSteps, DeviceLoss, DeviceMetric, EpochSeed, GrowBatchOnPlateau, History,
-                        ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
+from .callbacks import (NEXT_CHECKPOINT, AddProbs, Checkpoint, CudaGraphSteps, DeviceLoss, DeviceMetric, EpochSeed,
+                        GrowBatchOnPlateau, History, ProgressiveResize, QuietProgress, ResumableReduceLROnPlateau, RunStateError, Snapshots,
                         base_dl, committed_state, set_batch_size)
 from .config import CUDA_GRAPH_MODES, FINGERPRINT_IGNORES, TrainConfig, config_from_params
 from .learner import CrossEntropyFlat, LeanLearner, LeanOptimWrapper

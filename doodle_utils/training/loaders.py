@@ -518,18 +518,21 @@ class DoodleDL(DataLoader):
         if self.input == "points":
             return b
         if self.render_on == "gpu":
-
             xy, so, do, t, c, y = b
-            # augmented batches and timed stores are in the 0..255 frame; raw ones are not
-            in_frame = self.aug.active or self.source.kind != "raw"
-            img = render_packed(xy, so, do, t if t.numel() else None, self.variant, self.spec,
-                                out_dtype=torch.float32, channels_last=self.channels_last, in_frame=in_frame)
-            return img, c, y
+            return self.render_packed(xy, so, do, t if t.numel() else None), c, y
         img, c, y = b
         img = img.float().div_(255)
         if self.channels_last:
             img = img.contiguous(memory_format=torch.channels_last)
         return img, c, y
+
+    def render_packed(self, xy: torch.Tensor, so: torch.Tensor, do: torch.Tensor,
+                      t: torch.Tensor | None) -> torch.Tensor:
+        """A packed batch on its device drawn as this loader's images: float 0..1 (N, C, size, size)."""
+        # augmented batches and timed stores are in the 0..255 frame; raw ones are not
+        in_frame = self.aug.active or self.source.kind != "raw"
+        return render_packed(xy, so, do, t, self.variant, self.spec, out_dtype=torch.float32,
+                             channels_last=self.channels_last, in_frame=in_frame)
 
     def to_detach(self, b, cpu: bool = True, gather: bool = True):
         """Detach predictions without gathering across processes: this loader holds all of its

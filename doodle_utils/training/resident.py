@@ -62,7 +62,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..render import render_packed
 from .loaders import Augment, BatchSpec, DoodleDL, DrawingsSource, Source, affine_params, kept_strokes
 
 UPLOAD_CHUNK = 1 << 26  # elements copied to the device at a time (host memory stays small)
@@ -382,8 +381,4 @@ class ResidentDL(DoodleDL):
         cy = torch.from_numpy(np.stack([np.asarray(country, np.int64), np.maximum(y, 0).astype(np.int64)]))
         cy = cy.to(main_st.device, non_blocking=True)
         t = b.t.to(torch.float32) if b.t is not None and b.t.numel() else None
-        # augmented batches and timed stores are in the 0..255 frame; raw ones are not
-        in_frame = self.aug.active or self.source.kind != "raw"
-        img = render_packed(b.xy.to(torch.float32), b.stroke_offsets, b.drawing_offsets, t, self.variant,
-                            self.spec, out_dtype=torch.float32, channels_last=self.channels_last, in_frame=in_frame)
-        return img, cy[0], cy[1]
+        return self.render_packed(b.xy.to(torch.float32), b.stroke_offsets, b.drawing_offsets, t), cy[0], cy[1]
