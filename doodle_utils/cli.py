@@ -405,13 +405,25 @@ def _kaggle_emulate(a: argparse.Namespace) -> int:
         print(f"error: {a.competition}: no sample_submission.csv, not a competition folder", file=sys.stderr)
         return 2
     try:
-        runs = run_chain(a.bundle_dir, a.competition, a.root)
+        runs = run_chain(a.bundle_dir, a.competition, a.root,
+                         **({} if a.timeout is None else {"timeout": a.timeout}))
     except KernelFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for r in runs:
         print(f"{r.name}: {r.seconds:.0f}s, saves {r.output_bytes / 1e6:.1f} MB in {len(r.output_files)} files ({r.working})")
     return 0
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (an argparse type: a bad value is a usage error naming the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def _with_lazy_epilog(parser: argparse.ArgumentParser, module: str, function: str) -> None:
@@ -625,6 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle_dir", type=Path, help="what `doodle kaggle-bundle` wrote")
     s.add_argument("competition", type=Path, help="the competition folder (Kaggle's files only)")
     s.add_argument("root", type=Path, help="an empty folder for the sandboxes (<root>/kaggle is /kaggle)")
+    s.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="stop a kernel still running after this many seconds (default: Kaggle's limit, 12 hours)")
     s.set_defaults(fn=_kaggle_emulate)
     return p
 

@@ -44,6 +44,7 @@ KAGGLE_INPUT_ROOT = "/kaggle/input"
 KAGGLE_WORKING = "/kaggle/working"
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # checked before anything is written
 OUTPUT_LIMIT_BYTES = 20 * 10 ** 9  # what a kernel may save as its output (Kaggle: 20 GB)
+RUN_LIMIT_SECONDS = 12 * 3600  # how long Kaggle lets a CPU or GPU kernel run (12 hours)
 
 
 class Chain:

@@ -17,7 +17,8 @@ paths among its parameter defaults get ``<root>`` as a prefix (what a mount name
 network, as with Kaggle's internet off) and mount namespace with its inputs bind-mounted
 read-only; elsewhere the inputs are copied and the network is left as it is
 (:attr:`KernelRun.isolated` says which). Kernels without ``enable_gpu`` see no CUDA device.
-After each kernel its saved output is measured against Kaggle's limit.
+After each kernel its saved output is measured against Kaggle's limit; a kernel still running
+at Kaggle's run-time limit (12 hours) is stopped with everything it started.
 
 Why hand-written: Kaggle's own runtime (its docker image and kernel scheduler) is not
 available outside Kaggle, and the kaggle CLI only uploads; this reproduces the parts a chain
@@ -30,6 +31,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ from typing import Sequence
 
 import nbformat
 
-from .kaggle import COMPETITION, OUTPUT_LIMIT_BYTES, set_parameter_defaults, validate_metadata
+from .kaggle import COMPETITION, OUTPUT_LIMIT_BYTES, RUN_LIMIT_SECONDS, set_parameter_defaults, validate_metadata
 from .pipeline import PLANNED
 
 KAGGLE = "/kaggle"
@@ -97,6 +99,21 @@ def parameter_defaults(source: str) -> dict:
     return out
 
 
+def _run_group(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess | None:
+    """Run ``cmd`` in a process group of its own; ``None`` if it ran past ``timeout`` seconds,
+    after killing the whole group (papermill's Jupyter kernel and the loader workers it started
+    are not papermill's to stop when papermill itself is killed)."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        return None
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
 def _dir_size(folder: Path) -> tuple[int, list[str]]:
     files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
     return sum(p.stat().st_size for p in files), sorted(str(p.relative_to(folder)) for p in files)
@@ -104,7 +121,7 @@ def _dir_size(folder: Path) -> tuple[int, list[str]]:
 
 def run_chain(bundle_dir: str | Path, competition: str | Path, root: str | Path, *,
               order: Sequence[str] | None = None, isolate: bool | None = None,
-              timeout: float = 1800, log=print) -> list[KernelRun]:
+              timeout: float = RUN_LIMIT_SECONDS, log=print) -> list[KernelRun]:
     """Run every kernel folder of ``bundle_dir`` in order, each in a Kaggle-like sandbox.
 
     Every kernel sees the same ``<root>/kaggle`` (as every Kaggle kernel sees ``/kaggle``),
@@ -118,7 +135,8 @@ def run_chain(bundle_dir: str | Path, competition: str | Path, root: str | Path,
         root: where the sandboxes go (created; must not hold an earlier chain).
         order: the kernel folders' names in run order (default: the runner's order).
         isolate: own network and mount namespaces (default: where :func:`can_isolate`).
-        timeout: seconds per kernel.
+        timeout: seconds a kernel may run (default: Kaggle's 12 hours); one still running then
+            is stopped, with its Jupyter kernel and loader workers.
 
     Raises:
         KernelFailed: a kernel failed, or saved more than Kaggle allows.
@@ -182,8 +200,12 @@ def run_chain(bundle_dir: str | Path, competition: str | Path, root: str | Path,
             cmd = ["unshare", "-n", "-m", "sh", "-c", " && ".join(["ip link set lo up", *binds, "exec " + shlex.join(cmd)])]
         log(f"kernel {name} ({slug}): running{' isolated' if isolate else ''}")
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=view / "working", env=env, capture_output=True, text=True, timeout=timeout)
+        r = _run_group(cmd, view / "working", env, timeout)
         seconds = time.perf_counter() - t0
+        if r is None:
+            raise KernelFailed(f"kernel {name} was still running after {timeout:.0f}s, the limit it was given "
+                               f"(Kaggle's: {RUN_LIMIT_SECONDS / 3600:.0f} hours), and was stopped "
+                               f"(executed copy so far: {out_nb})")
         if not isolate:  # what the kernel wrote is its saved output
             shutil.rmtree(work)
             shutil.move(view / "working", work)

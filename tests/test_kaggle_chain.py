@@ -6,6 +6,7 @@ kernel's working folder, scored here on the hidden answers."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,51 @@ def test_every_kernel_saves_within_kaggles_limit(chain):
 def test_rerooting_moves_only_kaggle_paths(tmp_path):
     assert rerooted({"a": ["/kaggle/input/x", "/kagglex", "rel"], "b": "/kaggle"}, tmp_path) == \
         {"a": [f"{tmp_path}/kaggle/input/x", "/kagglex", "rel"], "b": f"{tmp_path}/kaggle"}
+
+
+def _processes_with_tmpdir_under(folder: Path) -> list[int]:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.environ().get("TMPDIR", "").startswith(str(folder)):
+                found.append(p.pid)
+        except (psutil.Error, OSError):
+            pass
+    return found
+
+
+def test_a_kernel_past_its_time_limit_is_an_error_line_and_leaves_no_process(tmp_path):
+    """Kaggle stops a kernel at 12 hours; the emulator stops it at its --timeout, with the Jupyter
+    kernel and workers papermill started, and says which kernel, with no traceback."""
+    import subprocess
+    import sys
+
+    comp = tmp_path / "competition" / kaggle.COMPETITION
+    make_competition(comp, classes=3, per_class=20, test_per_class=2, seed=0)
+    kaggle.bundle(tmp_path / "bundle", ROOT / "params" / "kaggle.yaml", user="tester")
+    sandbox = tmp_path / "sandbox"
+    r = subprocess.run([sys.executable, "-m", "doodle_utils", "kaggle-emulate", str(tmp_path / "bundle"), str(comp),
+                        str(sandbox), "--timeout", "6"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error: kernel 01_eda was still running after 6s") and "Traceback" not in r.stderr
+    assert _processes_with_tmpdir_under(sandbox) == []
+
+
+def test_the_time_limit_stops_the_kernels_whole_process_group(tmp_path):
+    """What the kernel's process started (here a background ``sleep``, as papermill starts a
+    Jupyter kernel) is stopped too, not left running after the kernel is given up on."""
+    import psutil
+
+    from doodle_utils.kaggle_emulator import _run_group
+
+    marker = tmp_path / "tmp"
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(marker)}
+    t0 = time.perf_counter()
+    assert _run_group(["sh", "-c", "sleep 120 & sleep 120"], tmp_path, env, timeout=1) is None
+    assert time.perf_counter() - t0 < 60  # not held until the background sleep ends on its own
+    psutil.wait_procs([psutil.Process(p) for p in _processes_with_tmpdir_under(marker)], timeout=5)
+    assert _processes_with_tmpdir_under(marker) == []
+    done = _run_group(["sh", "-c", "echo out; echo err >&2; exit 3"], tmp_path, env, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
