@@ -17,6 +17,7 @@ import torch
 from fastai.callback.core import Callback
 
 from doodle_utils import metrics
+from doodle_utils.data import Drawings
 from doodle_utils.data.store import Store
 from doodle_utils.render import RenderSpec
 from doodle_utils.training import DoodleNet, RunStateError, config_from_params, train
@@ -212,6 +213,23 @@ def test_augmentations_act(stores):
     lens = np.diff(multi.stroke_offsets)
     longest = [lens[a:b].max() for a, b in zip(multi.drawing_offsets[:-1], multi.drawing_offsets[1:])]
     assert everything.point_counts().tolist() == longest
+
+
+def test_drop_strokes_keeps_each_drawings_own_strokes_in_order_with_empty_drawings_between():
+    strokes = [[np.array([[i, j]] * (i + 1), np.uint8) for i in range(n)] for j, n in enumerate([3, 0, 1, 4, 0, 2])]
+    xy = np.concatenate([s for d in strokes for s in d])
+    lens = [len(s) for d in strokes for s in d]
+    d = Drawings(xy, None, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                 np.concatenate([[0], np.cumsum([len(d) for d in strokes])]).astype(np.int64))
+    for seed in range(20):
+        out = drop_strokes(d, 0.5, np.random.default_rng(seed))
+        assert len(out) == len(d)
+        for j, orig in enumerate(strokes):
+            got = [out.xy[out.stroke_offsets[k]:out.stroke_offsets[k + 1]]
+                   for k in range(out.drawing_offsets[j], out.drawing_offsets[j + 1])]
+            assert (len(got) == 0) == (len(orig) == 0)
+            rows = [s[0, 0] for s in got]  # each stroke's index in its drawing, written in its points
+            assert rows == sorted(rows) and all((s[:, 1] == j).all() and len(s) == s[0, 0] + 1 for s in got)
 
 
 def test_pseudo_labels_fill_a_fixed_share_of_every_batch(stores, tmp_path):

@@ -93,13 +93,12 @@ def kept_strokes(lens: np.ndarray, drawing_offsets: np.ndarray, p: float, rng: n
 def drop_strokes(d: Drawings, p: float, rng: np.random.Generator) -> Drawings:
     """Drop each stroke with probability ``p``; a drawing that would lose all keeps its longest."""
     lens = np.diff(d.stroke_offsets)
-    drawing_of_stroke = np.repeat(np.arange(len(d)), np.diff(d.drawing_offsets))
     keep = kept_strokes(lens, d.drawing_offsets, p, rng)
-    kept = np.bincount(drawing_of_stroke, weights=keep, minlength=len(d)).astype(np.int64)
     stroke_offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(lens[keep], out=stroke_offsets[1:])
-    drawing_offsets = np.zeros(len(d) + 1, np.int64)
-    np.cumsum(kept, out=drawing_offsets[1:])
+    kept_before = np.zeros(len(keep) + 1, np.int64)  # strokes kept before each stroke
+    np.cumsum(keep, out=kept_before[1:])
+    drawing_offsets = kept_before[np.asarray(d.drawing_offsets, np.int64)]
     pt_keep = np.repeat(keep, lens)
     return Drawings(d.xy[pt_keep], None if d.t is None else d.t[pt_keep], stroke_offsets, drawing_offsets, d.in_frame)
 
