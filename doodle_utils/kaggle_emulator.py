@@ -102,15 +102,18 @@ def parameter_defaults(source: str) -> dict:
 def _run_group(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess | None:
     """Run ``cmd`` in a process group of its own; ``None`` if it ran past ``timeout`` seconds,
     after killing the whole group (papermill's Jupyter kernel and the loader workers it started
-    are not papermill's to stop when papermill itself is killed)."""
+    are not papermill's to stop when papermill itself is killed). Interrupted (Ctrl-C, which
+    reaches only this process now that the group has its own session), it kills the group too."""
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException as e:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
-        return None
+        if isinstance(e, subprocess.TimeoutExpired):
+            return None
+        raise
     return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 

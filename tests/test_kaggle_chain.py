@@ -154,3 +154,32 @@ def test_the_time_limit_stops_the_kernels_whole_process_group(tmp_path):
     assert _processes_with_tmpdir_under(marker) == []
     done = _run_group(["sh", "-c", "echo out; echo err >&2; exit 3"], tmp_path, env, timeout=30)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+
+
+def test_an_interrupted_chain_stops_the_kernels_process_group(tmp_path):
+    """Ctrl-C reaches only the emulator (the kernel runs in a session of its own): the kernel's
+    processes are stopped with it rather than left running."""
+    import signal
+
+    import psutil
+
+    from doodle_utils.kaggle_emulator import _run_group
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+
+    marker = tmp_path / "tmp"
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(marker)}
+    before = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.alarm(1)
+        with pytest.raises(Interrupted):
+            _run_group(["sh", "-c", "sleep 120 & sleep 120"], tmp_path, env, timeout=100)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    psutil.wait_procs([psutil.Process(p) for p in _processes_with_tmpdir_under(marker)], timeout=5)
+    assert _processes_with_tmpdir_under(marker) == []
