@@ -399,6 +399,7 @@ def _kaggle_bundle(a: argparse.Namespace) -> int:
 
 
 def _kaggle_emulate(a: argparse.Namespace) -> int:
+    from .kaggle import RUN_LIMIT_SECONDS
     from .kaggle_emulator import KernelFailed, run_chain
 
     if not (a.competition / "sample_submission.csv").is_file():
@@ -406,7 +407,7 @@ def _kaggle_emulate(a: argparse.Namespace) -> int:
         return 2
     try:
         runs = run_chain(a.bundle_dir, a.competition, a.root,
-                         **({} if a.timeout is None else {"timeout": a.timeout}))
+                         timeout=RUN_LIMIT_SECONDS if a.timeout is None else a.timeout)
     except KernelFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
